@@ -1,0 +1,81 @@
+"""File access through tf.io.gfile, so every path may be local, gs:// or ram://.
+
+Writes are atomic: data goes to a temporary name beside the target, then is renamed, so a
+killed job never leaves a file that looks complete.
+"""
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import uuid
+
+import tensorflow as tf
+
+
+def is_remote(path):
+    """True for paths with a URL scheme (gs://, ram://, s3://...) that the OS cannot open."""
+    return "://" in str(path)
+
+
+def join(*parts):
+    """Joins path parts with '/', which is right for local POSIX paths and URLs alike."""
+    return os.path.join(*[str(p) for p in parts])
+
+
+def temp_name(path):
+    """A unique sibling of `path` used while it is being written."""
+    return f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def atomic_write(path, data):
+    """Writes bytes or str to `path` through a temporary name and a rename."""
+    tmp = temp_name(path)
+    mode = "wb" if isinstance(data, (bytes, bytearray)) else "w"
+    with tf.io.gfile.GFile(tmp, mode) as f:
+        f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_csv(frame, path, **kwargs):
+    """Writes a pandas DataFrame as CSV atomically (index omitted)."""
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, **kwargs)
+    atomic_write(path, buf.getvalue())
+
+
+def read_text(path):
+    with tf.io.gfile.GFile(path, "r") as f:
+        return f.read()
+
+
+def read_bytes(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """Yields a local filesystem path for `path`, copying a remote file to a temporary one."""
+    if not is_remote(path):
+        yield str(path)
+        return
+    suffix = os.path.splitext(str(path))[1]
+    fd, local = tempfile.mkstemp(suffix=suffix, prefix="chimpact-")
+    os.close(fd)
+    try:
+        tf.io.gfile.copy(path, local, overwrite=True)
+        yield local
+    finally:
+        os.remove(local)
+
+
+@contextlib.contextmanager
+def local_dir():
+    """A temporary local directory, removed afterwards."""
+    path = tempfile.mkdtemp(prefix="chimpact-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
