@@ -1,0 +1,387 @@
+"""Packs extracted frames and a label table into sharded sequence TFRecords (create_tfrecords.py).
+
+Everything is validated and planned before a byte is written: labels, frames, folds, the frame
+window of every example and the shards. Shards are written through a temporary name, the
+manifest last, so an interrupted run is completed by running it again with the same inputs.
+"""
+
+import collections
+import concurrent.futures
+import hashlib
+import io as pyio
+import json
+import logging
+import math
+import threading
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tqdm
+from sklearn.model_selection import GroupKFold
+
+from chimpact import frames, io, records
+from chimpact.errors import InputError
+
+PLAN = "plan.json"
+GROUP_BY = ("video", "site")
+_SIZE_SAMPLE = 64
+_JPEG_QUALITY = 95
+_LISTED = 10
+
+
+def _where(path, line):
+    return f"{path} line {line}"
+
+
+def read_labels(labels_csv, subset):
+    """The validated label table (video_id, time, distance, line) and the file's sha256.
+
+    `line` is the row's line number in the file; the test subset's distance is NaN.
+    """
+    if not tf.io.gfile.exists(labels_csv):
+        raise InputError(f"{labels_csv}: file not found")
+    data = io.read_bytes(labels_csv)
+    table = pd.read_csv(pyio.BytesIO(data), dtype=str, keep_default_na=False)
+    needed = ["video_id", "time"] + (["distance"] if subset == "train" else [])
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"{labels_csv}: missing columns {', '.join(missing)} (has {', '.join(table.columns)})"
+        )
+    if table.empty:
+        raise InputError(f"{labels_csv}: no rows")
+    lines = np.arange(len(table)) + 2
+    _check_column(labels_csv, table.video_id, lines, "video_id", lambda v: v.str.strip() == "",
+                  "is empty")
+    time = pd.to_numeric(table.time, errors="coerce")
+    _check_column(labels_csv, table.time, lines, "time", lambda _: ~np.isfinite(time),
+                  "is not a number")
+    _check_column(labels_csv, table.time, lines, "time", lambda _: time < 0, "is negative")
+    _check_column(labels_csv, table.time, lines, "time", lambda _: time != np.floor(time),
+                  "is not a whole number of seconds")
+    distance = pd.Series(np.nan, index=table.index)
+    if subset == "train":
+        distance = pd.to_numeric(table.distance, errors="coerce")
+        _check_column(labels_csv, table.distance, lines, "distance",
+                      lambda _: ~np.isfinite(distance), "is not a number")
+        _check_column(labels_csv, table.distance, lines, "distance", lambda _: distance < 0,
+                      "is negative")
+    labels = pd.DataFrame({
+        "video_id": table.video_id.str.strip(), "time": time.astype(np.int64),
+        "distance": distance.astype(np.float64), "line": lines,
+    })
+    duplicated = labels.duplicated(["video_id", "time"])
+    if duplicated.any():
+        row = labels[duplicated].iloc[0]
+        first = labels[(labels.video_id == row.video_id) & (labels.time == row.time)].line.iloc[0]
+        raise InputError(
+            f"{_where(labels_csv, row.line)}: duplicate (video_id, time) = "
+            f"({row.video_id}, {row.time}), first at line {first}"
+        )
+    return labels, hashlib.sha256(data).hexdigest()
+
+
+def _check_column(path, values, lines, name, is_bad, problem):
+    bad = np.asarray(is_bad(values), dtype=bool)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{_where(path, lines[i])}: {name} {values.iloc[i]!r} {problem}")
+
+
+def read_videos(frames_dir):
+    """{video_id: (n_frames, fps)} of the videos whose frames are complete in `frames_dir`."""
+    path = frames.manifest_path(frames_dir)
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"{path}: file not found: run create_frames.py first")
+    manifest = frames.read_manifest(frames_dir)
+    missing = [c for c in ("video_id", "n_frames", "fps", "status") if c not in manifest.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {', '.join(missing)}")
+    folders = {name.rstrip("/") for name in tf.io.gfile.listdir(frames_dir)}
+    ok = manifest[(manifest.status == "ok") & manifest.video_id.isin(folders)]
+    ok = ok[pd.to_numeric(ok.n_frames, errors="coerce") > 0]
+    return {
+        row.video_id: (int(row.n_frames), float(row.fps))
+        for row in ok.drop_duplicates("video_id", keep="last").itertuples()
+    }
+
+
+def read_sites(metadata_csv, video_ids):
+    """{video_id: site_id} from the challenge metadata table, for every video in `video_ids`."""
+    if not tf.io.gfile.exists(metadata_csv):
+        raise InputError(f"{metadata_csv}: file not found")
+    with tf.io.gfile.GFile(metadata_csv, "r") as f:
+        table = pd.read_csv(f, dtype=str, keep_default_na=False)
+    missing = [c for c in ("video_id", "site_id") if c not in table.columns]
+    if missing:
+        raise InputError(f"{metadata_csv}: missing columns {', '.join(missing)}")
+    sites = table.drop_duplicates(["video_id", "site_id"])
+    twice = sites.video_id.duplicated()
+    if twice.any():
+        raise InputError(
+            f"{metadata_csv}: video {sites.video_id[twice].iloc[0]} has more than one site_id"
+        )
+    site_of = dict(zip(sites.video_id, sites.site_id))
+    unknown = sorted(set(video_ids) - set(site_of))
+    if unknown:
+        raise InputError(f"{metadata_csv}: no site_id for videos {_listing(unknown)}")
+    return site_of
+
+
+def _listing(names):
+    more = f" (+{len(names) - _LISTED} more)" if len(names) > _LISTED else ""
+    return ", ".join(names[:_LISTED]) + more
+
+
+def assign_folds(groups, n_folds):
+    """The GroupKFold fold of each row given its group: deterministic, no group in two folds."""
+    groups = np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    if n_folds < 2 or n_folds > n_groups:
+        raise InputError(f"--n_folds={n_folds}: must be between 2 and the {n_groups} groups")
+    folds = np.empty(len(groups), dtype=np.int64)
+    for fold, (_, rows) in enumerate(GroupKFold(n_splits=n_folds).split(groups, groups=groups)):
+        folds[rows] = fold
+    return folds
+
+
+def frame_window(time, fps, n_frames, frames_per_side, step):
+    """Frame indices at `time + d * step` seconds for d in -frames_per_side..frames_per_side,
+    clamped into the video, and how many of them were clamped."""
+    wanted = [frames.frame_index(time + d * step, fps)
+              for d in range(-frames_per_side, frames_per_side + 1)]
+    window = [min(max(i, 0), n_frames - 1) for i in wanted]
+    return window, sum(w != i for w, i in zip(window, wanted))
+
+
+def plan_examples(labels, videos, frames_per_side, step):
+    """Adds to each label row its frame window, clamped-frame count and whether its own
+    second lies outside the video."""
+    windows, clamped, outside = [], [], []
+    for row in labels.itertuples():
+        n_frames, fps = videos[row.video_id]
+        window, n = frame_window(row.time, fps, n_frames, frames_per_side, step)
+        windows.append(window)
+        clamped.append(n)
+        outside.append(not 0 <= frames.frame_index(row.time, fps) < n_frames)
+    return labels.assign(window=windows, clamped=clamped, target_clamped=outside)
+
+
+def read_frame(frames_dir, video_id, index):
+    """The JPEG bytes of a frame; InputError naming it when it is missing."""
+    path = frames.frame_path(frames_dir, video_id, index)
+    try:
+        return io.read_bytes(path)
+    except tf.errors.NotFoundError:
+        raise InputError(f"{path}: frame missing though the frames manifest lists it") from None
+
+
+def sample_frame_size(frames_dir, examples):
+    """Most common (height, width) and mean size in bytes, from a spread sample of frames."""
+    picks = examples.iloc[np.linspace(0, len(examples) - 1, min(_SIZE_SAMPLE, len(examples)),
+                                      dtype=int)]
+    shapes, sizes = [], []
+    for row in picks.itertuples():
+        data = read_frame(frames_dir, row.video_id, row.window[len(row.window) // 2])
+        shapes.append(tuple(int(v) for v in tf.io.extract_jpeg_shape(data)[:2]))
+        sizes.append(len(data))
+    return collections.Counter(shapes).most_common(1)[0][0], float(np.mean(sizes)), shapes
+
+
+def shard_counts(examples, stored_frames, frame_bytes, shard_mb, shards):
+    """Number of shards for a fold (or the test subset) of `examples` rows."""
+    if shards:
+        wanted = shards
+    else:
+        wanted = math.ceil(examples * stored_frames * frame_bytes / (shard_mb * 2**20))
+    return max(1, min(wanted, examples))
+
+
+def plan_shards(examples, subset, count_for):
+    """[(file name, fold or None, rows)] with rows sorted by video and time, split evenly."""
+    examples = examples.sort_values(["video_id", "time"], kind="stable")
+    parts = [(None, examples)] if subset == "test" else [
+        (int(f), rows) for f, rows in examples.groupby("fold", sort=True)]
+    plan = []
+    for fold, rows in parts:
+        count = count_for(len(rows))
+        for i, chunk in enumerate(np.array_split(np.arange(len(rows)), count)):
+            plan.append((records.shard_name(subset, fold, i, count), fold, rows.iloc[chunk]))
+    return plan
+
+
+class _FrameReader:
+    """Reads a video's frames as JPEG bytes at `image_size`, re-encoding only frames of another
+    size; caches the frames of the current video because neighbouring examples share them."""
+
+    def __init__(self, frames_dir, image_size):
+        self.frames_dir = frames_dir
+        self.image_size = tuple(image_size)
+        self.video_id = None
+
+    def read(self, video_id, index):
+        if video_id != self.video_id:
+            self.video_id, self.cache, self.resize = video_id, {}, None
+        if index not in self.cache:
+            data = read_frame(self.frames_dir, video_id, index)
+            if self.resize is None:
+                size = tuple(int(v) for v in tf.io.extract_jpeg_shape(data)[:2])
+                self.resize = size != self.image_size
+            self.cache[index] = self._resized(data) if self.resize else data
+        return self.cache[index]
+
+    def _resized(self, data):
+        image = tf.image.resize(tf.io.decode_jpeg(data, channels=3), self.image_size,
+                                antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return tf.io.encode_jpeg(image, quality=_JPEG_QUALITY).numpy()
+
+
+def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None):
+    """Writes the examples of `rows` to `path` through a temporary name."""
+    reader = _FrameReader(frames_dir, image_size)
+    tmp = io.temp_name(path)
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for row in rows.itertuples():
+            jpegs = [reader.read(row.video_id, i) for i in row.window]
+            writer.write(records.serialize_example(
+                jpegs, row.distance, row.video_id, row.time, row.fold))
+            on_example()
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _prepare_out_dir(out_dir, fingerprint):
+    """Keeps the shards of an interrupted run with the same plan; removes any other shards."""
+    tf.io.gfile.makedirs(out_dir)
+    plan_path = io.join(out_dir, PLAN)
+    same = (tf.io.gfile.exists(plan_path)
+            and json.loads(io.read_text(plan_path)).get("fingerprint") == fingerprint)
+    for name in tf.io.gfile.listdir(out_dir):
+        stale = not same and (records.is_shard_name(name) or name == records.MANIFEST)
+        if stale or (records.is_shard_name(name.split(".tmp-")[0]) and ".tmp-" in name):
+            tf.io.gfile.remove(io.join(out_dir, name))
+    if not same:
+        io.atomic_write(plan_path, json.dumps({"fingerprint": fingerprint}) + "\n")
+
+
+def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_side=5, step=1,
+                   n_folds=5, group_by="video", metadata_csv=None, image_size=None, shard_mb=150,
+                   shards=None, workers=1, allow_missing=False, progress=True):
+    """Writes the records of `labels_csv` to `out_dir` and returns the manifest.
+
+    A finished output with the same inputs is left as is; an interrupted one is completed.
+    """
+    _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,
+                    shards, workers)
+    if not tf.io.gfile.isdir(frames_dir):
+        raise InputError(f"--frames_dir={frames_dir}: folder not found")
+    labels, labels_sha256 = read_labels(labels_csv, subset)
+    videos = read_videos(frames_dir)
+    missing = sorted(set(labels.video_id) - set(videos))
+    if missing and not allow_missing:
+        raise InputError(
+            f"{frames_dir}: no frames for {len(missing)} video(s) of {labels_csv}: "
+            f"{_listing(missing)}; --allow_missing skips their rows"
+        )
+    skipped = int(labels.video_id.isin(missing).sum())
+    labels = labels[~labels.video_id.isin(missing)]
+    if labels.empty:
+        raise InputError(f"{labels_csv}: no row has frames in {frames_dir}")
+
+    if subset == "train":
+        groups = labels.video_id
+        if group_by == "site":
+            groups = labels.video_id.map(read_sites(metadata_csv, labels.video_id))
+        labels = labels.assign(fold=assign_folds(groups, n_folds))
+    else:
+        labels = labels.assign(fold=-1)
+    examples = plan_examples(labels, videos, frames_per_side, step)
+    stored_frames = 2 * frames_per_side + 1
+    common_size, frame_bytes, shapes = sample_frame_size(frames_dir, examples)
+    image_size = tuple(image_size or common_size)
+    scale = np.mean([image_size[0] * image_size[1] / (h * w) for h, w in shapes])
+    plan = plan_shards(examples, subset, lambda n: shard_counts(
+        n, stored_frames, frame_bytes * scale, shard_mb, shards))
+
+    train = subset == "train"
+    manifest = {
+        "schema_version": records.SCHEMA_VERSION,
+        "subset": subset,
+        "frames_per_side": frames_per_side,
+        "step": step,
+        "stored_frames": stored_frames,
+        "image_size": list(image_size),
+        "n_folds": n_folds if train else None,
+        "group_by": group_by if train else None,
+        "examples": len(examples),
+        "examples_per_fold": {str(f): int(n) for f, n in
+                              examples.fold.value_counts().sort_index().items()} if train else {},
+        "shards": [{"file": name, "fold": fold, "examples": len(rows)}
+                   for name, fold, rows in plan],
+        "distances": sorted(examples.distance.unique().tolist()) if train else [],
+        "labels_csv": str(labels_csv),
+        "labels_sha256": labels_sha256,
+        "frames_dir": str(frames_dir),
+        "clamped_frames": int(examples.clamped.sum()),
+        "clamped_examples": int((examples.clamped > 0).sum()),
+        "clamped_targets": int(examples.target_clamped.sum()),
+        "missing_videos": missing,
+        "skipped_rows": skipped,
+    }
+    frames_sha256 = hashlib.sha256(io.read_bytes(frames.manifest_path(frames_dir))).hexdigest()
+    manifest["fingerprint"] = hashlib.sha256(
+        (json.dumps(manifest, sort_keys=True) + frames_sha256).encode()).hexdigest()
+    return _write(out_dir, plan, manifest, frames_dir, workers, progress)
+
+
+def _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,
+                    shards, workers):
+    if subset not in records.SUBSETS:
+        raise InputError(f"--subset={subset}: must be one of {', '.join(records.SUBSETS)}")
+    if group_by not in GROUP_BY:
+        raise InputError(f"--group_by={group_by}: must be one of {', '.join(GROUP_BY)}")
+    if subset == "train" and group_by == "site" and not metadata_csv:
+        raise InputError("--group_by=site needs --metadata_csv (the challenge's "
+                         "train_metadata.csv)")
+    if frames_per_side < 0 or step < 1:
+        raise InputError(f"--frames_per_side={frames_per_side} --step={step}: need >= 0 and >= 1")
+    if shard_mb <= 0 or (shards is not None and shards < 1) or workers < 1:
+        raise InputError(f"--shard_mb={shard_mb} --shards={shards} --workers={workers}: "
+                         "must be positive")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise InputError(f"--image_size={image_size}: must be HEIGHT,WIDTH")
+
+
+def _write(out_dir, plan, manifest, frames_dir, workers, progress):
+    """Writes the shards of `plan` not yet written, then the manifest."""
+    if tf.io.gfile.exists(records.manifest_path(out_dir)):
+        done = json.loads(io.read_text(records.manifest_path(out_dir)))
+        if done.get("fingerprint") == manifest["fingerprint"]:
+            logging.info("%s is already complete", out_dir)
+            return done
+    _prepare_out_dir(out_dir, manifest["fingerprint"])
+    pending = [(io.join(out_dir, name), rows) for name, _, rows in plan
+               if not tf.io.gfile.exists(io.join(out_dir, name))]
+    _write_shards(pending, frames_dir, manifest["image_size"], workers, progress)
+    records.write_manifest(out_dir, manifest)
+    tf.io.gfile.remove(io.join(out_dir, PLAN))
+    return manifest
+
+
+def _write_shards(pending, frames_dir, image_size, workers, progress):
+    """Writes shards on `workers` threads (TF file and image ops release the GIL)."""
+    total = sum(len(rows) for _, rows in pending)
+    lock = threading.Lock()
+    with tqdm.tqdm(total=total, unit="example", disable=not progress) as bar:
+        def advance():
+            with lock:
+                bar.update()
+
+        def write(item):
+            path, rows = item
+            write_shard(path, rows, frames_dir, image_size, on_example=advance)
+
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(write, pending):
+                pass

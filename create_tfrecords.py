@@ -1,0 +1,72 @@
+"""Packs extracted frames and a label table into sharded sequence TFRecords.
+
+    python create_tfrecords.py --frames_dir=frames --labels_csv=train_labels.csv --out_dir=tfrec
+    python create_tfrecords.py --frames_dir=frames --subset=test \
+        --labels_csv=submission_format.csv --out_dir=tfrec_test
+    python create_tfrecords.py --inspect=tfrec
+
+Re-running an interrupted command completes it; the output is complete once manifest.json exists.
+"""
+
+from absl import app, flags
+
+from chimpact import packing, records
+from chimpact.cli import reports_input_errors
+from chimpact.errors import InputError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("frames_dir", None, "Folder written by create_frames.py (manifest.csv and "
+                    "one folder of JPEG frames per video).")
+flags.DEFINE_string("labels_csv", None, "Label table with video_id, time (and distance for "
+                    "--subset=train): train_labels.csv or submission_format.csv.")
+flags.DEFINE_string("out_dir", None, "Folder for the shards and manifest.json (local or gs://).")
+flags.DEFINE_enum("subset", "train", ["train", "test"], "train: labelled, split into folds; "
+                  "test: the rows to predict, their distance column ignored.")
+flags.DEFINE_integer("frames_per_side", 5, "Frames stored on each side of the labelled second: "
+                     "each example holds 2*frames_per_side+1 frames.")
+flags.DEFINE_integer("step", 1, "Seconds between stored frames.")
+flags.DEFINE_integer("n_folds", 5, "GroupKFold folds of the training data.")
+flags.DEFINE_enum("group_by", "video", ["video", "site"], "What no two folds share: videos, or "
+                  "camera sites (needs --metadata_csv).")
+flags.DEFINE_string("metadata_csv", None, "The challenge's train_metadata.csv (video_id, site_id),"
+                    " for --group_by=site.")
+flags.DEFINE_list("image_size", None, "HEIGHT,WIDTH of the stored frames; frames of another size "
+                  "are resized and re-encoded. Default: the size they were extracted at (the most "
+                  "common one if videos differ).")
+flags.DEFINE_float("shard_mb", 150, "Target shard size in MB (ignored when --shards is set).")
+flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), instead of "
+                     "--shard_mb.")
+flags.DEFINE_integer("workers", 4, "Shards written in parallel.")
+flags.DEFINE_bool("allow_missing", False, "Skip the rows of videos without frames (counted in "
+                  "the manifest) instead of failing.")
+flags.DEFINE_string("inspect", None, "Instead of writing: print the manifest of this records "
+                    "folder and decode one example of each shard.")
+
+
+@reports_input_errors
+def main(argv):
+    del argv
+    if FLAGS.inspect:
+        for line in records.describe(FLAGS.inspect):
+            print(line)
+        return
+    for name in ("frames_dir", "labels_csv", "out_dir"):
+        if not FLAGS[name].value:
+            raise InputError(f"--{name} is required")
+    try:
+        image_size = [int(v) for v in FLAGS.image_size] if FLAGS.image_size else None
+    except ValueError:
+        raise InputError(f"--image_size={','.join(FLAGS.image_size)}: must be HEIGHT,WIDTH")
+    manifest = packing.create_records(
+        FLAGS.frames_dir, FLAGS.labels_csv, FLAGS.out_dir, subset=FLAGS.subset,
+        frames_per_side=FLAGS.frames_per_side, step=FLAGS.step, n_folds=FLAGS.n_folds,
+        group_by=FLAGS.group_by, metadata_csv=FLAGS.metadata_csv, image_size=image_size,
+        shard_mb=FLAGS.shard_mb, shards=FLAGS.shards, workers=FLAGS.workers,
+        allow_missing=FLAGS.allow_missing)
+    print(f"{FLAGS.out_dir}: {manifest['examples']} examples in {len(manifest['shards'])} shards, "
+          f"{manifest['clamped_examples']} with clamped frames, "
+          f"{manifest['skipped_rows']} rows skipped")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,293 @@
+"""create_tfrecords.py and the record schema, on tiny generated frames in the frames layout."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from chimpact import frames, io, packing, records
+from chimpact.errors import InputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def frame_jpeg(video_id, index, size=(8, 8)):
+    """A small JPEG whose colour depends on the video and the frame index, so bytes differ."""
+    shade = (index * 37 + sum(map(ord, video_id))) % 256
+    return tf.io.encode_jpeg(tf.fill([*size, 3], tf.constant(shade, tf.uint8))).numpy()
+
+
+def write_frames(frames_dir, n_frames, size=(8, 8), fps=1.0):
+    """Writes `n_frames` {video_id: count} frames and the manifest, as create_frames.py does."""
+    for video_id, count in n_frames.items():
+        tf.io.gfile.makedirs(frames.video_dir(frames_dir, video_id))
+        for i in range(count):
+            path = frames.frame_path(frames_dir, video_id, i)
+            io.atomic_write(path, frame_jpeg(video_id, i, size))
+    manifest = pd.DataFrame([
+        {"video_id": v, "n_frames": n, "width": size[1], "height": size[0], "fps": fps,
+         "duration_s": n / fps, "gamma_corrected": False, "status": "ok", "error": ""}
+        for v, n in n_frames.items()], columns=frames.MANIFEST_COLUMNS)
+    io.write_csv(manifest, frames.manifest_path(frames_dir))
+
+
+def write_labels(path, rows, columns=("video_id", "time", "distance")):
+    io.write_csv(pd.DataFrame(rows, columns=list(columns)), path)
+    return path
+
+
+def all_examples(out_dir):
+    return [ex for path in records.shard_paths(out_dir) for ex in records.read_examples(path)]
+
+
+@pytest.fixture
+def small(tmp_path):
+    """Four short videos and their labels: (frames_dir, labels_csv)."""
+    frames_dir = str(tmp_path / "frames")
+    write_frames(frames_dir, {"a.mp4": 12, "b.mp4": 10, "c.mp4": 8, "d.mp4": 9})
+    labels = write_labels(str(tmp_path / "labels.csv"), [
+        ("a.mp4", 0, 1.5), ("a.mp4", 5, 2.0), ("a.mp4", 11, 3.0), ("b.mp4", 4, 8.0),
+        ("c.mp4", 7, 0.0), ("c.mp4", 9, 4.5), ("d.mp4", 3, 2.5),
+    ])
+    return frames_dir, labels
+
+
+def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
+    frames_dir, labels = small
+    out = str(tmp_path / "tfrec")
+    manifest = packing.create_records(frames_dir, labels, out, frames_per_side=2, n_folds=2,
+                                      shards=2, progress=False)
+    examples = all_examples(out)
+    table = pd.read_csv(labels)
+    assert sorted((e["video_id"], e["time"]) for e in examples) == sorted(
+        zip(table.video_id, table.time))
+    a5 = next(e for e in examples if (e["video_id"], e["time"]) == ("a.mp4", 5))
+    assert a5["frames"] == [frame_jpeg("a.mp4", i) for i in (3, 4, 5, 6, 7)]
+    assert a5["distance"] == 2.0
+    fold_of = {e["video_id"]: e["fold"] for e in examples}
+    assert all(e["fold"] == fold_of[e["video_id"]] for e in examples)
+    assert set(fold_of.values()) == {0, 1}
+    assert manifest == records.read_manifest(out)
+    assert manifest["stored_frames"] == 5 and manifest["image_size"] == [8, 8]
+    assert manifest["distances"] == [0.0, 1.5, 2.0, 2.5, 3.0, 4.5, 8.0]
+    assert sum(s["examples"] for s in manifest["shards"]) == manifest["examples"] == 7
+    assert [s["file"] for s in manifest["shards"]] == [
+        "train-fold0-000-of-002.tfrecord", "train-fold0-001-of-002.tfrecord",
+        "train-fold1-000-of-002.tfrecord", "train-fold1-001-of-002.tfrecord"]
+    assert sorted(tf.io.gfile.listdir(out)) == sorted(
+        [s["file"] for s in manifest["shards"]] + ["manifest.json"])
+    assert records.shard_paths(out, folds=[1]) == [
+        io.join(out, s["file"]) for s in manifest["shards"] if s["fold"] == 1]
+
+    parse = records.make_parser(5, 5, image_size=(8, 8))
+    parsed = next(iter(tf.data.TFRecordDataset(records.shard_paths(out)).map(parse)))
+    assert parsed["frames"].shape == (5, 8, 8, 3) and parsed["frames"].dtype == tf.uint8
+    assert parsed["distance"].dtype == tf.float32 and parsed["time"].dtype == tf.int64
+
+    again = packing.create_records(frames_dir, labels, str(tmp_path / "again"), frames_per_side=2,
+                                   n_folds=2, shards=2, workers=2, progress=False)
+    assert again["shards"] == manifest["shards"]
+    for s in manifest["shards"]:
+        assert io.read_bytes(io.join(out, s["file"])) == io.read_bytes(
+            io.join(str(tmp_path / "again"), s["file"]))
+
+
+def test_clamping_at_both_ends_and_step(small, tmp_path):
+    frames_dir, labels = small
+    out = str(tmp_path / "tfrec")
+    manifest = packing.create_records(frames_dir, labels, out, frames_per_side=2, step=2,
+                                      n_folds=2, progress=False)
+    by_key = {(e["video_id"], e["time"]): e["frames"] for e in all_examples(out)}
+    c = lambda *idx: [frame_jpeg("c.mp4", i) for i in idx]  # noqa: E731
+    assert by_key[("a.mp4", 5)] == [frame_jpeg("a.mp4", i) for i in (1, 3, 5, 7, 9)]
+    assert by_key[("a.mp4", 0)] == [frame_jpeg("a.mp4", i) for i in (0, 0, 0, 2, 4)]
+    assert by_key[("c.mp4", 7)] == c(3, 5, 7, 7, 7)
+    assert by_key[("c.mp4", 9)] == c(5, 7, 7, 7, 7)
+    # a 0: 2, a 11: 2, c 7: 2, c 9: 3 (its own second too), d 3: 1
+    assert manifest["clamped_frames"] == 10
+    assert manifest["clamped_examples"] == 5
+    assert manifest["clamped_targets"] == 1
+
+
+def test_frame_window_uses_seconds_and_fps():
+    assert packing.frame_window(3, 2.0, 100, 2, 1) == ([2, 4, 6, 8, 10], 0)
+    assert packing.frame_window(1, 1.0, 3, 2, 1) == ([0, 0, 1, 2, 2], 2)
+
+
+def test_parser_decodes_only_the_centred_volume():
+    images = [frame_jpeg("v.mp4", i) for i in range(11)]
+    stored = [b"not a jpeg"] * 2 + images[2:9] + [b"not a jpeg"] * 2
+    serialized = tf.constant(records.serialize_example(stored, 3.5, "v.mp4", 20, 4))
+    parsed = records.make_parser(11, 7)(serialized)
+    assert parsed["frames"].shape == (7, 8, 8, 3)
+    expected = tf.stack([tf.io.decode_jpeg(b) for b in images[2:9]])
+    np.testing.assert_array_equal(parsed["frames"].numpy(), expected.numpy())
+    assert float(parsed["distance"]) == 3.5 and parsed["video_id"].numpy() == b"v.mp4"
+    assert int(parsed["time"]) == 20 and int(parsed["fold"]) == 4
+    mapped = tf.data.Dataset.from_tensors(serialized).map(records.make_parser(11, 7, (8, 8)))
+    assert next(iter(mapped))["frames"].shape == (7, 8, 8, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        records.make_parser(11, 11)(serialized)
+
+
+@pytest.mark.parametrize("volume_size", [13, 6, 0])
+def test_parser_rejects_impossible_volume(volume_size):
+    with pytest.raises(InputError, match=f"--volume_size={volume_size}"):
+        records.make_parser(11, volume_size)
+
+
+def test_ram_paths_resize_and_inspect():
+    frames_dir, out = "ram://records-test/frames", "ram://records-test/tfrec"
+    write_frames(frames_dir, {"a.mp4": 6, "b.mp4": 6}, size=(16, 12))
+    labels = write_labels("ram://records-test/submission.csv",
+                          [("a.mp4", 2, 1.0), ("b.mp4", 3, 1.0)])
+    manifest = packing.create_records(frames_dir, labels, out, subset="test", frames_per_side=1,
+                                      image_size=(8, 6), progress=False)
+    assert [s["file"] for s in manifest["shards"]] == ["test-000-of-001.tfrecord"]
+    assert manifest["image_size"] == [8, 6] and manifest["n_folds"] is None
+    examples = all_examples(out)
+    assert [(e["video_id"], e["time"], e["fold"]) for e in examples] == [
+        ("a.mp4", 2, -1), ("b.mp4", 3, -1)]
+    assert all(np.isnan(e["distance"]) for e in examples)
+    assert tuple(tf.io.extract_jpeg_shape(examples[0]["frames"][0]).numpy()) == (8, 6, 3)
+    lines = list(records.describe(out))
+    assert json.loads(lines[0])["examples"] == 2
+    assert lines[1].endswith("video_id=a.mp4 time=2 distance=nan fold=-1 frames=(3, 8, 6, 3)")
+
+
+def test_group_by_site_keeps_sites_in_one_fold(small, tmp_path):
+    frames_dir, labels = small
+    metadata = write_labels(str(tmp_path / "meta.csv"), [
+        ("a.mp4", 0, "s1"), ("b.mp4", 4, "s1"), ("c.mp4", 7, "s2"), ("d.mp4", 3, "s3")],
+        columns=("video_id", "time", "site_id"))
+    packing.create_records(frames_dir, labels, str(tmp_path / "tfrec"), frames_per_side=0,
+                           n_folds=2, group_by="site", metadata_csv=metadata, progress=False)
+    fold_of = {e["video_id"]: e["fold"] for e in all_examples(str(tmp_path / "tfrec"))}
+    assert fold_of["a.mp4"] == fold_of["b.mp4"]
+    assert len(set(fold_of.values())) == 2
+
+
+BAD_LABELS = {
+    "missing column": ("video_id,time\na.mp4,0\n", "missing columns distance"),
+    "time not a number": ("video_id,time,distance\na.mp4,0,1\na.mp4,ten,1\n",
+                          "line 3: time 'ten' is not a number"),
+    "negative time": ("video_id,time,distance\na.mp4,-1,1\n", "line 2: time '-1' is negative"),
+    "fractional time": ("video_id,time,distance\na.mp4,1.5,1\n",
+                        "line 2: time '1.5' is not a whole"),
+    "infinite time": ("video_id,time,distance\na.mp4,inf,1\n",
+                      "line 2: time 'inf' is not a number"),
+    "NaN distance": ("video_id,time,distance\na.mp4,0,1\na.mp4,1,\n",
+                     "line 3: distance '' is not a number"),
+    "negative distance": ("video_id,time,distance\na.mp4,0,-2\n",
+                          "line 2: distance '-2' is negative"),
+    "duplicate": ("video_id,time,distance\na.mp4,0,1\nb.mp4,0,1\na.mp4,0.0,2\n",
+                  r"line 4: duplicate \(video_id, time\) = \(a.mp4, 0\), first at line 2"),
+    "missing video": ("video_id,time,distance\na.mp4,0,1\nzz.mp4,0,1\nyy.mp4,3,1\n",
+                      "no frames for 2 video.* of .*labels.csv: yy.mp4, zz.mp4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LABELS))
+def test_bad_labels_fail_before_writing(small, tmp_path, case):
+    frames_dir, _ = small
+    text, message = BAD_LABELS[case]
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text)
+    out = tmp_path / "tfrec"
+    with pytest.raises(InputError, match=message) as error:
+        packing.create_records(frames_dir, str(labels), str(out), n_folds=2, progress=False)
+    assert str(labels) in str(error.value) and "\n" not in str(error.value)
+    assert not out.exists()
+
+
+def test_test_subset_ignores_distance_and_allow_missing_skips(small, tmp_path):
+    frames_dir, _ = small
+    labels = tmp_path / "submission.csv"
+    labels.write_text("video_id,time,distance\na.mp4,0,\nzz.mp4,1,-3\nb.mp4,2,nan\n")
+    manifest = packing.create_records(frames_dir, str(labels), str(tmp_path / "tfrec"),
+                                      subset="test", allow_missing=True, progress=False)
+    assert manifest["examples"] == 2 and manifest["skipped_rows"] == 1
+    assert manifest["missing_videos"] == ["zz.mp4"]
+
+
+def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
+    frames_dir, labels = small
+    out = str(tmp_path / "tfrec")
+    frame = frames.frame_path(frames_dir, "d.mp4", 4)
+    os.rename(frame, frame + ".away")
+    with pytest.raises(InputError, match="d.mp4/00004.jpg: frame missing"):
+        packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=2,
+                               progress=False)
+    written = {name: os.stat(os.path.join(out, name)).st_mtime_ns
+               for name in os.listdir(out) if records.is_shard_name(name)}
+    assert not os.path.exists(os.path.join(out, "manifest.json"))
+    with pytest.raises(InputError, match="re-run create_tfrecords.py"):
+        records.read_manifest(out)
+    os.rename(frame + ".away", frame)
+    manifest = packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2,
+                                      shards=2, progress=False)
+    assert 0 < len(written) < len(manifest["shards"])
+    for name, mtime in written.items():
+        assert os.stat(os.path.join(out, name)).st_mtime_ns == mtime
+    assert sorted(os.listdir(out)) == sorted(
+        [s["file"] for s in manifest["shards"]] + ["manifest.json"])
+    assert len(all_examples(out)) == 7
+
+    packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=1,
+                           progress=False)
+    assert sorted(os.listdir(out)) == [
+        "manifest.json", "train-fold0-000-of-001.tfrecord", "train-fold1-000-of-001.tfrecord"]
+
+
+@pytest.mark.slow
+def test_cli_reports_bad_input_on_one_line(small, tmp_path):
+    frames_dir, _ = small
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,time,distance\na.mp4,x,1\n")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "create_tfrecords.py"), f"--frames_dir={frames_dir}",
+         f"--labels_csv={labels}", f"--out_dir={tmp_path / 'tfrec'}"],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {labels} line 2: time 'x' is not a number"]
+
+
+@pytest.mark.slow
+def test_real_label_table_packs_into_video_folds(shared_dir, tmp_path):
+    labels = str(shared_dir / "data" / "deep-chimpact" / "train_labels.csv")
+    table = pd.read_csv(labels)
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    jpeg = tmp_path / "frame.jpg"
+    jpeg.write_bytes(frame_jpeg("any", 0, (4, 4)))
+    n_frames = (table.groupby("video_id").time.max() + 1).to_dict()
+    n_frames["auxd.mp4"] = 60
+    for video_id, count in n_frames.items():
+        os.mkdir(frames_dir / video_id)
+        for i in range(count):
+            os.link(jpeg, frames_dir / video_id / frames.frame_name(i))
+    io.write_csv(pd.DataFrame(
+        [{"video_id": v, "n_frames": n, "width": 4, "height": 4, "fps": 1.0, "duration_s": n,
+          "gamma_corrected": False, "status": "ok", "error": ""} for v, n in n_frames.items()],
+        columns=frames.MANIFEST_COLUMNS), frames.manifest_path(str(frames_dir)))
+
+    out = str(tmp_path / "tfrec")
+    manifest = packing.create_records(str(frames_dir), labels, out, frames_per_side=1,
+                                      workers=2, progress=False)
+    examples = all_examples(out)
+    assert len(examples) == len(table) == manifest["examples"]
+    assert sorted((e["video_id"], e["time"]) for e in examples) == sorted(
+        zip(table.video_id, table.time))
+    folds_of_video = pd.DataFrame(examples).groupby("video_id").fold.nunique()
+    assert folds_of_video.max() == 1 and len(folds_of_video) == table.video_id.nunique()
+    assert sorted(manifest["examples_per_fold"]) == ["0", "1", "2", "3", "4"]
+    assert manifest["clamped_targets"] == 1
+    assert len(manifest["distances"]) == table.distance.nunique()
+    auxd = next(e for e in examples if (e["video_id"], e["time"]) == ("auxd.mp4", 60))
+    assert auxd["distance"] == 20.0
