@@ -25,6 +25,7 @@ setup(
         "scikit-learn",
         "tqdm",
         "matplotlib",
+        "pillow",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],

@@ -1,0 +1,213 @@
+"""create_frames.py's batch job: every video of a folder to JPEG frames, in parallel, resumable.
+
+Each worker thread drives one ffmpeg process at a time (the decoding runs there, in parallel),
+encodes the frames it receives as JPEG with the GIL released, and writes them through
+tf.io.gfile, so `out_dir` may be local, gs:// or ram:// (which only exists in this process).
+A video's frames go to a temporary folder renamed when complete; object stores have no folder
+rename, so there they are written in place and the manifest row marks them complete. The
+manifest is rewritten atomically every few seconds and at the end; a re-run redoes exactly the
+videos without a folder and an `ok` row at the frame rate and size asked.
+"""
+
+import concurrent.futures
+import dataclasses
+import io as pyio
+import os
+import re
+import time
+
+import pandas as pd
+import tensorflow as tf
+import tqdm
+from PIL import Image
+
+from chimpact import frames, io, video
+from chimpact.errors import InputError
+
+VIDEO_EXTENSIONS = (
+    ".mp4", ".avi", ".asf", ".mov", ".mkv", ".wmv", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts",
+    ".ts", ".3gp", ".webm", ".flv",
+)
+MANIFEST_EVERY_S = 10.0
+_TEMP = re.compile(r"\.tmp-[0-9a-f]{8}$")
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did: `ok` counts videos whose frames are complete, including `already_done`."""
+
+    ok: int = 0
+    failed: int = 0
+    already_done: int = 0
+    frames: int = 0
+
+    @property
+    def line(self):
+        done = f" ({self.already_done} already done)" if self.already_done else ""
+        return f"{self.ok} ok, {self.failed} failed{done}"
+
+
+def list_videos(video_dir):
+    """{video_id: path} of the video files directly in `video_dir` (by extension)."""
+    if not tf.io.gfile.isdir(video_dir):
+        raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
+    videos = {
+        name: io.join(video_dir, name)
+        for name in sorted(tf.io.gfile.listdir(video_dir))
+        if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith(".")
+    }
+    if not videos:
+        raise InputError(f"--video_dir={video_dir} holds no video files "
+                         f"({', '.join(VIDEO_EXTENSIONS)})")
+    return videos
+
+
+def read_table(path, columns, flag):
+    """A CSV with at least `columns`; InputError naming `flag` and the file otherwise."""
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"--{flag}={path} does not exist")
+    with tf.io.gfile.GFile(path, "r") as f:
+        table = pd.read_csv(f, dtype={"video_id": str})
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"--{flag}={path} lacks column(s) {', '.join(missing)}")
+    return table
+
+
+def labelled_frames(labels_csv, fps):
+    """{video_id: [frame indices at `fps`]} of the labelled times in `labels_csv`."""
+    table = read_table(labels_csv, ["video_id", "time"], "labels_csv")
+    return {
+        video_id: sorted({frames.frame_index(t, fps) for t in group["time"]})
+        for video_id, group in table.groupby("video_id")
+    }
+
+
+def encode_jpeg(frame, quality):
+    """JPEG bytes of an RGB uint8 frame (libjpeg quality scale, 1-100)."""
+    buffer = pyio.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_csv=None,
+                   labels_csv=None, overwrite=False, progress=True):
+    """Writes the frames of every video in `video_dir` to `out_dir` (see chimpact.frames).
+
+    `options` is a video.DecodeOptions; `workers` videos are decoded at a time (0: one per
+    core). Returns a Summary; failed videos have manifest rows with status "error".
+    """
+    videos = list_videos(video_dir)
+    missing = []
+    if videos_csv:
+        wanted = set(read_table(videos_csv, ["video_id"], "videos_csv")["video_id"])
+        missing = sorted(wanted - set(videos))
+        videos = {v: p for v, p in videos.items() if v in wanted}
+    labels = labelled_frames(labels_csv, options.fps) if labels_csv else {}
+    workers = workers or os.cpu_count()
+    if not options.threads:
+        options = dataclasses.replace(options, threads=max(1, os.cpu_count() // workers))
+
+    tf.io.gfile.makedirs(out_dir)
+    _remove_temporaries(out_dir)
+    manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
+    present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
+    summary = Summary()
+    todo = []
+    for video_id in videos:
+        if not overwrite and _is_done(manifest.get(video_id), options) and video_id in present:
+            summary.ok += 1
+            summary.already_done += 1
+        else:
+            todo.append(video_id)
+    for video_id in missing:
+        manifest[video_id] = _error_row(video_id, options, f"not in --video_dir={video_dir}")
+        summary.failed += 1
+
+    started = last_write = time.monotonic()
+    bar = tqdm.tqdm(total=len(todo), unit="video", disable=not progress, dynamic_ncols=True)
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    try:
+        jobs = [pool.submit(_extract_video, videos[v], v, out_dir, options, quality,
+                            labels.get(v), v in present) for v in todo]
+        for job in concurrent.futures.as_completed(jobs):
+            row = job.result()
+            manifest[row["video_id"]] = row
+            if row["status"] == "ok":
+                summary.ok += 1
+                summary.frames += row["n_frames"]
+            else:
+                summary.failed += 1
+            bar.update()
+            bar.set_postfix_str(f"{summary.frames / (time.monotonic() - started):.0f} "
+                                f"frames/s, {summary.failed} failed")
+            if time.monotonic() - last_write > MANIFEST_EVERY_S:
+                _write_manifest(out_dir, manifest)
+                last_write = time.monotonic()
+    finally:
+        # On an interrupt, videos not started are dropped; those running finish first.
+        pool.shutdown(cancel_futures=True)
+        bar.close()
+        _write_manifest(out_dir, manifest)
+    return summary
+
+
+def _is_done(row, options):
+    """Whether a manifest row says the video is complete with the frame rate and size asked."""
+    if not row or row["status"] != "ok" or float(row["fps"]) != float(options.fps):
+        return False
+    return options.size is None or (int(row["width"]), int(row["height"])) == tuple(options.size)
+
+
+def _extract_video(path, video_id, out_dir, options, quality, labelled, stale):
+    """Decodes one video and publishes its frames; returns its manifest row."""
+    try:
+        jpegs, info = video.decode(path, options, labelled,
+                                   convert=lambda frame: encode_jpeg(frame, quality))
+    except video.VideoError as e:
+        return _error_row(video_id, options, e.reason)
+    _publish(out_dir, video_id, jpegs, stale)
+    return dict(
+        video_id=video_id, n_frames=info["n_frames"], width=info["width"],
+        height=info["height"], fps=info["fps"], duration_s=info["duration_s"],
+        gamma_corrected=info["gamma_corrected"], status="ok", error="",
+    )
+
+
+def _publish(out_dir, video_id, jpegs, stale):
+    """Writes the frames of `video_id`, replacing a stale folder from an earlier run."""
+    final = frames.video_dir(out_dir, video_id)
+    in_place = io.is_remote(out_dir)
+    if stale and in_place:
+        tf.io.gfile.rmtree(final)
+    folder = final if in_place else io.temp_name(final)
+    tf.io.gfile.makedirs(folder)
+    for index, data in enumerate(jpegs):
+        with tf.io.gfile.GFile(io.join(folder, frames.frame_name(index)), "wb") as f:
+            f.write(data)
+    if not in_place:
+        if stale:
+            tf.io.gfile.rmtree(final)
+        os.rename(folder, final)
+
+
+def _error_row(video_id, options, reason):
+    return dict(video_id=video_id, n_frames=0, width=0, height=0, fps=float(options.fps),
+                duration_s=0.0, gamma_corrected=False, status="error", error=reason)
+
+
+def _remove_temporaries(out_dir):
+    """Removes half-written folders and files left by a killed run."""
+    for name in tf.io.gfile.listdir(out_dir):
+        if _TEMP.search(name.rstrip("/")):
+            path = io.join(out_dir, name.rstrip("/"))
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+
+
+def _write_manifest(out_dir, manifest):
+    table = pd.DataFrame(sorted(manifest.values(), key=lambda row: row["video_id"]),
+                         columns=frames.MANIFEST_COLUMNS)
+    io.write_csv(table, frames.manifest_path(out_dir))
