@@ -57,18 +57,18 @@ def read_bytes(path):
 
 @contextlib.contextmanager
 def local_copy(path):
-    """Yields a local filesystem path for `path`, copying a remote file to a temporary one."""
+    """Yields a local filesystem path for `path`, copying a remote file to a temporary folder.
+
+    The copy keeps the file's whole name, since readers such as Keras choose the format from it
+    (`.weights.h5` versus `.h5`).
+    """
     if not is_remote(path):
         yield str(path)
         return
-    suffix = os.path.splitext(str(path))[1]
-    fd, local = tempfile.mkstemp(suffix=suffix, prefix="chimpact-")
-    os.close(fd)
-    try:
+    with local_dir() as folder:
+        local = os.path.join(folder, os.path.basename(str(path)))
         tf.io.gfile.copy(path, local, overwrite=True)
         yield local
-    finally:
-        os.remove(local)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,157 @@
+"""Sequence augmentations: one random op per example, applied identically to every frame.
+
+Frames are [T, H, W, 3] tensors (uint8, or float in 0..255); every op keeps the shape and dtype.
+Only TF ops are used (no py_function), so the ops run inside tf.data on any host, and the random
+choice comes from stateless ops seeded per example, so a run is reproducible.
+The sets follow the reference solution: `a1` geometric, `a2` adds colour, `a4` adds blur.
+"""
+
+import functools
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from chimpact.errors import InputError
+
+CROP_FRACTION = 0.7
+BLUR_SIGMA = 5.0
+
+
+def _to_float(frames):
+    return tf.cast(frames, tf.float32)
+
+
+def _restore(values, dtype):
+    """Back to the input dtype; integer pixels are rounded and clipped, not wrapped."""
+    if dtype.is_integer:
+        return tf.cast(tf.clip_by_value(tf.round(values), dtype.min, dtype.max), dtype)
+    return tf.cast(values, dtype)
+
+
+def flip_left_right(frames):
+    return tf.image.flip_left_right(frames)
+
+
+def flip_up_down(frames):
+    return tf.image.flip_up_down(frames)
+
+
+def rotate(frames, degrees):
+    """Counter-clockwise rotation about the image centre, same size, black corners.
+
+    Same convention as tf.image.rot90, so multiples of 90 degrees match it on square frames.
+    """
+    height, width = frames.shape[1], frames.shape[2]
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+    transform = tf.constant([[cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0]], tf.float32)
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=_to_float(frames), transforms=transform,
+        output_shape=tf.constant([height, width], tf.int32), fill_value=tf.constant(0.0),
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+    return _restore(rotated, frames.dtype)
+
+
+def rotate_and_crop(frames, degrees):
+    """Rotation by a non-right angle, then the central 70% (no black corners) resized back."""
+    height, width = frames.shape[1], frames.shape[2]
+    cropped = tf.image.central_crop(_to_float(rotate(frames, degrees)), CROP_FRACTION)
+    return _restore(tf.image.resize(cropped, [height, width]), frames.dtype)
+
+
+def grayscale(frames):
+    gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(_to_float(frames)))
+    return _restore(gray, frames.dtype)
+
+
+def grayscale_brightness(frames, delta):
+    """Grayscale, then brightness shifted by `delta` on a 0..1 scale."""
+    return _restore(_to_float(grayscale(frames)) + delta * 255.0, frames.dtype)
+
+
+def hue(frames, delta):
+    """Hue rotated by `delta` turns (tf.image.adjust_hue)."""
+    return _restore(tf.image.adjust_hue(_to_float(frames) / 255.0, delta) * 255.0, frames.dtype)
+
+
+def _gaussian_kernel(size, sigma):
+    offsets = np.arange(size, dtype=np.float32) - (size - 1) / 2
+    kernel = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(frames, size, sigma=BLUR_SIGMA):
+    """Separable Gaussian blur: two depthwise convolutions with reflected borders."""
+    channels = frames.shape[-1]
+    kernel = tf.constant(_gaussian_kernel(size, sigma))
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+    x = tf.pad(_to_float(frames), [[0, 0], [before, after], [before, after], [0, 0]], "REFLECT")
+    vertical = tf.tile(tf.reshape(kernel, [size, 1, 1, 1]), [1, 1, channels, 1])
+    horizontal = tf.tile(tf.reshape(kernel, [1, size, 1, 1]), [1, 1, channels, 1])
+    x = tf.nn.depthwise_conv2d(x, vertical, [1, 1, 1, 1], "VALID")
+    x = tf.nn.depthwise_conv2d(x, horizontal, [1, 1, 1, 1], "VALID")
+    return _restore(x, frames.dtype)
+
+
+OPS = {
+    "flip_lr": flip_left_right,
+    "flip_ud": flip_up_down,
+    "rot90": functools.partial(rotate, degrees=90),
+    "rot180": functools.partial(rotate, degrees=180),
+    "rot270": functools.partial(rotate, degrees=270),
+    "rot45": functools.partial(rotate_and_crop, degrees=45),
+    "rot135": functools.partial(rotate_and_crop, degrees=135),
+    "rot225": functools.partial(rotate_and_crop, degrees=225),
+    "rot315": functools.partial(rotate_and_crop, degrees=315),
+    "gray": grayscale,
+    "gray_bright+0.4": functools.partial(grayscale_brightness, delta=0.4),
+    "gray_bright+0.8": functools.partial(grayscale_brightness, delta=0.8),
+    "gray_bright-0.4": functools.partial(grayscale_brightness, delta=-0.4),
+    "hue0.4": functools.partial(hue, delta=0.4),
+    "hue0.8": functools.partial(hue, delta=0.8),
+    "blur10": functools.partial(gaussian_blur, size=10),
+    "blur20": functools.partial(gaussian_blur, size=20),
+}
+
+_A1 = ["flip_lr", "flip_ud", "rot90", "rot180", "rot270", "rot45", "rot135", "rot225", "rot315"]
+AUG_SETS = {
+    "none": [],
+    "a1": _A1,
+    "a2": _A1 + ["gray", "gray_bright+0.4", "gray_bright+0.8", "gray_bright-0.4",
+                 "hue0.4", "hue0.8"],
+    "a4": _A1 + ["gray", "blur10", "blur20"],
+}
+
+
+def op_names(aug):
+    """The op names of augmentation set `aug`; InputError for an unknown set."""
+    if aug not in AUG_SETS:
+        raise InputError(f"--aug={aug}: expected one of {', '.join(AUG_SETS)}")
+    return AUG_SETS[aug]
+
+
+def augment(frames, aug, prob, seed):
+    """With probability `prob`, one op of set `aug` drawn uniformly, applied to all frames.
+
+    `seed` is a stateless seed (int tensor of shape [2]): the same seed gives the same result.
+    """
+    ops = [OPS[name] for name in op_names(aug)]
+    if not ops or prob <= 0:
+        return frames
+    apply_seed, choice_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    chosen = tf.random.stateless_uniform([], choice_seed, 0, len(ops), dtype=tf.int32)
+    applied = tf.random.stateless_uniform([], apply_seed) < prob
+    branch = tf.where(applied, chosen, len(ops))
+    branches = [functools.partial(op, frames) for op in ops] + [lambda: frames]
+    return tf.ensure_shape(tf.switch_case(branch, branches), frames.shape)
+
+
+def tta_views(aug, count):
+    """The first `count` test-time views: the frames as they are, then the ops of set `aug`."""
+    names = op_names(aug)
+    if not 1 <= count <= len(names) + 1:
+        raise InputError(f"--tta={count}: must be 1..{len(names) + 1} for --aug={aug}")
+    return [lambda frames: frames] + [OPS[name] for name in names[:count - 1]]

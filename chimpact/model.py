@@ -1,0 +1,147 @@
+"""The CNN-LSTM distance regressor and the loading of a trained model folder.
+
+A sequence [volume_size, H, W, 3] of 0..255 frames goes through a frame encoder (a backbone with
+global average pooling), an LSTM over time, Dense(relu) and a float32 Dense(1): metres.
+The model owns its preprocessing, so callers feed raw pixels. Time is folded into the batch with a
+reshape: Keras' TimeDistributed would call the backbone once per frame in a Python loop.
+"""
+
+import contextlib
+import json
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from chimpact import io
+from chimpact.errors import InputError
+
+CONFIG = "config.json"
+IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+
+
+def _load_weights(network, weights):
+    """Loads a local or gs:// weights file into `network`."""
+    if not tf.io.gfile.exists(weights):
+        raise InputError(f"{weights}: weights file not found")
+    with io.local_copy(weights) as local:
+        network.load_weights(local)
+
+
+def _efficientnet_b0(image_size, weights):
+    """EfficientNet-B0 without top, 0..255 in, pooled 1280 features out.
+
+    Always built with weights=None so that every model has the same layers whatever its
+    pretraining. keras.applications adds, only for weights='imagenet', a rescaling by
+    1/sqrt(ImageNet stddev) after its Normalization layer (whose stored variance is the stddev, not
+    its square); that rescaling is folded into the Normalization variance here for imagenet and
+    for a weights file alike, so both get exactly the ImageNet normalisation.
+    """
+    shape = (*image_size, 3)
+    network = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=shape, pooling="avg")
+    if weights == "none":
+        return network
+    if weights == "imagenet":
+        pretrained = keras.applications.EfficientNetB0(
+            include_top=False, weights="imagenet", input_shape=shape, pooling="avg")
+        network.set_weights(pretrained.get_weights())
+    else:
+        _load_weights(network, weights)
+    normalization = next(layer for layer in network.layers
+                         if isinstance(layer, layers.Normalization))
+    normalization.adapt_variance.assign(
+        normalization.adapt_variance * tf.constant(IMAGENET_STDDEV_RGB))
+    # The layer computes with tensors snapshotted from its variables: refresh them.
+    normalization.finalize_state()
+    return network
+
+
+def _tiny(image_size, weights):
+    """A three-convolution encoder for CPU tests and the demo; no pretrained weights."""
+    if weights == "imagenet":
+        raise InputError("--weights=imagenet: the tiny backbone has no pretrained weights")
+    frames = keras.Input((*image_size, 3))
+    x = layers.Rescaling(1.0 / 255.0)(frames)
+    for filters in (16, 32, 64):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    network = keras.Model(frames, layers.GlobalAveragePooling2D()(x), name="tiny")
+    if weights != "none":
+        _load_weights(network, weights)
+    return network
+
+
+BACKBONES = {
+    "efficientnet_b0": _efficientnet_b0,
+    "tiny": _tiny,
+}
+
+
+def make_backbone(backbone, image_size, weights="none"):
+    """A frame encoder [N, H, W, 3] 0..255 -> [N, features]; weights: none|imagenet|PATH."""
+    if backbone not in BACKBONES:
+        raise InputError(f"--backbone={backbone}: expected one of {', '.join(BACKBONES)}")
+    return BACKBONES[backbone](tuple(image_size), weights)
+
+
+def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512), weights="none",
+                lstm_units=1024, dense_units=300):
+    """The CNN-LSTM: [B, volume_size, H, W, 3] frames in 0..255 -> [B, 1] float32 metres.
+
+    Follows the global Keras dtype policy (mixed_float16 / mixed_bfloat16); the output layer
+    stays float32.
+    """
+    height, width = image_size
+    encoder = make_backbone(backbone, image_size, weights)
+    frames = keras.Input((volume_size, height, width, 3), name="frames")
+    x = keras.ops.reshape(frames, (-1, height, width, 3))
+    x = encoder(x)
+    x = keras.ops.reshape(x, (-1, volume_size, x.shape[-1]))
+    x = layers.LSTM(lstm_units, name="lstm")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense")(x)
+    distance = layers.Dense(1, dtype="float32", name="distance")(x)
+    return keras.Model(frames, distance, name=f"{backbone}_lstm")
+
+
+def read_config(model_dir):
+    """The config.json of a trained model folder (written by chimpact.train)."""
+    path = io.join(model_dir, CONFIG)
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"{model_dir}: no {CONFIG}: not a folder written by run_train.py")
+    return json.loads(io.read_text(path))
+
+
+def fold_weights_path(model_dir, fold):
+    """Where training keeps the best weights of `fold`."""
+    return io.join(model_dir, f"fold{fold}", "best.weights.h5")
+
+
+def build_from_config(config):
+    """An untrained model with the architecture recorded in a config.json dict.
+
+    Built with weights='none': the fold weights carry everything, pretrained or not.
+    """
+    return build_model(config["backbone"], config["volume_size"], tuple(config["image_size"]),
+                       "none", config["lstm_units"], config["dense_units"])
+
+
+def load_fold_models(model_dir, folds=None, strategy=None):
+    """{fold: keras.Model with that fold's best weights} for the trained `folds` (default all).
+
+    Models are built in `strategy`'s scope when one is given.
+    """
+    config = read_config(model_dir)
+    trained = config["folds"]
+    folds = trained if folds is None else [int(f) for f in folds]
+    missing = sorted(set(folds) - set(trained))
+    if missing:
+        raise InputError(f"{model_dir}: folds {missing} were not trained (trained: {trained})")
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    models = {}
+    with scope:
+        for fold in folds:
+            fold_model = build_from_config(config)
+            _load_weights(fold_model, fold_weights_path(model_dir, fold))
+            models[fold] = fold_model
+    return models
+

@@ -1,0 +1,191 @@
+"""tf.data input pipelines over the sequence records, and prediction with every example once.
+
+Training: shards shuffled and interleaved, serialized records shuffled in blocks (the buffer
+holds JPEG bytes, not decoded frames), only the centred `volume_size` frames decoded, resized only
+when the stored size differs, one random augmentation per example, batched, prefetched; all
+parallel and autotuned. Each epoch is its own seeded stream, so a resumed run continues with
+the stream of the epoch it resumes at, and epochs differ from one another.
+Evaluation and prediction read the records in a fixed order.
+"""
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from chimpact import augment, records
+from chimpact.errors import InputError
+
+AUTOTUNE = tf.data.AUTOTUNE
+SHUFFLE_BUFFER = 256
+_CYCLE_LENGTH = 8
+_KEY_BATCH = 4096
+
+
+def _read_records(paths, n_paths):
+    """Serialized examples interleaved from the shards `paths`, in an order fixed by `paths`."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    return files.interleave(tf.data.TFRecordDataset, cycle_length=min(_CYCLE_LENGTH, n_paths),
+                            num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def make_loader(manifest, volume_size, image_size=None):
+    """serialized example -> dict(frames uint8 [volume_size, H, W, 3], distance, video_id, ...).
+
+    Frames are resized (with antialiasing) only when the stored size is not `image_size`.
+    """
+    stored = tuple(manifest["image_size"])
+    size = tuple(int(v) for v in image_size) if image_size else stored
+    parse = records.make_parser(manifest["stored_frames"], volume_size, stored)
+
+    def load(serialized):
+        example = parse(serialized)
+        if size != stored:
+            resized = tf.image.resize(example["frames"], size, antialias=True)
+            example["frames"] = tf.saturate_cast(tf.round(resized), tf.uint8)
+        return example
+
+    return load
+
+
+def fold_examples(manifest, folds):
+    """Number of examples in `folds` according to the manifest."""
+    return sum(int(manifest["examples_per_fold"][str(f)]) for f in folds)
+
+
+def train_steps(n_examples, batch_size, drop_remainder):
+    """Steps per epoch: every example once, or only whole batches when dropping the remainder."""
+    steps = n_examples // batch_size if drop_remainder else -(-n_examples // batch_size)
+    if steps < 1:
+        raise InputError(f"--batch_size={batch_size}: larger than the {n_examples} training "
+                         "examples")
+    return steps
+
+
+def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32, aug="none",
+                       aug_prob=0.0, seed=0, epochs=1, start_epoch=0, drop_remainder=False,
+                       shuffle_buffer=SHUFFLE_BUFFER, input_context=None):
+    """Training batches (frames uint8 [B, T, H, W, 3], distance float32 [B]) for epochs
+    start_epoch..epochs-1, each epoch `train_steps(...)` batches long.
+
+    `batch_size` is the global batch. With a tf.distribute.InputContext (from
+    strategy.distribute_datasets_from_function) each input pipeline reads its share of every
+    epoch and batches per replica.
+    """
+    manifest = records.read_manifest(tfrec_dir)
+    paths = records.shard_paths(tfrec_dir, folds)
+    load = make_loader(manifest, volume_size, image_size)
+    pipelines, pipeline_id, replica_batch = 1, 0, batch_size
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        replica_batch = input_context.get_per_replica_batch_size(batch_size)
+    n_examples = fold_examples(manifest, folds)
+    steps = train_steps(n_examples, batch_size, drop_remainder)
+    # Every pipeline reads the same number of examples per epoch, so that no replica waits.
+    per_pipeline = (steps * batch_size if drop_remainder else n_examples) // pipelines
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        shard_order = tf.random.experimental.stateless_shuffle(tf.constant(paths), epoch_seed)
+        examples = _read_records(shard_order, len(paths))
+        # A stateless shuffle of consecutive blocks (Dataset.shuffle takes no per-epoch seed
+        # once a global seed is set).
+        blocks = examples.batch(shuffle_buffer).enumerate()
+        examples = blocks.map(lambda index, block: tf.random.experimental.stateless_shuffle(
+            block, tf.random.experimental.stateless_fold_in(epoch_seed, index))).unbatch()
+        if pipelines > 1:
+            examples = examples.shard(pipelines, pipeline_id)
+        element_seed = tf.random.experimental.stateless_fold_in(epoch_seed, pipeline_id)
+
+        def prepare(index, serialized):
+            example = load(serialized)
+            example_seed = tf.random.experimental.stateless_fold_in(element_seed, index)
+            frames = augment.augment(example["frames"], aug, aug_prob, example_seed)
+            return frames, example["distance"]
+
+        examples = examples.take(per_pipeline).enumerate()
+        examples = examples.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return examples.batch(replica_batch, drop_remainder=drop_remainder)
+
+    epochs_ds = tf.data.Dataset.range(start_epoch, epochs)
+    return epochs_ds.flat_map(one_epoch).prefetch(AUTOTUNE)
+
+
+def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32, view=None,
+                      labelled=True):
+    """Full batches of the examples of `folds` (all when None) in a fixed order, none dropped.
+
+    The last batch is padded with black sequences, so shapes are static and every replica gets
+    an equal, non-empty share. Yields (frames, distance, weight) where the weight is 0 for
+    padding and n_padded / n for a real example, so that Keras' weighted means (loss, metrics)
+    equal the plain means over the real examples; or frames alone when not `labelled` (callers
+    keep the first n predictions). `view` is an optional frames -> frames function (a test-time
+    augmentation).
+    """
+    manifest = records.read_manifest(tfrec_dir)
+    load = make_loader(manifest, volume_size, image_size)
+    n_examples = manifest["examples"] if folds is None else fold_examples(manifest, folds)
+    n_batches = -(-n_examples // batch_size)
+    weight = n_batches * batch_size / max(n_examples, 1)
+
+    def prepare(serialized):
+        example = load(serialized)
+        frames = example["frames"] if view is None else view(example["frames"])
+        return frames, example["distance"], tf.constant(weight, tf.float32)
+
+    paths = records.shard_paths(tfrec_dir, folds)
+    examples = _read_records(paths, len(paths)).map(prepare, num_parallel_calls=AUTOTUNE,
+                                                    deterministic=True)
+    padding = tf.data.Dataset.from_tensors(tf.nest.map_structure(
+        lambda spec: tf.zeros(spec.shape, spec.dtype), examples.element_spec))
+    examples = examples.concatenate(padding.repeat(n_batches * batch_size - n_examples))
+    if not labelled:
+        examples = examples.map(lambda frames, distance, weight: frames)
+    batches = examples.batch(batch_size, drop_remainder=True)
+    # A known length lets Keras size its progress bar and not warn at the end of the data.
+    batches = batches.apply(tf.data.experimental.assert_cardinality(n_batches))
+    options = tf.data.Options()
+    # Under MultiWorkerMirroredStrategy, shard elements: there may be fewer files than workers.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options).prefetch(AUTOTUNE)
+
+
+def read_keys(tfrec_dir, folds=None):
+    """DataFrame (video_id, time, distance, fold) of the examples of `folds`, in the order of
+    make_eval_dataset. Decodes one frame per example, not the whole sequence."""
+    manifest = records.read_manifest(tfrec_dir)
+    parse = records.make_parser(manifest["stored_frames"], 1, tuple(manifest["image_size"]))
+
+    def keys(serialized):
+        example = parse(serialized)
+        return {name: example[name] for name in ("video_id", "time", "distance", "fold")}
+
+    paths = records.shard_paths(tfrec_dir, folds)
+    batches = _read_records(paths, len(paths)).map(keys, num_parallel_calls=AUTOTUNE,
+                                                   deterministic=True).batch(_KEY_BATCH)
+    parts = [pd.DataFrame(batch) for batch in batches.as_numpy_iterator()]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"video_id": [], "time": [], "distance": [], "fold": []})
+    table["video_id"] = table.video_id.map(lambda v: v.decode() if isinstance(v, bytes) else v)
+    return table.astype({"time": np.int64, "distance": np.float64, "fold": np.int64})
+
+
+def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_size=32,
+            strategy=None, tta=1, aug="a1"):
+    """Predictions for every example of `folds` (all when None) exactly once.
+
+    Returns a DataFrame (video_id, time, distance, fold, pred) in record order. The batches are
+    padded to full size, rounded up to a multiple of the replicas of `strategy` (default: the
+    model's), so any batch size works on any number of replicas. With tta > 1 the prediction is
+    the mean over the first `tta` views of augment.tta_views(aug, tta).
+    """
+    replicas = (strategy or model.distribute_strategy).num_replicas_in_sync
+    batch_size = -(-batch_size // replicas) * replicas
+    views = augment.tta_views(aug, tta)
+    table = read_keys(tfrec_dir, folds)
+    preds = [np.zeros(0)]
+    if len(table):
+        preds = [model.predict(make_eval_dataset(tfrec_dir, folds, volume_size, image_size,
+                                                 batch_size, view, labelled=False),
+                               verbose=0)[:len(table), 0] for view in views]
+    table["pred"] = np.mean(preds, axis=0)
+    return table[["video_id", "time", "distance", "fold", "pred"]]

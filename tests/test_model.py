@@ -1,0 +1,122 @@
+"""The CNN-LSTM: shapes, dtypes, backbones and weights, and the presets of models/."""
+
+import pathlib
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from chimpact import model
+from chimpact.errors import InputError
+
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "models"
+PRESET = re.compile(r"^(down|full)-(a[124])p(\d\d)-f(\d)s(\d)$")
+
+
+def frames(batch=2, volume=3, size=(32, 32), dtype=np.uint8):
+    return np.random.default_rng(0).integers(0, 256, (batch, volume, *size, 3)).astype(dtype)
+
+
+def test_tiny_model_maps_uint8_sequences_to_float32_metres():
+    network = model.build_model("tiny", 3, (32, 32), lstm_units=8, dense_units=4)
+    out = network(frames())
+    assert out.shape == (2, 1) and out.dtype == tf.float32
+    np.testing.assert_allclose(network(frames(dtype=np.float32)), out, rtol=1e-5)
+    # Time is folded into the batch: one backbone call, no per-frame TimeDistributed loop.
+    assert not any(isinstance(layer, keras.layers.TimeDistributed) for layer in network.layers)
+    assert sum(layer.name == "tiny" for layer in network.layers) == 1
+
+
+def test_each_sequence_is_predicted_independently_of_its_batch():
+    network = model.build_model("tiny", 3, (32, 32), lstm_units=8, dense_units=4)
+    batch = frames(batch=3)
+    np.testing.assert_allclose(network(batch[1:2]), network(batch)[1:2], rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_keeps_a_float32_output():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        network = model.build_model("tiny", 3, (32, 32), lstm_units=8, dense_units=4)
+        assert network.get_layer("lstm").compute_dtype == "float16"
+        assert network(frames()).dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_unknown_backbone_and_missing_weights_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="--backbone=resnet"):
+        model.build_model("resnet", 3, (32, 32))
+    with pytest.raises(InputError, match="not found"):
+        model.build_model("tiny", 3, (32, 32), weights=str(tmp_path / "none.weights.h5"))
+    with pytest.raises(InputError, match="imagenet"):
+        model.build_model("tiny", 3, (32, 32), weights="imagenet")
+
+
+def _normalization(network):
+    return next(layer for layer in network.layers if isinstance(layer, keras.layers.Normalization))
+
+
+@pytest.mark.slow
+def test_efficientnet_b0_builds_with_no_weights_and_from_a_weights_file(tmp_path):
+    """A weights file gets the ImageNet normalisation keras.applications gives 'imagenet':
+    Keras stores the stddev as the Normalization variance and rescales by 1/sqrt(stddev)."""
+    network = model.build_model("efficientnet_b0", 3, (32, 32), weights="none",
+                                lstm_units=8, dense_units=4)
+    assert network(frames()).shape == (2, 1)
+
+    backbone = model.make_backbone("efficientnet_b0", (32, 32), "none")
+    norm = _normalization(backbone)
+    norm.adapt_mean.assign([0.485, 0.456, 0.406])
+    norm.adapt_variance.assign([0.229, 0.224, 0.225])
+    norm.finalize_state()
+    for path in (str(tmp_path / "b0.weights.h5"), "ram://weights/b0.weights.h5"):
+        backbone.save_weights(path)
+        loaded = model.make_backbone("efficientnet_b0", (32, 32), path)
+        np.testing.assert_array_equal(loaded.get_layer("stem_conv").kernel.numpy(),
+                                      backbone.get_layer("stem_conv").kernel.numpy())
+        pixels = frames(batch=1, volume=1, dtype=np.float32)[0]
+        normalised = keras.Model(loaded.input, _normalization(loaded).output)(pixels)
+        expected = (pixels / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+        np.testing.assert_allclose(normalised, expected, rtol=1e-4, atol=1e-4)
+    full = model.build_model("efficientnet_b0", 3, (32, 32), weights=path,
+                             lstm_units=8, dense_units=4)
+    assert full(frames()).shape == (2, 1)
+
+
+def parse_preset(path, *overrides):
+    """The run_train.py flags that `path` sets (nested flagfiles resolved from the repo root)."""
+    import run_train  # noqa: F401 - defines the flags
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["run_train.py", f"--flagfile={path}", *overrides])
+    return {flag.name: flag.value for flag in flags.FLAGS.get_flags_for_module("run_train")}
+
+
+@pytest.mark.slow
+def test_every_preset_parses_and_builds_its_model_small(monkeypatch):
+    monkeypatch.chdir(MODELS.parent)
+    presets = sorted(p for p in MODELS.glob("*.flags") if PRESET.match(p.stem))
+    assert len(presets) == 12
+    built = {}
+    for path in presets + sorted(MODELS.glob("demo*.flags")):
+        values = parse_preset(f"models/{path.name}", "--image_size=32,32")
+        match = PRESET.match(path.stem)
+        if match:
+            _, aug, prob, volume, step = match.groups()
+            assert (values["aug"], values["aug_prob"], values["volume_size"], values["step"]) == (
+                aug, int(prob) / 100, int(volume), int(step))
+            assert (values["backbone"], values["weights"], values["batch_size"],
+                    values["epochs"], values["lstm_units"], values["dense_units"]) == (
+                "efficientnet_b0", "imagenet", 96, 40, 1024, 300)
+            assert parse_preset(f"models/{path.name}")["image_size"] == ["512", "512"]
+        key = (values["backbone"], values["volume_size"], values["lstm_units"],
+               values["dense_units"])
+        if key not in built:
+            # weights=none: no download in tests; the architecture is the same.
+            built[key] = model.build_model(key[0], key[1], (32, 32), "none", key[2], key[3])
+        out = built[key](frames(batch=1, volume=key[1]))
+        assert out.shape == (1, 1)
+    flags.FLAGS.unparse_flags()

@@ -1,0 +1,212 @@
+"""Training on generated records: learning, outputs, resume, and the distribution strategies."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from chimpact import io, model, pipeline, train
+from chimpact.errors import InputError
+from sequence_records import write_records
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = dict(backbone="tiny", weights="none", volume_size=3, lstm_units=32, dense_units=16)
+TINY_FLAGS = ["--backbone=tiny", "--weights=none", "--volume_size=3", "--lstm_units=32",
+              "--dense_units=16", "--batch_size=8", "--lr=3e-3", "--aug=a1", "--verbose=2"]
+
+
+def run_python(args, extra_env=None, **kwargs):
+    """A Python process in the repository root, chimpact importable."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **(extra_env or {})}
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def finish(process, timeout=240):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def read_csv(path):
+    with tf.io.gfile.GFile(path) as f:
+        return pd.read_csv(f)
+
+
+@pytest.mark.slow
+def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, capsys):
+    manifest = write_records(tmp_path / "rec", (60, 60), shards_per_fold=2)
+    out_dir = "ram://learn/model"
+    scores = train.train(tmp_path / "rec", out_dir, folds=[0], epochs=8, batch_size=8, lr=1e-2,
+                         aug="a1", aug_prob=0.3, verbose=0, **TINY)
+
+    oof = read_csv(io.join(out_dir, "oof.csv"))
+    assert list(oof.columns) == ["video_id", "time", "distance", "pred", "fold"]
+    assert sorted(oof.video_id) == [f"f0v{i:03d}.mp4" for i in range(60)]
+    train_keys = pipeline.read_keys(tmp_path / "rec", [1])
+    baseline = np.abs(oof.distance - train_keys.distance.median()).mean()
+    mae = np.abs(oof.pred - oof.distance).mean()
+    assert mae < 0.75 * baseline, (mae, baseline)
+    assert scores["folds"]["0"]["mae"] == pytest.approx(mae)
+    assert json.loads(io.read_text(io.join(out_dir, "scores.json"))) == scores
+
+    config = model.read_config(out_dir)
+    assert config["folds"] == [0] and config["image_size"] == manifest["image_size"]
+    assert (config["frames_per_side"], config["step"]) == (2, 1)
+    history = read_csv(io.join(out_dir, "fold0", "history.csv"))
+    assert list(history.epoch) == list(range(8))
+    assert history.val_loss.min() == pytest.approx(mae, rel=1e-4)
+
+    fold_model = model.load_fold_models(out_dir)[0]
+    again = pipeline.predict(fold_model, tmp_path / "rec", [0], 3, batch_size=7)
+    np.testing.assert_allclose(again.pred, oof.pred, rtol=1e-4, atol=1e-4)
+
+    capsys.readouterr()
+    train.train(tmp_path / "rec", out_dir, folds=[0], epochs=8, batch_size=8, lr=1e-2,
+                aug="a1", aug_prob=0.3, verbose=0, **TINY)
+    assert "fold 0: already trained, skipped" in capsys.readouterr().out
+
+
+def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, capsys,
+                                                                   monkeypatch):
+    write_records(tmp_path / "rec", (4, 4))
+    with pytest.raises(InputError, match="--step=2: .* 1 s apart"):
+        train.train(tmp_path / "rec", tmp_path / "out", step=2, **TINY)
+    with pytest.raises(InputError, match="--volume_size=7: .* stores 5 frames"):
+        train.train(tmp_path / "rec", tmp_path / "out", **{**TINY, "volume_size": 7})
+    with pytest.raises(InputError, match="--aug=a9"):
+        train.train(tmp_path / "rec", tmp_path / "out", aug="a9", **TINY)
+
+    import run_train
+
+    monkeypatch.chdir(ROOT)
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["run_train.py", "--flagfile=models/full-a4p50-f7s2.flags",
+                 f"--tfrec_dir={tmp_path / 'rec'}", f"--out_dir={tmp_path / 'out'}"])
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_train.main(["run_train.py"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --step=2: ") and "\n" not in error
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_predicts_every_example_once(tmp_path):
+    write_records(tmp_path / "rec", (13, 10))
+    script = textwrap.dedent(f"""
+        import json
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from chimpact import model, pipeline, train
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        train.train("{tmp_path}/rec", "{tmp_path}/model", folds=[0], epochs=2, batch_size=4,
+                    verbose=0, strategy=strategy, **{TINY!r})
+        mirrored = model.load_fold_models("{tmp_path}/model", strategy=strategy)[0]
+        single = model.load_fold_models("{tmp_path}/model")[0]
+        both = pipeline.predict(mirrored, "{tmp_path}/rec", None, 3, batch_size=5)
+        alone = pipeline.predict(single, "{tmp_path}/rec", None, 3, batch_size=5)
+        print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
+                          "ids": list(both.video_id), "pred": list(both.pred),
+                          "single": list(alone.pred)}}))
+        """)
+    output = finish(run_python(["-c", script]))
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert sorted(result["ids"]) == sorted(
+        [f"f0v{i:03d}.mp4" for i in range(13)] + [f"f1v{i:03d}.mp4" for i in range(10)])
+    np.testing.assert_allclose(result["pred"], result["single"], rtol=1e-4, atol=1e-4)
+    oof = read_csv(tmp_path / "model" / "oof.csv")
+    assert sorted(oof.video_id) == [f"f0v{i:03d}.mp4" for i in range(13)]
+    history = read_csv(tmp_path / "model" / "fold0" / "history.csv")
+    # The padded validation batches are weighted: val_loss is the MAE of the 13 examples.
+    assert history.val_loss.min() == pytest.approx(np.abs(oof.pred - oof.distance).mean(),
+                                                   rel=1e-4)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_strategy_with_two_processes(tmp_path):
+    write_records(tmp_path / "rec", (13, 10))
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(run_python(
+            ["run_train.py", *TINY_FLAGS, f"--tfrec_dir={tmp_path / 'rec'}",
+             f"--out_dir={tmp_path / 'model'}", "--strategy=multiworker", "--folds=0",
+             "--epochs=2", "--batch_size=4"], {"TF_CONFIG": json.dumps(tf_config)}))
+    outputs = [finish(p) for p in processes]
+    assert "out-of-fold MAE" in outputs[0] and "out-of-fold MAE" not in outputs[1]
+    oof = read_csv(tmp_path / "model" / "oof.csv")
+    assert sorted(oof.video_id) == [f"f0v{i:03d}.mp4" for i in range(13)]
+    history = read_csv(tmp_path / "model" / "fold0" / "history.csv")
+    assert list(history.epoch) == [0, 1]
+    # Validation metrics are aggregated over both workers: val_loss is the MAE of the fold.
+    assert history.val_loss.min() == pytest.approx(np.abs(oof.pred - oof.distance).mean(),
+                                                   rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_repeating_its_finished_epochs(tmp_path):
+    write_records(tmp_path / "rec", (60, 60))
+    command = ["run_train.py", *TINY_FLAGS, f"--tfrec_dir={tmp_path / 'rec'}",
+               f"--out_dir={tmp_path / 'model'}", "--folds=0", "--epochs=4"]
+    history_path = tmp_path / "model" / "fold0" / "history.csv"
+    backup = tmp_path / "model" / "fold0" / "backup" / "training_metadata.json"
+    first = run_python(command)
+    deadline = time.time() + 180
+    while not backup.exists():
+        assert first.poll() is None and time.time() < deadline, first.communicate()[0][-3000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert not (tmp_path / "model" / "fold0" / "oof.csv").exists()
+
+    output = finish(run_python(command))
+    assert "fold 0: resuming at epoch" in output
+    assert "Epoch 1/4" not in output
+    history = read_csv(history_path)
+    assert list(history.epoch) == [0, 1, 2, 3]
+    assert len(read_csv(tmp_path / "model" / "oof.csv")) == 60
+
+
+def test_strategy_requests_that_cannot_be_met_are_errors_not_fallbacks(monkeypatch):
+    from chimpact import strategy as strategies
+
+    port = _free_ports(1)[0]
+    with pytest.raises(InputError, match=f"--tpu=grpc://localhost:{port}: cannot reach"):
+        strategies.make_strategy("auto", f"grpc://localhost:{port}")
+    with pytest.raises(InputError, match="conflicts with --strategy=mirrored"):
+        strategies.make_strategy("mirrored", "my-tpu")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(InputError, match="TF_CONFIG"):
+        strategies.make_strategy("multiworker")
+    with pytest.raises(InputError, match="--strategy=horovod"):
+        strategies.make_strategy("horovod")
+    default = strategies.make_strategy("default")
+    assert strategies.is_chief(default) and not strategies.is_multi_worker(default)
