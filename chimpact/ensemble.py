@@ -1,0 +1,261 @@
+"""Greedy pairwise ensemble of trained models, fitted on their out-of-fold predictions.
+
+The reference method: sort the models by OOF MAE, start from the best, and blend in each next
+model as `c * current + (1 - c) * next` with the c on a grid that minimises the OOF MAE, keeping
+c = 1 when no c beats the best score so far. The same coefficients then combine the test
+predictions. Rows are matched by (video_id, time), never by position.
+"""
+
+import io as _io
+import json
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from chimpact import infer, io
+from chimpact.errors import InputError
+
+KEYS = ["video_id", "time"]
+OOF = "oof.csv"
+TEST_PREDS = "test_preds.csv"
+OOF_COLUMNS = KEYS + ["distance", "pred"]
+TEST_COLUMNS = KEYS + ["pred"]
+# Edges (metres) of the true-distance bands in the figure; the last band is open-ended.
+BAND_EDGES = (0, 2, 4, 6, 8, 10, 15, 20, np.inf)
+
+
+def coef_grid(coef_min=0.0, coef_max=1.1, coef_step=0.01):
+    """The coefficients coef_min, coef_min + step, ... up to coef_max inclusive.
+
+    Counted in whole steps and rounded, so 0..1.1 by 0.01 is exactly 111 values ending at 1.1
+    (np.arange would drop or overshoot the end point by float error).
+    """
+    if coef_step <= 0 or coef_max < coef_min:
+        raise InputError(
+            f"--coef_min/--coef_max/--coef_step: need step > 0 and max >= min, "
+            f"got {coef_min}:{coef_max}:{coef_step}")
+    n = int(np.floor((coef_max - coef_min) / coef_step + 1e-9)) + 1
+    return np.round(coef_min + coef_step * np.arange(n), 12)
+
+
+def mae(pred, true):
+    return float(np.mean(np.abs(np.asarray(pred) - np.asarray(true))))
+
+
+def greedy_search(preds, true, grid):
+    """Fits the greedy pairwise blend.
+
+    preds: [rows, models] OOF predictions; true: [rows] distances; grid: candidate coefficients.
+    Returns (order, coefficients): the model columns sorted by OOF MAE (stable for ties) and one
+    coefficient per model after the first.
+    """
+    preds = np.asarray(preds, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    grid = np.asarray(grid, dtype=np.float64)[:, None]
+    scores = np.mean(np.abs(preds - true[:, None]), axis=0)
+    order = [int(i) for i in np.argsort(scores, kind="stable")]
+    current = preds[:, order[0]]
+    best = mae(current, true)
+    coefficients = []
+    for column in order[1:]:
+        blends = grid * current[None, :] + (1 - grid) * preds[None, :, column]
+        maes = np.mean(np.abs(blends - true[None, :]), axis=1)
+        i = int(np.argmin(maes))
+        if maes[i] < best:
+            c, best = float(grid[i, 0]), float(maes[i])
+            current = blends[i]
+        else:
+            c = 1.0
+        coefficients.append(c)
+    return order, coefficients
+
+
+def combine(preds, order, coefficients):
+    """Applies a fitted blend to [rows, models] predictions."""
+    preds = np.asarray(preds, dtype=np.float64)
+    current = preds[:, order[0]]
+    for column, c in zip(order[1:], coefficients):
+        current = c * current + (1 - c) * preds[:, column]
+    return current
+
+
+def model_weights(order, coefficients):
+    """The weight of each model (in `order`) in the final blend: a product of the coefficients."""
+    weights = [1.0]
+    for c in coefficients:
+        weights = [w * c for w in weights] + [1 - c]
+    return weights
+
+
+def snap_to_labels(pred, labels):
+    """Moves each prediction to the nearest value in `labels` (the lower one on a tie)."""
+    labels = np.unique(np.asarray(labels, dtype=np.float64))
+    pred = np.asarray(pred, dtype=np.float64)
+    if len(labels) == 1:
+        return np.full_like(pred, labels[0])
+    upper = np.clip(np.searchsorted(labels, pred), 1, len(labels) - 1)
+    lower = upper - 1
+    take_upper = np.abs(labels[upper] - pred) < np.abs(pred - labels[lower])
+    return np.where(take_upper, labels[upper], labels[lower])
+
+
+def mae_by_band(pred, true, edges=BAND_EDGES):
+    """MAE and row count per true-distance band [edges[i], edges[i+1])."""
+    pred, true = np.asarray(pred), np.asarray(true)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (true >= lo) & (true < hi)
+        label = f"{lo:g}-{hi:g}" if np.isfinite(hi) else f"{lo:g}+"
+        rows.append({"band": label, "rows": int(inside.sum()),
+                     "mae": mae(pred[inside], true[inside]) if inside.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _read_table(model_dir, name, columns):
+    path = io.join(model_dir, name)
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"{path}: missing (run run_train.py / run_infer.py for {model_dir})")
+    with tf.io.gfile.GFile(path, "r") as f:
+        table = pd.read_csv(f, dtype={"video_id": str})
+    lacking = [c for c in columns if c not in table.columns]
+    if lacking:
+        raise InputError(f"{path}: lacks column(s) {', '.join(lacking)}")
+    table = table[columns]
+    duplicated = table.duplicated(KEYS)
+    if duplicated.any():
+        row = table[duplicated].iloc[0]
+        raise InputError(f"{path}: duplicate row video_id={row.video_id} time={row.time}")
+    return table.set_index(KEYS)
+
+
+def _align(tables, model_dirs, name):
+    """Checks that every table has the first one's keys; returns them reindexed to that order."""
+    reference = tables[0].index
+    aligned = [tables[0]]
+    for table, model_dir in zip(tables[1:], model_dirs[1:]):
+        missing = reference.difference(table.index, sort=False)
+        extra = table.index.difference(reference, sort=False)
+        if len(missing):
+            video_id, time = missing[0]
+            raise InputError(
+                f"{io.join(model_dir, name)}: lacks row video_id={video_id} time={time} "
+                f"({len(missing)} missing) that {model_dirs[0]} has")
+        if len(extra):
+            video_id, time = extra[0]
+            raise InputError(
+                f"{io.join(model_dir, name)}: has row video_id={video_id} time={time} "
+                f"({len(extra)} extra) missing from {model_dirs[0]}")
+        aligned.append(table.loc[reference])
+    return reference, aligned
+
+
+def read_predictions(model_dirs):
+    """Reads and aligns every model's oof.csv and test_preds.csv.
+
+    Returns (oof, oof_preds, test, test_preds): key/distance frames in the first model's row
+    order and [rows, models] prediction matrices.
+    """
+    oofs = [_read_table(d, OOF, OOF_COLUMNS) for d in model_dirs]
+    tests = [_read_table(d, TEST_PREDS, TEST_COLUMNS) for d in model_dirs]
+    oof_keys, oofs = _align(oofs, model_dirs, OOF)
+    test_keys, tests = _align(tests, model_dirs, TEST_PREDS)
+    distance = oofs[0]["distance"].to_numpy(dtype=np.float64)
+    for table, model_dir in zip(oofs[1:], model_dirs[1:]):
+        differs = np.flatnonzero(table["distance"].to_numpy(dtype=np.float64) != distance)
+        if len(differs):
+            video_id, time = oof_keys[differs[0]]
+            raise InputError(
+                f"{io.join(model_dir, OOF)}: distance at video_id={video_id} time={time} differs "
+                f"from {model_dirs[0]} (models trained on different labels)")
+    if np.isnan(distance).any():
+        raise InputError(f"{io.join(model_dirs[0], OOF)}: has rows without a distance")
+    oof = oof_keys.to_frame(index=False).assign(distance=distance)
+    test = test_keys.to_frame(index=False)
+    oof_preds = np.stack([t["pred"].to_numpy(dtype=np.float64) for t in oofs], axis=1)
+    test_preds = np.stack([t["pred"].to_numpy(dtype=np.float64) for t in tests], axis=1)
+    return oof, oof_preds, test, test_preds
+
+
+def plot(pred, true, path, title="ensemble OOF"):
+    """Writes a PNG: predicted against true distance, and the MAE by true-distance band."""
+    bands = mae_by_band(pred, true)
+    # A bare Figure renders with Agg without touching pyplot's global backend.
+    fig = Figure(figsize=(11, 4.5))
+    left, right = fig.subplots(1, 2)
+    left.scatter(true, pred, s=6, alpha=0.4)
+    top = float(max(np.max(true), np.max(pred), 1.0))
+    left.plot([0, top], [0, top], color="black", linewidth=1)
+    left.set(xlabel="true distance (m)", ylabel="predicted distance (m)",
+             title=f"{title}, MAE {mae(pred, true):.3f} m")
+    right.bar(bands["band"], bands["mae"])
+    for x, (m, n) in enumerate(zip(bands["mae"], bands["rows"])):
+        if n:
+            right.annotate(f"n={n}", (x, m), ha="center", va="bottom", fontsize=8)
+    right.set(xlabel="true distance band (m)", ylabel="MAE (m)", title="MAE by true distance")
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    io.atomic_write(path, buf.getvalue())
+
+
+def mae_table(summary):
+    """The printable table of MAEs from an ensemble summary."""
+    lines = [f"{'model':<48} {'coef':>6} {'weight':>7} {'OOF MAE':>8}"]
+    for i, model in enumerate(summary["models"]):
+        coef = "" if i == 0 else f"{summary['coefficients'][i - 1]:.2f}"
+        lines.append(f"{model:<48} {coef:>6} {summary['weights'][i]:>7.3f} "
+                     f"{summary['model_oof_mae'][model]:>8.4f}")
+    lines.append(f"{'ensemble':<48} {'':>6} {'':>7} {summary['oof_mae']:>8.4f}")
+    lines.append(f"{'ensemble snapped to labels':<48} {'':>6} {'':>7} "
+                 f"{summary['oof_mae_rounded']:>8.4f}")
+    return "\n".join(lines)
+
+
+def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.1, coef_step=0.01,
+                 round_to_labels=False, submission_csv=None):
+    """Fits the blend on the models' OOF rows and writes ensemble.json, submission.csv, a figure.
+
+    submission.csv has the rows of test_preds.csv, or those of the `submission_csv` format table
+    in its order when given. Returns the summary written to ensemble.json.
+    """
+    model_dirs = [str(d).rstrip("/") for d in model_dirs]
+    if not model_dirs:
+        raise InputError("--model_dirs: give at least one model directory")
+    if len(set(model_dirs)) != len(model_dirs):
+        raise InputError(f"--model_dirs: a directory is listed twice: {','.join(model_dirs)}")
+    grid = coef_grid(coef_min, coef_max, coef_step)
+    oof, oof_preds, test, test_preds = read_predictions(model_dirs)
+    true = oof["distance"].to_numpy()
+    labels = np.unique(true)
+    order, coefficients = greedy_search(oof_preds, true, grid)
+    blended = combine(oof_preds, order, coefficients)
+    snapped = snap_to_labels(blended, labels)
+    submission = combine(test_preds, order, coefficients)
+    if round_to_labels:
+        submission = snap_to_labels(submission, labels)
+    models = [model_dirs[i] for i in order]
+    summary = {
+        "models": models,
+        "coefficients": coefficients,
+        "weights": model_weights(order, coefficients),
+        "model_oof_mae": {d: mae(oof_preds[:, i], true) for i, d in enumerate(model_dirs)},
+        "oof_mae": mae(blended, true),
+        "oof_mae_rounded": mae(snapped, true),
+        "round_to_labels": bool(round_to_labels),
+        "grid": {"coef_min": coef_min, "coef_max": coef_max, "coef_step": coef_step},
+        "oof_rows": len(oof),
+        "test_rows": len(test),
+    }
+    table = test.assign(distance=submission)
+    if submission_csv:
+        table = infer.fill_submission(submission_csv, table.rename(columns={"distance": "pred"}))
+    tf.io.gfile.makedirs(out_dir)
+    io.write_csv(table, io.join(out_dir, "submission.csv"))
+    if round_to_labels:
+        plot(snapped, true, io.join(out_dir, "ensemble.png"), "ensemble OOF snapped to labels")
+    else:
+        plot(blended, true, io.join(out_dir, "ensemble.png"))
+    io.atomic_write(io.join(out_dir, "ensemble.json"), json.dumps(summary, indent=2) + "\n")
+    return summary

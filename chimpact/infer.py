@@ -1,0 +1,305 @@
+"""Fold-averaged distance predictions of a trained model: on test records, raw videos, exported.
+
+All three paths run one Keras model, `FoldAverage`: each test-time view of a uint8 sequence batch
+through every fold's network, averaged in one graph. So a submission, a folder of field videos
+and the exported SavedModel give the same numbers for the same frames.
+"""
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tqdm
+
+from chimpact import augment, extract, frames, io, model, packing, pipeline, records, video
+from chimpact import strategy as strategies
+from chimpact.errors import InputError
+
+KEYS = ["video_id", "time"]
+TEST_PREDS = "test_preds.csv"
+EXPORT_INFO = "chimpact_export.json"
+# Test-time views: identity, then the geometric augmentations (flips, right-angle rotations...).
+TTA_AUG = "a1"
+_PARTS = ".parts"
+
+
+class FoldAverage(keras.Model):
+    """Mean distance in metres ([batch, 1]) of the fold networks over the test-time views.
+
+    Takes uint8 sequences [batch, volume_size, height, width, 3]; views act on the uint8 pixels,
+    as pipeline.predict's do.
+    """
+
+    def __init__(self, fold_models, tta=1, **kwargs):
+        super().__init__(**kwargs)
+        self.fold_models = list(fold_models)
+        self.tta = tta
+        self.views = augment.tta_views(TTA_AUG, tta)
+
+    def call(self, sequences):
+        shape = tf.shape(sequences)
+        pictures = tf.reshape(sequences, [-1, *sequences.shape[2:]])
+        outputs = []
+        for view in self.views:
+            viewed = tf.reshape(view(pictures), shape)
+            outputs += [tf.cast(network(viewed), tf.float32) for network in self.fold_models]
+        return tf.reduce_mean(tf.stack(outputs), axis=0)
+
+
+def load_predictor(model_dir, strategy=None, tta=1):
+    """(FoldAverage of every trained fold of `model_dir` under `strategy`, its config.json)."""
+    views = len(augment.op_names(TTA_AUG)) + 1
+    if not 1 <= tta <= views:
+        raise InputError(f"--tta={tta}: must be 1..{views} (identity, flips, rotations)")
+    config = model.read_config(model_dir)
+    if not config.get("folds"):
+        raise InputError(f"{model_dir}: no trained fold yet: run run_train.py")
+    strategy = strategy or tf.distribute.get_strategy()
+    folds = model.load_fold_models(model_dir, strategy=strategy)
+    with strategy.scope():
+        predictor = FoldAverage([folds[f] for f in sorted(folds)], tta)
+    return predictor, config
+
+
+def predict_records(predictor, config, tfrec_dir, batch_size=16):
+    """(video_id, time, pred) for every example of the records in `tfrec_dir`, each once."""
+    manifest = records.read_manifest(tfrec_dir)
+    if manifest["step"] != config["step"]:
+        raise InputError(f"--tfrec_dir={tfrec_dir}: frames are {manifest['step']} s apart, the "
+                         f"model was trained on step {config['step']}: rebuild with --step")
+    if manifest["stored_frames"] < config["volume_size"]:
+        raise InputError(f"--tfrec_dir={tfrec_dir}: {manifest['stored_frames']} frames per "
+                         f"example, the model needs {config['volume_size']}")
+    table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
+                             config["image_size"], batch_size, predictor.distribute_strategy)
+    return table[KEYS + ["pred"]]
+
+
+def read_predictions(model_dir):
+    """The test_preds.csv of a model folder."""
+    path = io.join(model_dir, TEST_PREDS)
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"{path}: missing: run run_infer.py with --tfrec_dir (test records)")
+    with tf.io.gfile.GFile(path, "r") as f:
+        return pd.read_csv(f, dtype={"video_id": str})
+
+
+def fill_submission(submission_csv, predictions):
+    """The submission format table with its distance column taken from `predictions`
+    (video_id, time, pred): same rows, order and columns; InputError for a row without one."""
+    table = extract.read_table(submission_csv, KEYS + ["distance"], "submission_csv")
+    by_key = predictions.set_index(KEYS)["pred"]
+    keys = pd.MultiIndex.from_arrays([table["video_id"], table["time"].astype(np.int64)])
+    lacking = keys.difference(by_key.index, sort=False)
+    if len(lacking):
+        video_id, time = lacking[0]
+        raise InputError(f"--submission_csv={submission_csv}: no prediction for video_id="
+                         f"{video_id} time={time} ({len(lacking)} rows lack one): make the test "
+                         "records from this table")
+    return table.assign(distance=by_key.reindex(keys).to_numpy())
+
+
+def check_export_dir(export_dir):
+    """InputError unless `export_dir` is new, empty or an earlier export (which is replaced)."""
+    if not tf.io.gfile.isdir(export_dir):
+        if tf.io.gfile.exists(export_dir):
+            raise InputError(f"--export={export_dir}: is a file")
+        return
+    names = {name.rstrip("/") for name in tf.io.gfile.listdir(export_dir)}
+    if names and not names & {EXPORT_INFO, "saved_model.pb"}:
+        raise InputError(f"--export={export_dir}: folder holds other files: choose a new one")
+
+
+def export(predictor, config, export_dir):
+    """Writes `predictor` as a SavedModel loadable without this package (endpoint `serve`:
+    uint8 [batch, volume_size, H, W, 3] -> metres [batch, 1]) and EXPORT_INFO, written last."""
+    check_export_dir(export_dir)
+    if tf.io.gfile.exists(export_dir):
+        tf.io.gfile.rmtree(export_dir)
+    height, width = config["image_size"]
+    signature = tf.TensorSpec([None, config["volume_size"], height, width, 3], tf.uint8)
+    predictor(tf.zeros([1, *signature.shape[1:]], tf.uint8))  # Keras exports built models only
+    with io.local_dir() as tmp:
+        local = os.path.join(tmp, "export")
+        predictor.export(local, format="tf_saved_model", input_signature=[signature],
+                         verbose=False)
+        for folder, _, names in tf.io.gfile.walk(local):
+            relative = os.path.relpath(folder, local)
+            target = export_dir if relative == "." else io.join(export_dir, relative)
+            tf.io.gfile.makedirs(target)
+            for name in names:
+                tf.io.gfile.copy(os.path.join(folder, name), io.join(target, name),
+                                 overwrite=True)
+    half = config["volume_size"] // 2
+    info = {
+        "input": f"uint8 RGB [batch, {config['volume_size']}, {height}, {width}, 3]: the frames "
+                 f"at t + k * {config['step']} s for k = -{half}..{half}, clamped to the video",
+        "output": "distance in metres [batch, 1] at second t",
+        "fps": config.get("fps", 1.0), "volume_size": config["volume_size"],
+        "image_size": [height, width], "step": config["step"], "folds": config["folds"],
+        "tta": predictor.tta,
+    }
+    io.atomic_write(io.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
+
+
+def read_times(times_csv):
+    """The (video_id, time) rows to predict, in file order; InputError on a bad row."""
+    table = extract.read_table(times_csv, KEYS, "times_csv")
+    time = pd.to_numeric(table["time"], errors="coerce")
+    bad = (time.isna() | (time < 0) | (time != np.floor(time))).to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"--times_csv={times_csv} line {i + 2}: time {table['time'].iloc[i]!r} "
+                         "is not a whole number of seconds >= 0")
+    table = table[KEYS].assign(time=time.astype(np.int64))
+    twice = table.duplicated(KEYS).to_numpy()
+    if twice.any():
+        i = int(np.argmax(twice))
+        raise InputError(f"--times_csv={times_csv} line {i + 2}: ({table.video_id.iloc[i]}, "
+                         f"{table.time.iloc[i]}) appears twice")
+    return table
+
+
+def video_seconds(n_frames, fps):
+    """Every whole second of a video whose frame lies inside it."""
+    return [t for t in range(int(np.ceil(n_frames / fps)) + 1)
+            if frames.frame_index(t, fps) < n_frames]
+
+
+def sequences(pictures, times, fps, frames_per_side, step, volume_size):
+    """[len(times), volume_size, H, W, 3]: the frames of decoded `pictures` that the records hold
+    for these seconds (the same window, clamped at the ends the same way), centre cropped."""
+    first = frames_per_side - volume_size // 2
+    windows = [packing.frame_window(t, fps, len(pictures), frames_per_side, step)[0]
+               [first:first + volume_size] for t in times]
+    return pictures[np.asarray(windows, dtype=np.int64)]
+
+
+def _predict_arrays(predictor, batch, batch_size):
+    """predictor.predict on a [n, ...] array in full batches (padded, a multiple of the replicas),
+    so that every replica gets the same static shape, as pipeline.predict does."""
+    replicas = predictor.distribute_strategy.num_replicas_in_sync
+    batch_size = -(-batch_size // replicas) * replicas
+    n = len(batch)
+    padding = np.zeros((-(-n // batch_size) * batch_size - n, *batch.shape[1:]), batch.dtype)
+    padded = np.concatenate([batch, padding])
+    return predictor.predict(padded, batch_size=batch_size, verbose=0)[:n, 0]
+
+
+def predict_video(predictor, config, path, times=None, fps=1.0, batch_size=16):
+    """(times, distances) of one video at `times` (every second when None); VideoError when the
+    video cannot be decoded. Decoding follows create_frames.py, gamma rule included."""
+    height, width = config["image_size"]
+    labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
+    pictures, _ = video.decode_video(path, labelled_frames=labelled, fps=fps, size=(width, height))
+    times = video_seconds(len(pictures), fps) if times is None else list(times)
+    distances = [np.zeros(0, np.float32)]
+    # One batch of sequences at a time: a long video's sequences need not fit in memory.
+    for start in range(0, len(times), batch_size):
+        chunk = sequences(pictures, times[start:start + batch_size], fps,
+                          config["frames_per_side"], config["step"], config["volume_size"])
+        distances.append(_predict_arrays(predictor, chunk, batch_size))
+    return times, np.concatenate(distances)
+
+
+def _parts_dir(out_csv, inputs):
+    """Per-video results of an interrupted run with the same `inputs`, kept beside `out_csv`
+    until it is written (emptied when the inputs differ), so that a re-run resumes."""
+    parts = str(out_csv) + _PARTS
+    stamp = io.join(parts, "inputs.json")
+    if tf.io.gfile.exists(stamp) and json.loads(io.read_text(stamp)) != inputs:
+        tf.io.gfile.rmtree(parts)
+    if not tf.io.gfile.exists(stamp):
+        tf.io.gfile.makedirs(parts)
+        io.atomic_write(stamp, json.dumps(inputs))
+    return parts
+
+
+def _read_part(path):
+    with tf.io.gfile.GFile(path, "r") as f:
+        return pd.read_csv(f, dtype={"video_id": str, "error": str}, keep_default_na=False,
+                           na_values={"distance": [""]})
+
+
+def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=1.0, batch_size=16,
+                   inputs=None, progress=True):
+    """Writes `out_csv` (video_id, time, distance, error): every second of every video in
+    `video_dir`, or the (video_id, time) rows of the `times` table, in its order.
+
+    A video that cannot be decoded gets a row per requested time (one row without a time when
+    every second was asked for) with an empty distance and the error; the others finish.
+    `inputs` (what produced the predictions) decides whether earlier partial results are reused.
+    Returns {video_id: error} of the failed videos.
+    """
+    if times is None:
+        wanted = {video_id: None for video_id in extract.list_videos(video_dir)}
+    else:
+        wanted = {v: rows["time"].tolist() for v, rows in times.groupby("video_id", sort=False)}
+    times_sha = None if times is None else hashlib.sha256(times.to_csv().encode()).hexdigest()
+    parts = _parts_dir(out_csv, dict(inputs or {}, video_dir=str(video_dir), fps=fps,
+                                     times=times_sha))
+    failures, tables = {}, []
+    for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
+        part = io.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
+        if not tf.io.gfile.exists(part):
+            try:
+                seconds, distances = predict_video(predictor, config, io.join(video_dir, video_id),
+                                                   wanted[video_id], fps, batch_size)
+            except video.VideoError as e:
+                failures[video_id] = e.reason
+                tables.append(pd.DataFrame({"video_id": video_id,
+                                            "time": wanted[video_id] or [None],
+                                            "distance": np.nan, "error": e.reason}))
+                continue
+            io.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
+                                       "distance": distances, "error": ""}), part)
+        tables.append(_read_part(part))
+    table = pd.concat(tables, ignore_index=True).astype({"time": "Int64"})
+    if times is not None:
+        table = times.astype({"time": "Int64"}).merge(table, on=KEYS, how="left")
+    io.write_csv(table[KEYS + ["distance", "error"]], out_csv)
+    tf.io.gfile.rmtree(parts)
+    return failures
+
+
+def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=None,
+        times_csv=None, export_dir=None, tta=1, batch_size=16, strategy="auto", tpu=None,
+        fps=None, progress=True):
+    """Everything run_infer.py does, in order: test records -> test_preds.csv, submission,
+    raw videos, export. Returns {video_id: error} of the raw videos that failed."""
+    if times_csv and not video_dir:
+        raise InputError("--times_csv picks seconds of --video_dir videos: give --video_dir")
+    if submission_csv and video_dir:
+        raise InputError("--submission_csv and --video_dir both write --out_csv: run them apart")
+    if not (tfrec_dir or submission_csv or video_dir or export_dir):
+        raise InputError("nothing to do: give --tfrec_dir, --submission_csv, --video_dir "
+                         "or --export")
+    if batch_size < 1:
+        raise InputError(f"--batch_size={batch_size}: must be positive")
+    times = read_times(times_csv) if times_csv else None
+    if export_dir:
+        check_export_dir(export_dir)
+    if tfrec_dir or video_dir:
+        predictor, config = load_predictor(model_dir, strategies.make_strategy(strategy, tpu),
+                                           tta)
+    if tfrec_dir:
+        io.write_csv(predict_records(predictor, config, tfrec_dir, batch_size),
+                     io.join(model_dir, TEST_PREDS))
+    if submission_csv:
+        io.write_csv(fill_submission(submission_csv, read_predictions(model_dir)),
+                     out_csv or io.join(model_dir, "submission.csv"))
+    failures = {}
+    if video_dir:
+        fps = float(fps or config.get("fps", 1.0))
+        failures = predict_videos(
+            predictor, config, video_dir, out_csv or io.join(model_dir, "video_preds.csv"),
+            times=times, fps=fps, batch_size=batch_size, progress=progress,
+            inputs={"model_dir": str(model_dir), "folds": config["folds"], "tta": tta})
+    if export_dir:
+        # Exported from a single-device copy: a SavedModel must not hold distributed variables.
+        export(*load_predictor(model_dir, None, tta), export_dir)
+    return failures

@@ -1,0 +1,69 @@
+"""Predicts distances with a trained model folder: test records, a submission, raw videos, export.
+
+    python run_infer.py --model_dir=runs/b0 --tfrec_dir=records/test --tta=4 \
+        --submission_csv=data/submission_format.csv --out_csv=runs/b0/submission.csv
+    python run_infer.py --model_dir=runs/b0 --video_dir=field/videos --out_csv=field/distances.csv
+    python run_infer.py --model_dir=runs/b0 --export=runs/b0/export
+
+Every fold's best weights are averaged (and --tta views). --tfrec_dir writes test_preds.csv into
+the model folder (what ensemble.py reads); --submission_csv fills the format table from it.
+--video_dir decodes raw videos as create_frames.py does and predicts every second (or the rows of
+--times_csv); a video that cannot be decoded gets error rows, the others finish, and the exit
+status is 1. Re-running after an interruption skips the videos already predicted.
+"""
+
+import sys
+
+from absl import app, flags
+
+from chimpact import infer
+from chimpact import strategy as strategies
+from chimpact.cli import reports_input_errors
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Trained model folder (run_train.py --out_dir), local or "
+                    "gs://: config.json and fold*/best.weights.h5.")
+flags.DEFINE_string("tfrec_dir", None, "Test records (create_tfrecords.py --subset=test): "
+                    "predicts each example once and writes MODEL_DIR/test_preds.csv.")
+flags.DEFINE_string("submission_csv", None, "Submission format table (video_id, time, distance): "
+                    "written to --out_csv with the distances of MODEL_DIR/test_preds.csv.")
+flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://): predicts the "
+                    "distance at every second of every video into --out_csv.")
+flags.DEFINE_string("times_csv", None, "With --video_dir: a table of video_id, time rows; only "
+                    "those seconds are predicted, in that order.")
+flags.DEFINE_string("out_csv", None, "Output table. Default: MODEL_DIR/submission.csv with "
+                    "--submission_csv, MODEL_DIR/video_preds.csv with --video_dir.")
+flags.DEFINE_string("export", None, "Folder for a SavedModel of the fold average (endpoint "
+                    "`serve`: uint8 [batch, volume_size, H, W, 3] -> metres), loadable without "
+                    "chimpact.")
+flags.DEFINE_integer("tta", 1, "Test-time views averaged: 1 = none, then flips and rotations "
+                     "(identity, flip lr, flip ud, rot90, rot180, rot270, ...).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "Global batch size (rounded up to a multiple of the "
+                     "replicas).", lower_bound=1)
+flags.DEFINE_enum("strategy", "auto", strategies.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or `local` (TPU VM).")
+flags.DEFINE_float("fps", None, "With --video_dir: frames per second to decode; default the "
+                   "model's config (the create_frames.py default, 1).", lower_bound=1e-3)
+flags.DEFINE_bool("progress", True, "Show a progress bar over the videos.")
+flags.mark_flag_as_required("model_dir")
+
+
+@reports_input_errors
+def main(argv):
+    del argv
+    failures = infer.run(
+        FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,
+        out_csv=FLAGS.out_csv, video_dir=FLAGS.video_dir, times_csv=FLAGS.times_csv,
+        export_dir=FLAGS.export, tta=FLAGS.tta, batch_size=FLAGS.batch_size,
+        strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps, progress=FLAGS.progress)
+    if failures:
+        for video_id, reason in failures.items():
+            print(f"{video_id}: {reason}", file=sys.stderr)
+        print(f"{len(failures)} video(s) could not be decoded; their rows have an empty distance "
+              "and the error", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,303 @@
+"""run_infer.py: fold averages on test records, TTA, raw videos, replicas and the export.
+
+The model folder holds untrained tiny networks with saved weights: predictions need not be good,
+only the same whichever path computes them.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import sequence_records
+import videogen
+from chimpact import augment, infer, model, records, video
+from chimpact.errors import InputError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
+              dense_units=4, frames_per_side=2, step=1, n_folds=2, folds=[0, 1])
+N_TEST = 7  # examples in the test records: no batch size used below divides it
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A model folder as run_train.py leaves it, with two untrained folds."""
+    path = tmp_path_factory.mktemp("model")
+    (path / "config.json").write_text(json.dumps(CONFIG))
+    for fold in CONFIG["folds"]:
+        keras.utils.set_random_seed(fold)
+        network = model.build_from_config(CONFIG)
+        # A bias of a few metres, so that distances look like distances.
+        network.get_layer("distance").bias.assign([5.0 + fold])
+        (path / f"fold{fold}").mkdir()
+        network.save_weights(model.fold_weights_path(str(path), fold))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def test_records(tmp_path_factory):
+    """Test-subset records of N_TEST examples in two shards; returns (dir, frames [N, 5, ...])."""
+    path = tmp_path_factory.mktemp("records")
+    rng = np.random.default_rng(0)
+    stored = 2 * CONFIG["frames_per_side"] + 1
+    examples = [sequence_records.square_frames(d, stored, CONFIG["image_size"], rng)
+                for d in rng.uniform(1, 20, N_TEST)]
+    shards = []
+    for index, rows in enumerate(np.array_split(np.arange(N_TEST), 2)):
+        name = records.shard_name("test", None, index, 2)
+        with tf.io.TFRecordWriter(str(path / name)) as writer:
+            for i in rows:
+                jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in examples[i]]
+                writer.write(records.serialize_example(jpegs, np.nan, f"v{i}.mp4", 10 * i, -1))
+        shards.append({"file": name, "fold": None, "examples": len(rows)})
+    records.write_manifest(str(path), {
+        "schema_version": records.SCHEMA_VERSION, "subset": "test", "frames_per_side": 2,
+        "step": 1, "stored_frames": stored, "image_size": CONFIG["image_size"], "n_folds": None,
+        "examples": N_TEST, "examples_per_fold": {}, "shards": shards, "distances": []})
+    parse = records.make_parser(stored, CONFIG["volume_size"])
+    decoded = [parse(s)["frames"].numpy() for name in shards
+               for s in tf.data.TFRecordDataset(str(path / name["file"]))]
+    return str(path), np.stack(decoded)
+
+
+def fold_mean(model_dir, sequences, views=1):
+    """The reference: each fold network on each view of the sequences, averaged, computed apart."""
+    networks = model.load_fold_models(model_dir)
+    outputs = []
+    for view in augment.tta_views(infer.TTA_AUG, views):
+        viewed = np.stack([view(tf.constant(s)).numpy() for s in sequences])
+        outputs += [networks[f].predict(viewed, verbose=0)[:, 0] for f in networks]
+    return np.mean(outputs, axis=0)
+
+
+def run_python(code, **env):
+    """Runs `code` in a fresh interpreter; returns its stdout."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                                    **env}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Two generated videos (4 s and 6 s), a corrupt one and a file that is no video."""
+    path = tmp_path_factory.mktemp("videos")
+    videogen.make_video(path / "four.mp4", 4, fps=5, size=(48, 32))
+    videogen.make_video(path / "six.avi", 6, fps=5, size=(40, 30), codec="mpeg4")
+    (path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
+    (path / "notes.txt").write_text("not a video")
+    return str(path)
+
+
+def test_records_submission_and_tta(model_dir, test_records, tmp_path):
+    tfrec_dir, sequences = test_records
+    submission_format = pd.DataFrame({"video_id": [f"v{i}.mp4" for i in range(N_TEST)],
+                                      "time": [10 * i for i in range(N_TEST)], "distance": 1.0})
+    submission_format = submission_format.sample(frac=1.0, random_state=1)
+    submission_format.to_csv(tmp_path / "format.csv", index=False)
+
+    infer.run(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
+              submission_csv=str(tmp_path / "format.csv"), out_csv=str(tmp_path / "sub.csv"))
+    preds = pd.read_csv(pathlib.Path(model_dir) / infer.TEST_PREDS)
+    assert list(preds.columns) == ["video_id", "time", "pred"]
+    assert sorted(preds.video_id) == sorted(f"v{i}.mp4" for i in range(N_TEST))
+    order = preds.video_id.str[1:-4].astype(int).to_numpy()
+    no_tta = fold_mean(model_dir, sequences[order])
+    assert np.allclose(preds.pred, no_tta, atol=1e-5)
+
+    submission = pd.read_csv(tmp_path / "sub.csv")
+    assert list(submission.columns) == list(submission_format.columns)
+    assert list(submission.video_id) == list(submission_format.video_id)
+    assert np.allclose(submission.distance,
+                       preds.set_index("video_id").pred[submission.video_id], atol=0)
+
+    predictor, config = infer.load_predictor(model_dir, tta=2)
+    with_tta = infer.predict_records(predictor, config, tfrec_dir, batch_size=4)
+    assert np.allclose(with_tta.pred, fold_mean(model_dir, sequences[order], views=2), atol=1e-5)
+    assert not np.allclose(with_tta.pred, no_tta, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_export_loads_without_chimpact_and_matches(model_dir, test_records, tmp_path):
+    tfrec_dir, sequences = test_records
+    export_dir = tmp_path / "export"
+    infer.run(model_dir, export_dir=str(export_dir))
+    info = json.loads((export_dir / infer.EXPORT_INFO).read_text())
+    assert info["volume_size"] == 3 and info["image_size"] == [32, 32] and info["folds"] == [0, 1]
+    np.save(tmp_path / "sequences.npy", sequences)
+    out = run_python(f"""
+        import json, sys
+        import numpy as np, tensorflow as tf, keras
+        sequences = np.load({str(tmp_path / "sequences.npy")!r})
+        exported = tf.saved_model.load({str(export_dir)!r})
+        layer = keras.layers.TFSMLayer({str(export_dir)!r}, call_endpoint="serve")
+        assert not [m for m in sys.modules if m.startswith("chimpact")]
+        print(json.dumps([exported.serve(sequences).numpy()[:, 0].tolist(),
+                          np.asarray(layer(sequences))[:, 0].tolist()]))
+        """)
+    served, layered = json.loads(out.strip().splitlines()[-1])
+    predictor, config = infer.load_predictor(model_dir)
+    predicted = infer.predict_records(predictor, config, tfrec_dir, batch_size=5)
+    order = predicted.video_id.str[1:-4].astype(int).to_numpy()
+    assert np.allclose(np.asarray(served)[order], predicted.pred, atol=1e-5)
+    assert np.allclose(served, layered, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_replicas_predict_every_example_once(model_dir, test_records, videos):
+    tfrec_dir, _ = test_records
+    predictor, config = infer.load_predictor(model_dir)
+    single = infer.predict_records(predictor, config, tfrec_dir, batch_size=4)
+    _, single_video = infer.predict_video(predictor, config, f"{videos}/six.avi", batch_size=4)
+    out = run_python(f"""
+        import json
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from chimpact import infer
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        predictor, config = infer.load_predictor({model_dir!r}, strategy)
+        table = infer.predict_records(predictor, config, {tfrec_dir!r}, batch_size=3)
+        _, distances = infer.predict_video(predictor, config, {videos + "/six.avi"!r}, batch_size=3)
+        print(json.dumps([strategy.num_replicas_in_sync, table.to_dict("list"), distances.tolist()]))
+        """)
+    replicas, table, distances = json.loads(out.strip().splitlines()[-1])
+    table = pd.DataFrame(table)
+    assert replicas == 2
+    assert len(table) == N_TEST and not table.duplicated(["video_id", "time"]).any()
+    pd.testing.assert_frame_equal(table[["video_id", "time"]], single[["video_id", "time"]])
+    assert np.allclose(table.pred, single.pred, atol=1e-5)
+    assert np.allclose(distances, single_video, atol=1e-5)
+
+
+def test_sequences_take_the_records_window(videos):
+    pictures, _ = video.decode_video(f"{videos}/four.mp4", fps=1.0)
+    numbers = [videogen.frame_number(p) for p in pictures]
+    assert numbers == [0, 5, 10, 15]
+    windows = infer.sequences(pictures, [0, 2, 3, 5], 1.0, frames_per_side=2, step=1,
+                              volume_size=3)
+    assert [[videogen.frame_number(p) for p in w] for w in windows] == [
+        [0, 0, 5], [5, 10, 15], [10, 15, 15], [15, 15, 15]]
+    wide = infer.sequences(pictures, [1], 1.0, frames_per_side=2, step=1, volume_size=5)
+    assert [videogen.frame_number(p) for p in wide[0]] == [0, 0, 5, 10, 15]
+
+
+@pytest.mark.slow
+def test_video_dir_every_second_with_a_corrupt_video(model_dir, videos, tmp_path):
+    out_csv = tmp_path / "distances.csv"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "run_infer.py"), f"--model_dir={model_dir}",
+         f"--video_dir={videos}", f"--out_csv={out_csv}", "--batch_size=3", "--tta=2"],
+        capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "1 video(s) could not be decoded" in done.stderr
+    table = pd.read_csv(out_csv)
+    assert list(table.columns) == ["video_id", "time", "distance", "error"]
+    assert list(table.video_id) == ["broken.mp4"] + ["four.mp4"] * 4 + ["six.avi"] * 6
+    broken, good = table.iloc[:1], table.iloc[1:]
+    assert broken.time.isna().all() and broken.distance.isna().all()
+    assert broken.error.str.startswith("ffmpeg: ").all()
+    assert good.time.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 4, 5]
+    assert good.distance.between(3.0, 9.0).all() and good.error.isna().all()
+    assert not pathlib.Path(f"{out_csv}.parts").exists()
+
+    predictor, config = infer.load_predictor(model_dir, tta=2)
+    pictures, _ = video.decode_video(f"{videos}/six.avi", fps=1.0, size=(32, 32))
+    expected = fold_mean(model_dir, infer.sequences(pictures, range(6), 1.0, 2, 1, 3), views=2)
+    assert np.allclose(good[good.video_id == "six.avi"].distance, expected, atol=1e-5)
+
+
+def test_times_csv_rows_in_order_and_resume(model_dir, videos, tmp_path, monkeypatch):
+    times = pd.DataFrame({"video_id": ["six.avi", "broken.mp4", "four.mp4", "six.avi",
+                                       "broken.mp4", "missing.mp4", "four.mp4"],
+                          "time": [5, 0, 9, 0, 10, 3, 1]})
+    predictor, config = infer.load_predictor(model_dir)
+    out_csv = str(tmp_path / "times.csv")
+    calls = []
+    real = infer.predict_video
+
+    def killed_at_third_video(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "predict_video", killed_at_third_video)
+    with pytest.raises(KeyboardInterrupt):
+        infer.predict_videos(predictor, config, videos, out_csv, times=times, progress=False)
+    assert not pathlib.Path(out_csv).exists()
+    calls.clear()
+    monkeypatch.setattr(infer, "predict_video", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    failures = infer.predict_videos(predictor, config, videos, out_csv, times=times,
+                                    progress=False)
+    assert [pathlib.Path(c).name for c in calls] == ["broken.mp4", "four.mp4", "missing.mp4"]
+    assert sorted(failures) == ["broken.mp4", "missing.mp4"]
+    table = pd.read_csv(out_csv, keep_default_na=False, na_values={"distance": [""]})
+    pd.testing.assert_frame_equal(table[["video_id", "time"]], times)
+    assert table.distance.isna().tolist() == [False, True, False, False, True, True, False]
+    assert "no such file" in table.error[5]
+    four = table[table.video_id == "four.mp4"]
+    pictures, _ = video.decode_video(f"{videos}/four.mp4", fps=1.0, size=(32, 32))
+    expected = fold_mean(model_dir, infer.sequences(pictures, [9, 1], 1.0, 2, 1, 3))
+    assert np.allclose(four.distance, expected, atol=1e-5)
+
+
+def test_shared_clips_one_row_per_second(model_dir, shared_dir, tmp_path):
+    predictor, config = infer.load_predictor(model_dir)
+    out_csv = tmp_path / "shared.csv"
+    failures = infer.predict_videos(predictor, config, str(shared_dir / "videos"), str(out_csv),
+                                    batch_size=32, progress=False)
+    table = pd.read_csv(out_csv, keep_default_na=False, na_values={"distance": [""]})
+    assert failures == {}
+    assert set(table.video_id) == set(os.listdir(shared_dir / "videos"))
+    for video_id, rows in table.groupby("video_id"):
+        assert 15 <= len(rows) <= 62, video_id
+        assert rows.time.tolist() == list(range(len(rows))), video_id
+    assert table.distance.notna().all() and (table.error == "").all()
+
+
+def test_videos_and_output_on_ram_filesystem(model_dir, videos):
+    tf.io.gfile.makedirs("ram://infer_videos")
+    tf.io.gfile.copy(f"{videos}/four.mp4", "ram://infer_videos/four.mp4", overwrite=True)
+    predictor, config = infer.load_predictor(model_dir)
+    assert infer.predict_videos(predictor, config, "ram://infer_videos", "ram://infer/out.csv",
+                                progress=False) == {}
+    with tf.io.gfile.GFile("ram://infer/out.csv") as f:
+        table = pd.read_csv(f)
+    assert table.time.tolist() == [0, 1, 2, 3] and table.distance.notna().all()
+    assert not tf.io.gfile.exists("ram://infer/out.csv.parts")
+
+
+def test_export_refuses_a_folder_with_other_files(model_dir, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="folder holds other files"):
+        infer.run(model_dir, export_dir=str(tmp_path))
+    assert (tmp_path / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "nothing to do"),
+    ({"tta": 11, "export_dir": "x"}, r"--tta=11: must be 1\.\.10"),
+    ({"times_csv": "t.csv"}, "--times_csv picks seconds of --video_dir"),
+])
+def test_bad_requests_are_one_line_errors(model_dir, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        infer.run(model_dir, **kwargs)
+
+
+def test_submission_row_without_prediction_is_an_error(tmp_path):
+    pd.DataFrame({"video_id": ["a.mp4", "b.mp4"], "time": [0, 10], "distance": 1.0}).to_csv(
+        tmp_path / "format.csv", index=False)
+    predictions = pd.DataFrame({"video_id": ["a.mp4"], "time": [0], "pred": [3.0]})
+    with pytest.raises(InputError, match=r"no prediction for video_id=b\.mp4 time=10"):
+        infer.fill_submission(str(tmp_path / "format.csv"), predictions)
