@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
+
+# The whole pipeline on a synthetic world (about 100 videos, 3 folds, two presets and their
+# ensemble); a re-run skips the stages already done. DEMO_ARGS passes e.g. --n_videos=40.
+DEMO_DIR ?= runs/demo
+DEMO_ARGS ?=
+demo: $(STAMP)
+	$(PY) -m chimpact.demo --run_dir=$(DEMO_DIR) $(DEMO_ARGS)
+
+# docs/FLAGS.md from the entry scripts' absl flags (tests/test_flagsdoc.py fails when stale).
+docs: $(STAMP)
+	$(PY) -m chimpact.flagsdoc
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

@@ -1,0 +1,148 @@
+"""The whole pipeline on a synthetic world, with the README's commands: what `make demo` runs.
+
+    python -m chimpact.demo --run_dir=runs/demo
+
+Generates the world (chimpact.synth), then runs create_frames.py, create_tfrecords.py (train and
+test), run_train.py and run_infer.py for each preset, and ensemble.py, each as a subprocess
+exactly as a user types it, and prints each model's out-of-fold MAE beside the ensemble's and the
+constant-median baseline's. A stage whose command already succeeded (RUN_DIR/done/<stage> holds
+the command) is skipped, so a re-run reuses what is done; the tools also resume themselves.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PRESETS = ("models/demo.flags", "models/demo-f1.flags")
+
+
+def commands(run_dir, n_videos=100, seed=0, fps=1, size="64x48", n_folds=3, presets=PRESETS,
+             train_overrides=(), python=sys.executable):
+    """The demo's commands, in order: a list of (stage name, argv)."""
+    data, frames, records, models = (f"{run_dir}/{d}" for d in ("data", "frames", "records", "models"))
+    model_dirs = [f"{models}/{pathlib.Path(p).stem}" for p in presets]
+    stages = [
+        ("synth", [python, "-m", "chimpact.synth", f"--out_dir={data}", f"--n_videos={n_videos}",
+                   f"--seed={seed}"]),
+        ("frames", [python, "create_frames.py", f"--video_dir={data}/videos", f"--out_dir={frames}",
+                    f"--fps={fps}", f"--size={size}"]),
+        ("records-train", [python, "create_tfrecords.py", f"--frames_dir={frames}",
+                           f"--labels_csv={data}/train_labels.csv", f"--out_dir={records}/train",
+                           "--frames_per_side=1", "--step=1", f"--n_folds={n_folds}"]),
+        ("records-test", [python, "create_tfrecords.py", f"--frames_dir={frames}", "--subset=test",
+                          f"--labels_csv={data}/submission_format.csv", f"--out_dir={records}/test",
+                          "--frames_per_side=1", "--step=1"]),
+    ]
+    for preset, model_dir in zip(presets, model_dirs):
+        name = pathlib.Path(model_dir).name
+        stages.append((f"train-{name}", [python, "run_train.py", f"--flagfile={preset}",
+                                         f"--tfrec_dir={records}/train", f"--out_dir={model_dir}",
+                                         *train_overrides]))
+        stages.append((f"infer-{name}", [python, "run_infer.py", f"--model_dir={model_dir}",
+                                         f"--tfrec_dir={records}/test",
+                                         f"--submission_csv={data}/submission_format.csv"]))
+    stages.append(("ensemble", [python, "ensemble.py", f"--model_dirs={','.join(model_dirs)}",
+                                f"--out_dir={run_dir}", f"--submission_csv={data}/submission_format.csv"]))
+    return stages, model_dirs
+
+
+def run_stage(name, argv, run_dir, log=print):
+    """Runs one command from the repository root unless RUN_DIR/done/<name> records it already ran."""
+    stamp = pathlib.Path(run_dir) / "done" / name
+    line = shlex.join(argv[1:] if argv[0] == sys.executable else argv)
+    if stamp.exists() and stamp.read_text() == line:
+        log(f"[{name}] done before, skipped: python {line}")
+        return
+    log(f"[{name}] python {line}")
+    start = time.time()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    result = subprocess.run(argv, cwd=REPO, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"error: stage {name} failed (exit {result.returncode}): python {line}")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(line)
+    log(f"[{name}] {time.time() - start:.0f} s")
+
+
+def median_baseline(oof):
+    """MAE of predicting, in each fold, the median distance of the other folds (the challenge's baseline)."""
+    errors = []
+    for fold, rows in oof.groupby("fold"):
+        median = oof.loc[oof.fold != fold, "distance"].median()
+        errors.append((rows.distance - median).abs())
+    return float(pd.concat(errors).mean())
+
+
+def _test_mae(table, truth):
+    merged = truth.merge(table, on=["video_id", "time"], suffixes=("", "_pred"))
+    return float((merged.distance - merged.distance_pred).abs().mean())
+
+
+def score_table(run_dir, model_dirs):
+    """Rows (name, OOF MAE, test MAE) for each model, the ensemble and the median baseline."""
+    run_dir = pathlib.Path(run_dir)
+    truth = pd.read_csv(run_dir / "data" / "test_labels.csv")
+    train = pd.read_csv(run_dir / "data" / "train_labels.csv")
+    rows = []
+    for model_dir in model_dirs:
+        scores = json.loads((pathlib.Path(model_dir) / "scores.json").read_text())
+        test = pd.read_csv(pathlib.Path(model_dir) / "test_preds.csv").rename(columns={"pred": "distance"})
+        rows.append((pathlib.Path(model_dir).name, scores["overall"]["mae"], _test_mae(test, truth)))
+    summary = json.loads((run_dir / "ensemble.json").read_text())
+    rows.append(("ensemble", summary["oof_mae"], _test_mae(pd.read_csv(run_dir / "submission.csv"), truth)))
+    oof = pd.read_csv(pathlib.Path(model_dirs[0]) / "oof.csv")
+    test_median = float((truth.distance - train.distance.median()).abs().mean())
+    rows.append(("median baseline", median_baseline(oof), test_median))
+    return rows
+
+
+def format_table(rows):
+    lines = [f"{'model':<18} {'OOF MAE':>8} {'test MAE':>9}"]
+    lines += [f"{name:<18} {oof:>8.3f} {test:>9.3f}" for name, oof, test in rows]
+    ratio = rows[-2][1] / rows[-1][1]
+    lines.append(f"ensemble / median baseline (OOF): {ratio:.2f}")
+    return "\n".join(lines), ratio
+
+
+def run_demo(run_dir="runs/demo", n_videos=100, seed=0, n_folds=3, presets=PRESETS, train_overrides=(),
+             log=print):
+    """Runs every stage (skipping those done) and returns the score rows and the ensemble/baseline ratio."""
+    run_dir = os.path.abspath(run_dir)
+    stages, model_dirs = commands(run_dir, n_videos=n_videos, seed=seed, n_folds=n_folds, presets=presets,
+                                  train_overrides=train_overrides)
+    start = time.time()
+    for name, argv in stages:
+        run_stage(name, argv, run_dir, log)
+    rows = score_table(run_dir, model_dirs)
+    table, ratio = format_table(rows)
+    (pathlib.Path(run_dir) / "scores.txt").write_text(table + "\n")
+    log(f"\n{table}\n\ndemo finished in {time.time() - start:.0f} s; outputs: {run_dir}/submission.csv, "
+        f"{run_dir}/ensemble.png, {run_dir}/ensemble.json, models in {run_dir}/models")
+    return rows, ratio
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m chimpact.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_dir", default="runs/demo", help="Folder for everything the demo writes.")
+    parser.add_argument("--n_videos", type=int, default=100, help="Synthetic videos (train and test).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic world.")
+    parser.add_argument("--n_folds", type=int, default=3, help="Cross-validation folds.")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="Comma-separated training flagfiles.")
+    parser.add_argument("--train_flags", default="",
+                        help="Extra run_train.py flags after each preset, e.g. '--epochs=3' for a quick run.")
+    args = parser.parse_args(argv)
+    run_demo(args.run_dir, n_videos=args.n_videos, seed=args.seed, n_folds=args.n_folds,
+             presets=tuple(args.presets.split(",")), train_overrides=tuple(shlex.split(args.train_flags)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

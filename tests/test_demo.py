@@ -1,0 +1,46 @@
+"""The demo, shortened (fewer videos and epochs): the README's commands run end to end and learn."""
+
+import pandas as pd
+import pytest
+
+from chimpact import demo
+
+
+@pytest.mark.slow
+def test_short_demo_beats_the_median_baseline(tmp_path):
+    lines = []
+    rows, ratio = demo.run_demo(tmp_path, n_videos=30, seed=1, train_overrides=("--epochs=12",),
+                                log=lines.append)
+    scores = {name: (oof, test) for name, oof, test in rows}
+    assert list(scores) == ["demo", "demo-f1", "ensemble", "median baseline"]
+    assert ratio < 1.0, "\n".join(lines)
+    assert scores["ensemble"][0] <= min(scores["demo"][0], scores["demo-f1"][0]) + 1e-9
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    expected = pd.read_csv(tmp_path / "data" / "submission_format.csv")
+    assert submission[["video_id", "time"]].equals(expected[["video_id", "time"]])
+    assert (tmp_path / "ensemble.png").stat().st_size > 0
+    assert (tmp_path / "scores.txt").read_text().startswith("model")
+
+    # A re-run reuses every stage.
+    lines.clear()
+    assert demo.run_demo(tmp_path, n_videos=30, seed=1, train_overrides=("--epochs=12",),
+                         log=lines.append)[0] == rows
+    assert sum("skipped" in line for line in lines) == len(demo.commands(tmp_path)[0])
+
+
+def test_commands_are_the_readme_pipeline(tmp_path):
+    stages, model_dirs = demo.commands(tmp_path, n_videos=7, train_overrides=("--epochs=1",))
+    names = [name for name, _ in stages]
+    assert names == ["synth", "frames", "records-train", "records-test", "train-demo", "infer-demo",
+                     "train-demo-f1", "infer-demo-f1", "ensemble"]
+    scripts = [argv[1] for _, argv in stages]
+    assert scripts == ["-m", "create_frames.py", "create_tfrecords.py", "create_tfrecords.py",
+                       "run_train.py", "run_infer.py", "run_train.py", "run_infer.py", "ensemble.py"]
+    assert stages[4][1][-1] == "--epochs=1"
+    assert model_dirs == [f"{tmp_path}/models/demo", f"{tmp_path}/models/demo-f1"]
+
+
+def test_median_baseline_uses_the_other_folds():
+    oof = pd.DataFrame({"fold": [0, 0, 1, 1], "distance": [1.0, 3.0, 5.0, 9.0]})
+    # fold 0 predicts median(5, 9) = 7, fold 1 predicts median(1, 3) = 2.
+    assert demo.median_baseline(oof) == pytest.approx((6 + 4 + 3 + 7) / 4)
