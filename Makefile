@@ -33,5 +33,9 @@ demo: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m chimpact.flagsdoc
 
+# Each benchmark runs our code and its baseline on the same data; the ratio is the last line.
+bench: $(STAMP)
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

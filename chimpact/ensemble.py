@@ -14,12 +14,12 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from chimpact import infer, io
+from chimpact import infer, io, train
 from chimpact.errors import InputError
 
-KEYS = ["video_id", "time"]
-OOF = "oof.csv"
-TEST_PREDS = "test_preds.csv"
+KEYS = infer.KEYS
+OOF = train.OOF
+TEST_PREDS = infer.TEST_PREDS
 OOF_COLUMNS = KEYS + ["distance", "pred"]
 TEST_COLUMNS = KEYS + ["pred"]
 # Edges (metres) of the true-distance bands in the figure; the last band is open-ended.

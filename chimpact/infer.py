@@ -68,6 +68,9 @@ def load_predictor(model_dir, strategy=None, tta=1):
 def predict_records(predictor, config, tfrec_dir, batch_size=16):
     """(video_id, time, pred) for every example of the records in `tfrec_dir`, each once."""
     manifest = records.read_manifest(tfrec_dir)
+    if manifest["subset"] != "test":
+        raise InputError(f"--tfrec_dir={tfrec_dir}: holds {manifest['subset']} records: give "
+                         "the test records (create_tfrecords.py --subset=test)")
     if manifest["step"] != config["step"]:
         raise InputError(f"--tfrec_dir={tfrec_dir}: frames are {manifest['step']} s apart, the "
                          f"model was trained on step {config['step']}: rebuild with --step")
@@ -92,8 +95,9 @@ def fill_submission(submission_csv, predictions):
     """The submission format table with its distance column taken from `predictions`
     (video_id, time, pred): same rows, order and columns; InputError for a row without one."""
     table = extract.read_table(submission_csv, KEYS + ["distance"], "submission_csv")
+    rows = read_times(submission_csv)
     by_key = predictions.set_index(KEYS)["pred"]
-    keys = pd.MultiIndex.from_arrays([table["video_id"], table["time"].astype(np.int64)])
+    keys = pd.MultiIndex.from_arrays([rows["video_id"], rows["time"]])
     lacking = keys.difference(by_key.index, sort=False)
     if len(lacking):
         video_id, time = lacking[0]
@@ -146,22 +150,9 @@ def export(predictor, config, export_dir):
     io.atomic_write(io.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
 
 
-def read_times(times_csv):
-    """The (video_id, time) rows to predict, in file order; InputError on a bad row."""
-    table = extract.read_table(times_csv, KEYS, "times_csv")
-    time = pd.to_numeric(table["time"], errors="coerce")
-    bad = (time.isna() | (time < 0) | (time != np.floor(time))).to_numpy()
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(f"--times_csv={times_csv} line {i + 2}: time {table['time'].iloc[i]!r} "
-                         "is not a whole number of seconds >= 0")
-    table = table[KEYS].assign(time=time.astype(np.int64))
-    twice = table.duplicated(KEYS).to_numpy()
-    if twice.any():
-        i = int(np.argmax(twice))
-        raise InputError(f"--times_csv={times_csv} line {i + 2}: ({table.video_id.iloc[i]}, "
-                         f"{table.time.iloc[i]}) appears twice")
-    return table
+def read_times(path):
+    """The (video_id, time) rows of a table to predict, in file order; InputError on a bad row."""
+    return packing.read_labels(path, "test")[0][KEYS]
 
 
 def video_seconds(n_frames, fps):

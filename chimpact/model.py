@@ -25,7 +25,12 @@ def _load_weights(network, weights):
     if not tf.io.gfile.exists(weights):
         raise InputError(f"{weights}: weights file not found")
     with io.local_copy(weights) as local:
-        network.load_weights(local)
+        try:
+            network.load_weights(local)
+        except (ValueError, OSError) as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"--weights={weights}: cannot be loaded into "
+                             f"{network.name}: {first_line}") from e
 
 
 def _efficientnet_b0(image_size, weights):

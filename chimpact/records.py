@@ -49,7 +49,11 @@ def read_manifest(tfrec_dir):
             f"{tfrec_dir}: no {MANIFEST}, the records are missing or incomplete: "
             "re-run create_tfrecords.py"
         )
-    manifest = json.loads(io.read_text(path))
+    try:
+        manifest = json.loads(io.read_text(path))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}): "
+                         "re-run create_tfrecords.py") from e
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise InputError(
             f"{path}: schema_version {manifest.get('schema_version')} is not "
