@@ -110,7 +110,7 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
     return epochs_ds.flat_map(one_epoch).prefetch(AUTOTUNE)
 
 
-def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32, view=None,
+def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32,
                       labelled=True):
     """Full batches of the examples of `folds` (all when None) in a fixed order, none dropped.
 
@@ -118,8 +118,7 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
     an equal, non-empty share. Yields (frames, distance, weight) where the weight is 0 for
     padding and n_padded / n for a real example, so that Keras' weighted means (loss, metrics)
     equal the plain means over the real examples; or frames alone when not `labelled` (callers
-    keep the first n predictions). `view` is an optional frames -> frames function (a test-time
-    augmentation).
+    keep the first n predictions).
     """
     manifest = records.read_manifest(tfrec_dir)
     load = make_loader(manifest, volume_size, image_size)
@@ -129,8 +128,7 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
 
     def prepare(serialized):
         example = load(serialized)
-        frames = example["frames"] if view is None else view(example["frames"])
-        return frames, example["distance"], tf.constant(weight, tf.float32)
+        return example["frames"], example["distance"], tf.constant(weight, tf.float32)
 
     paths = records.shard_paths(tfrec_dir, folds)
     examples = _read_records(paths, len(paths)).map(prepare, num_parallel_calls=AUTOTUNE,
@@ -170,22 +168,20 @@ def read_keys(tfrec_dir, folds=None):
 
 
 def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_size=32,
-            strategy=None, tta=1, aug="a1"):
+            strategy=None):
     """Predictions for every example of `folds` (all when None) exactly once.
 
     Returns a DataFrame (video_id, time, distance, fold, pred) in record order. The batches are
     padded to full size, rounded up to a multiple of the replicas of `strategy` (default: the
-    model's), so any batch size works on any number of replicas. With tta > 1 the prediction is
-    the mean over the first `tta` views of augment.tta_views(aug, tta).
+    model's), so any batch size works on any number of replicas.
     """
     replicas = (strategy or model.distribute_strategy).num_replicas_in_sync
     batch_size = -(-batch_size // replicas) * replicas
-    views = augment.tta_views(aug, tta)
     table = read_keys(tfrec_dir, folds)
-    preds = [np.zeros(0)]
+    pred = np.zeros(0)
     if len(table):
-        preds = [model.predict(make_eval_dataset(tfrec_dir, folds, volume_size, image_size,
-                                                 batch_size, view, labelled=False),
-                               verbose=0)[:len(table), 0] for view in views]
-    table["pred"] = np.mean(preds, axis=0)
+        batches = make_eval_dataset(tfrec_dir, folds, volume_size, image_size, batch_size,
+                                    labelled=False)
+        pred = model.predict(batches, verbose=0)[:len(table), 0]
+    table["pred"] = pred
     return table[["video_id", "time", "distance", "fold", "pred"]]

@@ -8,9 +8,9 @@ val_loss improvement, the best epoch's weights kept, and the validation fold pre
     fold{f}/best.weights.h5  fold{f}/history.csv  fold{f}/oof.csv (written last: fold done)
 
 A killed run re-run with the same command resumes each unfinished fold at its last finished
-epoch (Keras BackupAndRestore under fold{f}/backup) and skips finished folds. Under
-MultiWorkerMirroredStrategy every worker restores from `out_dir`, which must then be shared
-(e.g. gs://), and only the chief writes.
+epoch (Keras BackupAndRestore under fold{f}/backup, deleted once oof.csv is written) and skips
+finished folds. Under MultiWorkerMirroredStrategy every worker restores from `out_dir`, which
+must then be shared (e.g. gs://), and only the chief writes.
 """
 
 import contextlib
@@ -35,23 +35,24 @@ LR_PATIENCE = 3
 LR_MIN_DELTA = 1e-4
 LR_MIN = 1e-8
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
-# Settings that define what a model folder holds: a re-run must not mix others into it.
+# Settings that define what a model folder holds: a re-run must not mix others into it
+# (epochs is not one, so that a re-run can train unfinished folds longer).
 _FIXED_KEYS = ("backbone", "weights", "volume_size", "image_size", "lstm_units", "dense_units",
-               "frames_per_side", "step", "n_folds", "labels_sha256")
+               "frames_per_side", "step", "n_folds", "labels_sha256", "aug", "aug_prob", "lr",
+               "seed")
 
 
 def check_records(manifest, tfrec_dir, volume_size, step=None):
-    """InputError unless the records are a training set serving `volume_size` frames at `step`."""
+    """InputError unless the records are a training set serving `volume_size` frames at `step`,
+    raised before anything is written."""
     if manifest["subset"] != "train":
         raise InputError(f"{tfrec_dir}: holds the {manifest['subset']} subset; training needs "
                          "records made with create_tfrecords.py --subset=train")
     if step is not None and step != manifest["step"]:
         raise InputError(f"--step={step}: {tfrec_dir} stores frames {manifest['step']} s apart; "
                          f"make records with create_tfrecords.py --step={step}")
-    stored = manifest["stored_frames"]
-    if volume_size < 1 or volume_size % 2 == 0 or volume_size > stored:
-        raise InputError(f"--volume_size={volume_size}: {tfrec_dir} stores {stored} frames per "
-                         f"example; need an odd number up to {stored}")
+    # The parser refuses (InputError naming --volume_size) a volume the records cannot serve.
+    records.make_parser(manifest["stored_frames"], volume_size)
 
 
 def fold_dir(out_dir, fold):
@@ -146,19 +147,16 @@ class FoldRecorder(keras.callbacks.Callback):
 
 
 class ChiefBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that every worker restores from but only the chief writes and deletes."""
+    """BackupAndRestore that every worker restores from but only the chief writes. It outlives
+    fit, so that a run killed before the fold's oof.csv is written does not train it again."""
 
     def __init__(self, backup_dir, chief):
-        super().__init__(backup_dir)
+        super().__init__(backup_dir, delete_checkpoint=False)
         self.chief = chief
 
     def on_epoch_end(self, epoch, logs=None):
         if self.chief:
             super().on_epoch_end(epoch, logs)
-
-    def on_train_end(self, logs=None):
-        if self.chief:
-            super().on_train_end(logs)
 
 
 def _compiled_model(settings):
@@ -173,13 +171,25 @@ def _compiled_model(settings):
 
 def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
     """Trains one fold (resuming it if a backup exists) and writes its out-of-fold predictions."""
+    backup_dir = io.join(fold_dir(out_dir, fold), BACKUP)
+    start_epoch = _resume_epoch(backup_dir)
+    if start_epoch >= settings["epochs"]:
+        print(f"fold {fold}: all {start_epoch} epochs already trained")
+    else:
+        if start_epoch:
+            print(f"fold {fold}: resuming at epoch {start_epoch + 1}")
+        _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, start_epoch, verbose)
+    if strategies.is_chief(strategy):
+        _predict_fold(settings, tfrec_dir, out_dir, fold, strategy)
+        if tf.io.gfile.exists(backup_dir):
+            tf.io.gfile.rmtree(backup_dir)
+
+
+def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, start_epoch, verbose):
+    """Trains one fold from `start_epoch` (restored from its backup) to the last epoch."""
     chief = strategies.is_chief(strategy)
     directory = fold_dir(out_dir, fold)
-    backup_dir = io.join(directory, BACKUP)
-    start_epoch = _resume_epoch(backup_dir)
     past = _past_history(io.join(directory, HISTORY), start_epoch)
-    if start_epoch:
-        print(f"fold {fold}: resuming at epoch {start_epoch + 1}")
     if chief:
         tf.io.gfile.makedirs(directory)
     keras.utils.set_random_seed(settings["seed"] + fold)
@@ -207,12 +217,10 @@ def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
                                    io.join(directory, HISTORY), past),
                       keras.callbacks.TensorBoard(io.join(out_dir, "logs", f"fold{fold}"))]
     # Last, so that a backup only ever records an epoch whose weights and history are written.
-    callbacks.append(ChiefBackup(backup_dir, chief))
+    callbacks.append(ChiefBackup(io.join(directory, BACKUP), chief))
     network.fit(strategy.distribute_datasets_from_function(train_dataset),
                 epochs=settings["epochs"], steps_per_epoch=steps, validation_data=val,
                 callbacks=callbacks, shuffle=False, verbose=verbose)
-    if chief:
-        _predict_fold(settings, tfrec_dir, out_dir, fold, strategy)
 
 
 def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):

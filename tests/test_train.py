@@ -83,7 +83,7 @@ def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, ca
     write_records(tmp_path / "rec", (4, 4))
     with pytest.raises(InputError, match="--step=2: .* 1 s apart"):
         train.train(tmp_path / "rec", tmp_path / "out", step=2, **TINY)
-    with pytest.raises(InputError, match="--volume_size=7: .* stores 5 frames"):
+    with pytest.raises(InputError, match="--volume_size=7: .* the 5 frames stored"):
         train.train(tmp_path / "rec", tmp_path / "out", **{**TINY, "volume_size": 7})
     with pytest.raises(InputError, match="--aug=a9"):
         train.train(tmp_path / "rec", tmp_path / "out", aug="a9", **TINY)
@@ -193,6 +193,40 @@ def test_a_killed_run_resumes_without_repeating_its_finished_epochs(tmp_path):
     history = read_csv(history_path)
     assert list(history.epoch) == [0, 1, 2, 3]
     assert len(read_csv(tmp_path / "model" / "oof.csv")) == 60
+
+
+class Killed(Exception):
+    """The job dying."""
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_path, capsys,
+                                                                           monkeypatch):
+    write_records(tmp_path / "rec", (6, 6))
+    fold0 = tmp_path / "model" / "fold0"
+    run = dict(tfrec_dir=tmp_path / "rec", out_dir=tmp_path / "model", folds=[0], epochs=2,
+               batch_size=4, verbose=0, **TINY)
+
+    def dies(*args):
+        raise Killed
+
+    monkeypatch.setattr(train, "_predict_fold", dies)
+    with pytest.raises(Killed):
+        train.train(**run)
+    monkeypatch.undo()
+    assert json.loads((fold0 / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+    assert not (fold0 / "oof.csv").exists()
+    history, weights = read_csv(fold0 / "history.csv"), (fold0 / "best.weights.h5").read_bytes()
+
+    capsys.readouterr()
+    train.train(**run)
+    assert "fold 0: all 2 epochs already trained" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_csv(fold0 / "history.csv"), history)
+    assert (fold0 / "best.weights.h5").read_bytes() == weights
+    assert len(read_csv(fold0 / "oof.csv")) == 6
+    assert not (fold0 / "backup").exists()
+    with pytest.raises(InputError, match="trained with aug=none, not a1: use another"):
+        train.train(**{**run, "aug": "a1"})
 
 
 def test_strategy_requests_that_cannot_be_met_are_errors_not_fallbacks(monkeypatch):
