@@ -3,7 +3,8 @@
     python create_frames.py --video_dir=videos/ --out_dir=frames/ [--size=640x360]
 
 Writes OUT_DIR/<video_id>/<index:05d>.jpg and OUT_DIR/manifest.csv (see README, section 1).
-Re-running skips finished videos. Exits 1 when a video failed, after finishing the others.
+Re-running skips the videos finished with the same settings (fps, size, gamma flags, quality,
+labels) and redoes the others. Exits 1 when a video failed, after finishing the others.
 """
 
 from absl import app, flags
@@ -33,8 +34,9 @@ flags.DEFINE_string("videos_csv", None, "Optional table whose video_id column re
                     "run to those videos (e.g. train_labels.csv).")
 flags.DEFINE_integer("workers", 0, "Videos decoded at a time; 0 means one per CPU core.",
                      lower_bound=0)
-flags.DEFINE_float("timeout", 600.0, "Seconds one ffmpeg pass over a video may take before "
-                   "it is killed and the video marked failed.", lower_bound=1.0)
+flags.DEFINE_float("timeout", 600.0, "Seconds decoding one video may take in all (both "
+                   "ffmpeg passes when gamma correction needs a second) before ffmpeg is killed "
+                   "and the video marked failed.", lower_bound=1.0)
 flags.DEFINE_bool("overwrite", False, "Redo every video, even those already complete.")
 flags.mark_flags_as_required(["video_dir", "out_dir"])
 

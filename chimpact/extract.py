@@ -4,14 +4,16 @@ Each worker thread drives one ffmpeg process at a time (the decoding runs there,
 encodes the frames it receives as JPEG with the GIL released, and writes them through
 tf.io.gfile, so `out_dir` may be local, gs:// or ram:// (which only exists in this process).
 A video's frames go to a temporary folder renamed when complete; object stores have no folder
-rename, so there they are written in place and the manifest row marks them complete. The
-manifest is rewritten atomically every few seconds and at the end; a re-run redoes exactly the
-videos without a folder and an `ok` row at the frame rate and size asked.
+rename, so there they are written in place, after the video's row is dropped from the manifest:
+only a complete folder has an `ok` row. The manifest is rewritten atomically every few seconds
+and at the end; a re-run redoes exactly the videos without a folder and an `ok` row whose
+`settings` (everything that decides the pixels) are those asked.
 """
 
 import concurrent.futures
 import dataclasses
 import io as pyio
+import math
 import os
 import re
 import time
@@ -29,6 +31,8 @@ VIDEO_EXTENSIONS = (
     ".ts", ".3gp", ".webm", ".flv",
 )
 MANIFEST_EVERY_S = 10.0
+# frames.MANIFEST_COLUMNS plus the settings that made a video's frames (see _settings).
+MANIFEST_COLUMNS = [*frames.MANIFEST_COLUMNS, "settings"]
 _TEMP = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
 
@@ -77,6 +81,12 @@ def read_table(path, columns, flag):
 def labelled_frames(labels_csv, fps):
     """{video_id: [frame indices at `fps`]} of the labelled times in `labels_csv`."""
     table = read_table(labels_csv, ["video_id", "time"], "labels_csv")
+    times = pd.to_numeric(table["time"], errors="coerce")
+    for line, (text, time_s) in enumerate(zip(table["time"], times), start=2):
+        if not math.isfinite(time_s):
+            raise InputError(f"--labels_csv={labels_csv} line {line}: time {text!r} is not a "
+                             f"finite number of seconds")
+    table["time"] = times
     return {
         video_id: sorted({frames.frame_index(t, fps) for t in group["time"]})
         for video_id, group in table.groupby("video_id")
@@ -112,24 +122,32 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     _remove_temporaries(out_dir)
     manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
     present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
+    settings = {v: _settings(options, quality, labels.get(v)) for v in [*videos, *missing]}
     summary = Summary()
     todo = []
     for video_id in videos:
-        if not overwrite and _is_done(manifest.get(video_id), options) and video_id in present:
+        done = _is_done(manifest.get(video_id), settings[video_id]) and video_id in present
+        if done and not overwrite:
             summary.ok += 1
             summary.already_done += 1
         else:
             todo.append(video_id)
     for video_id in missing:
-        manifest[video_id] = _error_row(video_id, options, f"not in --video_dir={video_dir}")
+        manifest[video_id] = _error_row(video_id, options, settings[video_id],
+                                        f"not in --video_dir={video_dir}")
         summary.failed += 1
+    if io.is_remote(out_dir):
+        # Frames are overwritten in place there: no `ok` row may outlive a half-written folder.
+        dropped = [v for v in todo if manifest.pop(v, None)]
+        if dropped:
+            _write_manifest(out_dir, manifest)
 
     started = last_write = time.monotonic()
     bar = tqdm.tqdm(total=len(todo), unit="video", disable=not progress, dynamic_ncols=True)
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         jobs = [pool.submit(_extract_video, videos[v], v, out_dir, options, quality,
-                            labels.get(v), v in present) for v in todo]
+                            labels.get(v), v in present, settings[v]) for v in todo]
         for job in concurrent.futures.as_completed(jobs):
             row = job.result()
             manifest[row["video_id"]] = row
@@ -152,25 +170,39 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     return summary
 
 
-def _is_done(row, options):
-    """Whether a manifest row says the video is complete with the frame rate and size asked."""
-    if not row or row["status"] != "ok" or float(row["fps"]) != float(options.fps):
-        return False
-    return options.size is None or (int(row["width"]), int(row["height"])) == tuple(options.size)
+def _is_done(row, settings):
+    """Whether a manifest row says the video is complete with the settings asked."""
+    return bool(row) and row["status"] == "ok" and row.get("settings") == settings
 
 
-def _extract_video(path, video_id, out_dir, options, quality, labelled, stale):
+def _settings(options, quality, labelled):
+    """The manifest's `settings` of a video: all that decides its pixels, one line of text.
+
+    A row whose settings differ from a run's is redone by that run.
+    """
+    size = "x".join(map(str, options.size)) if options.size else "native"
+    return (f"fps={float(options.fps)!r} size={size} gamma={options.gamma} "
+            f"gamma_value={float(options.gamma_value)!r} "
+            f"white_threshold={int(options.white_threshold)} "
+            f"white_ratio={float(options.white_ratio)!r} quality={int(quality)} "
+            f"labelled={bool(labelled)}")
+
+
+def _extract_video(path, video_id, out_dir, options, quality, labelled, stale, settings):
     """Decodes one video and publishes its frames; returns its manifest row."""
     try:
         jpegs, info = video.decode(path, options, labelled,
                                    convert=lambda frame: encode_jpeg(frame, quality))
+        _publish(out_dir, video_id, jpegs, stale)
     except video.VideoError as e:
-        return _error_row(video_id, options, e.reason)
-    _publish(out_dir, video_id, jpegs, stale)
+        return _error_row(video_id, options, settings, e.reason)
+    except (OSError, tf.errors.OpError) as e:  # Pillow's encoder errors are OSErrors too
+        reason = f"cannot encode or write frames: {type(e).__name__}: {video.one_line(e)}"
+        return _error_row(video_id, options, settings, reason)
     return dict(
         video_id=video_id, n_frames=info["n_frames"], width=info["width"],
         height=info["height"], fps=info["fps"], duration_s=info["duration_s"],
-        gamma_corrected=info["gamma_corrected"], status="ok", error="",
+        gamma_corrected=info["gamma_corrected"], status="ok", error="", settings=settings,
     )
 
 
@@ -191,9 +223,10 @@ def _publish(out_dir, video_id, jpegs, stale):
         os.rename(folder, final)
 
 
-def _error_row(video_id, options, reason):
+def _error_row(video_id, options, settings, reason):
     return dict(video_id=video_id, n_frames=0, width=0, height=0, fps=float(options.fps),
-                duration_s=0.0, gamma_corrected=False, status="error", error=reason)
+                duration_s=0.0, gamma_corrected=False, status="error", error=reason,
+                settings=settings)
 
 
 def _remove_temporaries(out_dir):
@@ -209,5 +242,5 @@ def _remove_temporaries(out_dir):
 
 def _write_manifest(out_dir, manifest):
     table = pd.DataFrame(sorted(manifest.values(), key=lambda row: row["video_id"]),
-                         columns=frames.MANIFEST_COLUMNS)
+                         columns=MANIFEST_COLUMNS)
     io.write_csv(table, frames.manifest_path(out_dir))

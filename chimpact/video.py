@@ -154,7 +154,7 @@ def _local_video(path):
         try:
             local = stack.enter_context(io.local_copy(path))
         except (OSError, tf.errors.OpError) as e:
-            raise VideoError(path, f"cannot copy: {_one_line(e)}") from e
+            raise VideoError(path, f"cannot copy: {one_line(e)}") from e
         if os.path.isdir(local):
             raise VideoError(path, "is a directory")
         if not os.path.exists(local):
@@ -166,7 +166,8 @@ def _local_video(path):
         yield local
 
 
-def _one_line(error):
+def one_line(error):
+    """The message of `error` on one line, at most 300 characters, for a manifest or a log."""
     return " ".join(str(error).split())[:300]
 
 

@@ -1,5 +1,6 @@
 """create_frames.py: which picture each frame shows, gamma rules, bad inputs, resume, gfile."""
 
+import dataclasses
 import io as pyio
 import math
 import os
@@ -136,12 +137,58 @@ def test_size_and_videos_csv(clip_dir, tmp_path):
     image = read_frame(str(out), "odd.avi", 4)
     assert image.shape == (36, 48, 3) and frame_number(image) == 30
     assert (rows.loc["odd.avi"].width, rows.loc["odd.avi"].height) == (48, 36)
-    same = extract.extract_frames(str(clip_dir), str(out), options, videos_csv=str(table),
-                                  progress=False)
+    same = extract.extract_frames(str(clip_dir), str(out), options, quality=80,
+                                  videos_csv=str(table), progress=False)
     assert same.already_done == 2
     bigger = extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(size=(64, 48)),
                                     videos_csv=str(table), progress=False)
     assert bigger.already_done == 0 and read_frame(str(out), "odd.avi", 4).shape == (48, 64, 3)
+
+
+def test_changed_settings_redo_the_video(clip_dir, tmp_path):
+    table = tmp_path / "videos.csv"
+    pd.DataFrame({"video_id": ["short.mp4"], "time": [0]}).to_csv(table, index=False)
+    out = str(tmp_path / "frames")
+
+    def redone(options, quality=95, labels_csv=None):
+        summary = extract.extract_frames(str(clip_dir), out, options, quality=quality,
+                                         videos_csv=str(table), labels_csv=labels_csv,
+                                         progress=False)
+        assert (summary.ok, summary.failed) == (1, 0)
+        return summary.already_done == 0
+
+    options = video.DecodeOptions(gamma="off")
+    assert redone(options) and not redone(options)
+    for change in [dict(gamma="on"), dict(gamma_value=0.5), dict(gamma="auto"),
+                   dict(white_threshold=200), dict(white_ratio=0.5), dict(size=(32, 24)),
+                   dict(size=None), dict(fps=2.0)]:
+        options = dataclasses.replace(options, **change)
+        assert redone(options) and not redone(options), change
+        first = read_frame(out, "short.mp4", 0)
+        if change == dict(gamma="on"):
+            assert first.max() < 20
+        if "size" in change:
+            assert first.shape == ((24, 32, 3) if change["size"] else (48, 64, 3))
+    assert redone(options, quality=50) and not redone(options, quality=50)
+    assert redone(options, 50, str(table)) and not redone(options, 50, str(table))
+    assert manifest_rows(out).loc["short.mp4"].settings == (
+        "fps=2.0 size=native gamma=auto gamma_value=0.5 white_threshold=200 white_ratio=0.5 "
+        "quality=50 labelled=True")
+
+
+def test_a_video_whose_frames_cannot_be_written_fails_alone(clip_dir, tmp_path):
+    videos, out = tmp_path / "videos", tmp_path / "frames"
+    videos.mkdir()
+    # Its temporary folder (name + ".tmp-0123abcd") has a name longer than a file system allows.
+    too_long = "x" * 246 + ".mp4"
+    for name in ["short.mp4", too_long]:
+        os.link(clip_dir / "short.mp4", videos / name)
+    summary = extract.extract_frames(str(videos), str(out), video.DecodeOptions(),
+                                     progress=False)
+    assert (summary.ok, summary.failed) == (1, 1)
+    rows = manifest_rows(out)
+    assert rows.loc["short.mp4"].status == "ok" and rows.loc[too_long].status == "error"
+    assert rows.loc[too_long].error.startswith("cannot encode or write frames: ")
 
 
 def test_remote_paths_through_gfile(clip_dir):
@@ -222,6 +269,11 @@ def test_input_errors_are_one_line(tmp_path):
     assert video.parse_size("640x360") == (640, 360) and video.parse_size("") is None
     with pytest.raises(InputError, match="gamma"):
         video.DecodeOptions(gamma="maybe")
+    labels = tmp_path / "labels.csv"
+    for time_s in ["", "soon"]:
+        labels.write_text(f"video_id,time\na.mp4,3\nb.mp4,{time_s}\n")
+        with pytest.raises(InputError, match=r"labels.csv line 3: time .* is not a finite"):
+            extract.labelled_frames(str(labels), 1.0)
 
 
 @pytest.fixture
@@ -264,7 +316,7 @@ def test_create_frames_cli_reports_bad_inputs(bad_dir, tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"2 ok, {len(BAD_REASONS)} failed"
     rows = manifest_rows(out)
-    assert list(rows.columns) == frames.MANIFEST_COLUMNS[1:]
+    assert list(rows.columns) == extract.MANIFEST_COLUMNS[1:]
     assert (rows.loc[["good one.mp4", "good.asf"], "status"] == "ok").all()
     for name, reason in BAD_REASONS.items():
         assert rows.loc[name].status == "error" and reason in rows.loc[name].error, name
