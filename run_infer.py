@@ -42,8 +42,9 @@ flags.DEFINE_integer("batch_size", 16, "Global batch size (rounded up to a multi
                      "replicas).", lower_bound=1)
 flags.DEFINE_enum("strategy", "auto", strategies.STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or `local` (TPU VM).")
-flags.DEFINE_float("fps", None, "With --video_dir: frames per second to decode; default the "
-                   "model's config (the create_frames.py default, 1).", lower_bound=1e-3)
+flags.DEFINE_float("fps", None, "With --video_dir: frames per second to decode; default that "
+                   "of the model's training frames (config.json `frames`), else 1.",
+                   lower_bound=1e-3)
 flags.DEFINE_bool("progress", True, "Show a progress bar over the videos.")
 flags.mark_flag_as_required("model_dir")
 

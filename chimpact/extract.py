@@ -31,8 +31,12 @@ VIDEO_EXTENSIONS = (
     ".ts", ".3gp", ".webm", ".flv",
 )
 MANIFEST_EVERY_S = 10.0
-# frames.MANIFEST_COLUMNS plus the settings that made a video's frames (see _settings).
+# frames.MANIFEST_COLUMNS plus the settings that made a video's frames (see settings_dict).
 MANIFEST_COLUMNS = [*frames.MANIFEST_COLUMNS, "settings"]
+# The settings that decode_video takes (besides size), as later stages record and reuse them.
+DECODE_SETTINGS = ("fps", "gamma", "gamma_value", "white_threshold", "white_ratio")
+_SETTING_TYPES = {"fps": float, "gamma_value": float, "white_threshold": int,
+                  "white_ratio": float, "quality": int, "labelled": lambda text: text == "True"}
 _TEMP = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
 
@@ -122,7 +126,8 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     _remove_temporaries(out_dir)
     manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
     present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
-    settings = {v: _settings(options, quality, labels.get(v)) for v in [*videos, *missing]}
+    settings = {v: settings_text(settings_dict(options, quality, labels.get(v)))
+                for v in [*videos, *missing]}
     summary = Summary()
     todo = []
     for video_id in videos:
@@ -175,17 +180,29 @@ def _is_done(row, settings):
     return bool(row) and row["status"] == "ok" and row.get("settings") == settings
 
 
-def _settings(options, quality, labelled):
-    """The manifest's `settings` of a video: all that decides its pixels, one line of text.
+def settings_dict(options, quality, labelled):
+    """All that decides a video's frames' pixels, as {name: value}; the manifest's `settings`
+    column holds it as settings_text. A row whose settings differ from a run's is redone by it."""
+    return {
+        "fps": float(options.fps),
+        "size": "x".join(map(str, options.size)) if options.size else "native",
+        "gamma": options.gamma, "gamma_value": float(options.gamma_value),
+        "white_threshold": int(options.white_threshold),
+        "white_ratio": float(options.white_ratio), "quality": int(quality),
+        "labelled": bool(labelled),
+    }
 
-    A row whose settings differ from a run's is redone by that run.
-    """
-    size = "x".join(map(str, options.size)) if options.size else "native"
-    return (f"fps={float(options.fps)!r} size={size} gamma={options.gamma} "
-            f"gamma_value={float(options.gamma_value)!r} "
-            f"white_threshold={int(options.white_threshold)} "
-            f"white_ratio={float(options.white_ratio)!r} quality={int(quality)} "
-            f"labelled={bool(labelled)}")
+
+def settings_text(settings):
+    """The one-line `settings` of a settings_dict: `name=value` pairs, space separated."""
+    return " ".join(f"{name}={value}" for name, value in settings.items())
+
+
+def parse_settings(text):
+    """The settings_dict of a `settings` line (settings_text's inverse); ValueError when a value
+    does not read as its type."""
+    pairs = (item.partition("=")[::2] for item in text.split())
+    return {name: _SETTING_TYPES.get(name, str)(value) for name, value in pairs}
 
 
 def _extract_video(path, video_id, out_dir, options, quality, labelled, stale, settings):

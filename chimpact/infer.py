@@ -143,11 +143,23 @@ def export(predictor, config, export_dir):
         "input": f"uint8 RGB [batch, {config['volume_size']}, {height}, {width}, 3]: the frames "
                  f"at t + k * {config['step']} s for k = -{half}..{half}, clamped to the video",
         "output": "distance in metres [batch, 1] at second t",
-        "fps": config.get("fps", 1.0), "volume_size": config["volume_size"],
+        **decode_options(config), "volume_size": config["volume_size"],
         "image_size": [height, width], "step": config["step"], "folds": config["folds"],
         "tta": predictor.tta,
     }
     io.atomic_write(io.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
+
+
+def decode_options(config, fps=None):
+    """decode_video's settings for raw videos: those of the model's training frames (config's
+    `frames`, from the records), else create_frames.py's defaults; `fps` overrides."""
+    defaults = video.DecodeOptions()
+    trained = config.get("frames") or {}
+    options = {name: getattr(defaults, name) if trained.get(name) is None else trained[name]
+               for name in extract.DECODE_SETTINGS}
+    if fps:
+        options["fps"] = float(fps)
+    return options
 
 
 def read_times(path):
@@ -181,12 +193,15 @@ def _predict_arrays(predictor, batch, batch_size):
     return predictor.predict(padded, batch_size=batch_size, verbose=0)[:n, 0]
 
 
-def predict_video(predictor, config, path, times=None, fps=1.0, batch_size=16):
+def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
     """(times, distances) of one video at `times` (every second when None); VideoError when the
-    video cannot be decoded. Decoding follows create_frames.py, gamma rule included."""
+    video cannot be decoded. Decoding follows create_frames.py with decode_options(config, fps)."""
     height, width = config["image_size"]
+    options = decode_options(config, fps)
+    fps = options["fps"]
     labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
-    pictures, _ = video.decode_video(path, labelled_frames=labelled, fps=fps, size=(width, height))
+    pictures, _ = video.decode_video(path, labelled_frames=labelled, size=(width, height),
+                                     **options)
     times = video_seconds(len(pictures), fps) if times is None else list(times)
     distances = [np.zeros(0, np.float32)]
     # One batch of sequences at a time: a long video's sequences need not fit in memory.
@@ -216,7 +231,7 @@ def _read_part(path):
                            na_values={"distance": [""]})
 
 
-def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=1.0, batch_size=16,
+def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, batch_size=16,
                    inputs=None, progress=True):
     """Writes `out_csv` (video_id, time, distance, error): every second of every video in
     `video_dir`, or the (video_id, time) rows of the `times` table, in its order.
@@ -231,8 +246,8 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=1.0, b
     else:
         wanted = {v: rows["time"].tolist() for v, rows in times.groupby("video_id", sort=False)}
     times_sha = None if times is None else hashlib.sha256(times.to_csv().encode()).hexdigest()
-    parts = _parts_dir(out_csv, dict(inputs or {}, video_dir=str(video_dir), fps=fps,
-                                     times=times_sha))
+    parts = _parts_dir(out_csv, dict(inputs or {}, video_dir=str(video_dir),
+                                     decode=decode_options(config, fps), times=times_sha))
     failures, tables = {}, []
     for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
         part = io.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
@@ -285,7 +300,6 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
                      out_csv or io.join(model_dir, "submission.csv"))
     failures = {}
     if video_dir:
-        fps = float(fps or config.get("fps", 1.0))
         failures = predict_videos(
             predictor, config, video_dir, out_csv or io.join(model_dir, "video_preds.csv"),
             times=times, fps=fps, batch_size=batch_size, progress=progress,

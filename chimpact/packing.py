@@ -20,7 +20,7 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold
 
-from chimpact import frames, io, records
+from chimpact import extract, frames, io, records
 from chimpact.errors import InputError
 
 PLAN = "plan.json"
@@ -105,6 +105,33 @@ def read_videos(frames_dir):
         row.video_id: (int(row.n_frames), float(row.fps))
         for row in ok.drop_duplicates("video_id", keep="last").itertuples()
     }
+
+
+def read_decode_settings(frames_dir, video_ids):
+    """The decode settings (extract.DECODE_SETTINGS) of the frames of `video_ids`, the most
+    common when they differ, with how many videos have them (`videos`) and not (`other_videos`,
+    unrecorded included); None when the frames manifest records none (older frames folders)."""
+    path = frames.manifest_path(frames_dir)
+    manifest = frames.read_manifest(frames_dir)
+    if "settings" not in manifest.columns:
+        return None
+    rows = manifest[manifest.video_id.isin(set(video_ids))].drop_duplicates("video_id",
+                                                                            keep="last")
+    counts = collections.Counter()
+    for row in rows.itertuples():
+        if not isinstance(row.settings, str) or not row.settings.strip():
+            continue
+        try:
+            settings = extract.parse_settings(row.settings)
+        except ValueError:
+            raise InputError(f"{path}: video {row.video_id}: unreadable settings "
+                             f"{row.settings!r}: re-run create_frames.py") from None
+        counts[tuple(settings.get(name) for name in extract.DECODE_SETTINGS)] += 1
+    if not counts:
+        return None
+    values, n = counts.most_common(1)[0]
+    return {**dict(zip(extract.DECODE_SETTINGS, values)), "videos": n,
+            "other_videos": len(rows) - n}
 
 
 def read_sites(metadata_csv, video_ids):
@@ -323,6 +350,7 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
         "labels_csv": str(labels_csv),
         "labels_sha256": labels_sha256,
         "frames_dir": str(frames_dir),
+        "frames": read_decode_settings(frames_dir, labels.video_id),
         "clamped_frames": int(examples.clamped.sum()),
         "clamped_examples": int((examples.clamped > 0).sum()),
         "clamped_targets": int(examples.target_clamped.sum()),

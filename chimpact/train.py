@@ -308,7 +308,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "n_folds": manifest["n_folds"], "folds": [], "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "aug": aug, "aug_prob": aug_prob, "seed": seed,
         "mixed_precision": mixed_precision, "tfrec_dir": str(tfrec_dir),
-        "labels_sha256": manifest.get("labels_sha256"),
+        "labels_sha256": manifest.get("labels_sha256"), "frames": manifest.get("frames"),
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
     _check_settings(settings, folds, strategy)

@@ -134,6 +134,7 @@ def test_export_loads_without_chimpact_and_matches(model_dir, test_records, tmp_
     infer.run(model_dir, export_dir=str(export_dir))
     info = json.loads((export_dir / infer.EXPORT_INFO).read_text())
     assert info["volume_size"] == 3 and info["image_size"] == [32, 32] and info["folds"] == [0, 1]
+    assert (info["fps"], info["gamma"]) == (1.0, "auto")
     np.save(tmp_path / "sequences.npy", sequences)
     out = run_python(f"""
         import json, sys
@@ -190,6 +191,25 @@ def test_sequences_take_the_records_window(videos):
         [0, 0, 5], [5, 10, 15], [10, 15, 15], [15, 15, 15]]
     wide = infer.sequences(pictures, [1], 1.0, frames_per_side=2, step=1, volume_size=5)
     assert [videogen.frame_number(p) for p in wide[0]] == [0, 0, 5, 10, 15]
+
+
+def test_raw_videos_are_decoded_as_the_training_frames_were(model_dir, tmp_path):
+    bright = str(videogen.make_video(tmp_path / "bright.mp4", 3, fps=5, size=(48, 32),
+                                     overexposed=True))
+    predictor, config = infer.load_predictor(model_dir)
+    assert infer.decode_options(config) == dict(fps=1.0, gamma="auto", gamma_value=0.1,
+                                                white_threshold=250, white_ratio=0.2)
+    trained_off = {**config, "frames": {"fps": 1.0, "gamma": "off", "gamma_value": 0.1,
+                                        "white_threshold": 250, "white_ratio": 0.2,
+                                        "videos": 9, "other_videos": 0}}
+    assert infer.decode_options(trained_off, fps=2)["fps"] == 2.0
+    _, distances = infer.predict_video(predictor, trained_off, bright)
+    plain, info = video.decode_video(bright, gamma="off", size=(32, 32))
+    assert not info["gamma_corrected"]
+    expected = fold_mean(model_dir, infer.sequences(plain, range(3), 1.0, 2, 1, 3))
+    assert np.allclose(distances, expected, atol=1e-5)
+    _, corrected = infer.predict_video(predictor, config, bright)
+    assert not np.allclose(corrected, distances, atol=1e-5)
 
 
 @pytest.mark.slow

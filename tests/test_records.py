@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import frames, io, packing, records
+from chimpact import extract, frames, io, packing, records, video
 from chimpact.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +57,21 @@ def small(tmp_path):
     return frames_dir, labels
 
 
+def test_manifest_keeps_the_decode_settings_of_the_frames(small, tmp_path):
+    frames_dir, labels = small
+    table = frames.read_manifest(frames_dir)
+    off, auto = (extract.settings_text(extract.settings_dict(video.DecodeOptions(gamma=gamma),
+                                                             95, labelled=False))
+                 for gamma in ("off", "auto"))
+    table["settings"] = [off, off, auto, off]  # a.mp4, b.mp4, c.mp4, d.mp4
+    io.write_csv(table, frames.manifest_path(frames_dir))
+    manifest = packing.create_records(frames_dir, labels, str(tmp_path / "tfrec"),
+                                      frames_per_side=1, n_folds=2, progress=False)
+    assert manifest["frames"] == {"fps": 1.0, "gamma": "off", "gamma_value": 0.1,
+                                  "white_threshold": 250, "white_ratio": 0.2, "videos": 3,
+                                  "other_videos": 1}
+
+
 def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
     frames_dir, labels = small
     out = str(tmp_path / "tfrec")
@@ -73,6 +88,7 @@ def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
     assert all(e["fold"] == fold_of[e["video_id"]] for e in examples)
     assert set(fold_of.values()) == {0, 1}
     assert manifest == records.read_manifest(out)
+    assert manifest["frames"] is None  # frames manifest without a settings column
     assert manifest["stored_frames"] == 5 and manifest["image_size"] == [8, 8]
     assert manifest["distances"] == [0.0, 1.5, 2.0, 2.5, 3.0, 4.5, 8.0]
     assert sum(s["examples"] for s in manifest["shards"]) == manifest["examples"] == 7

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from chimpact import io, model, pipeline, train
+from chimpact import io, model, pipeline, records, train
 from chimpact.errors import InputError
 from sequence_records import write_records
 
@@ -47,6 +47,9 @@ def read_csv(path):
 @pytest.mark.slow
 def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, capsys):
     manifest = write_records(tmp_path / "rec", (60, 60), shards_per_fold=2)
+    manifest["frames"] = {"fps": 1.0, "gamma": "off", "gamma_value": 0.1, "white_threshold": 250,
+                          "white_ratio": 0.2, "videos": 120, "other_videos": 0}
+    records.write_manifest(str(tmp_path / "rec"), manifest)
     out_dir = "ram://learn/model"
     scores = train.train(tmp_path / "rec", out_dir, folds=[0], epochs=8, batch_size=8, lr=1e-2,
                          aug="a1", aug_prob=0.3, verbose=0, **TINY)
@@ -64,6 +67,7 @@ def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, capsys):
     config = model.read_config(out_dir)
     assert config["folds"] == [0] and config["image_size"] == manifest["image_size"]
     assert (config["frames_per_side"], config["step"]) == (2, 1)
+    assert config["frames"] == manifest["frames"]
     history = read_csv(io.join(out_dir, "fold0", "history.csv"))
     assert list(history.epoch) == list(range(8))
     assert history.val_loss.min() == pytest.approx(mae, rel=1e-4)
