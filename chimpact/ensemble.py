@@ -117,8 +117,7 @@ def _read_table(model_dir, name, columns):
     path = io.join(model_dir, name)
     if not tf.io.gfile.exists(path):
         raise InputError(f"{path}: missing (run run_train.py / run_infer.py for {model_dir})")
-    with tf.io.gfile.GFile(path, "r") as f:
-        table = pd.read_csv(f, dtype={"video_id": str})
+    table = io.read_csv(path, dtype={"video_id": str})
     lacking = [c for c in columns if c not in table.columns]
     if lacking:
         raise InputError(f"{path}: lacks column(s) {', '.join(lacking)}")

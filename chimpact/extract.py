@@ -74,8 +74,7 @@ def read_table(path, columns, flag):
     """A CSV with at least `columns`; InputError naming `flag` and the file otherwise."""
     if not tf.io.gfile.exists(path):
         raise InputError(f"--{flag}={path} does not exist")
-    with tf.io.gfile.GFile(path, "r") as f:
-        table = pd.read_csv(f, dtype={"video_id": str})
+    table = io.read_csv(path, dtype={"video_id": str})
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise InputError(f"--{flag}={path} lacks column(s) {', '.join(missing)}")

@@ -46,6 +46,4 @@ def read_manifest(frames_dir):
     path = manifest_path(frames_dir)
     if not tf.io.gfile.exists(path):
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
-    with tf.io.gfile.GFile(path, "r") as f:
-        table = pd.read_csv(f, keep_default_na=False, dtype={"video_id": str, "error": str})
-    return table
+    return io.read_csv(path, keep_default_na=False, dtype={"video_id": str, "error": str})

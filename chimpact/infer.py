@@ -87,8 +87,7 @@ def read_predictions(model_dir):
     path = io.join(model_dir, TEST_PREDS)
     if not tf.io.gfile.exists(path):
         raise InputError(f"{path}: missing: run run_infer.py with --tfrec_dir (test records)")
-    with tf.io.gfile.GFile(path, "r") as f:
-        return pd.read_csv(f, dtype={"video_id": str})
+    return io.read_csv(path, dtype={"video_id": str})
 
 
 def fill_submission(submission_csv, predictions):
@@ -226,9 +225,8 @@ def _parts_dir(out_csv, inputs):
 
 
 def _read_part(path):
-    with tf.io.gfile.GFile(path, "r") as f:
-        return pd.read_csv(f, dtype={"video_id": str, "error": str}, keep_default_na=False,
-                           na_values={"distance": [""]})
+    return io.read_csv(path, dtype={"video_id": str, "error": str}, keep_default_na=False,
+                       na_values={"distance": [""]})
 
 
 def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, batch_size=16,

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import uuid
 
+import pandas as pd
 import tensorflow as tf
 
 
@@ -43,6 +44,12 @@ def write_csv(frame, path, **kwargs):
     buf = io.StringIO()
     frame.to_csv(buf, index=False, **kwargs)
     atomic_write(path, buf.getvalue())
+
+
+def read_csv(path, **kwargs):
+    """A CSV file (local or remote) as a pandas DataFrame; kwargs go to pandas.read_csv."""
+    with tf.io.gfile.GFile(path, "r") as f:
+        return pd.read_csv(f, **kwargs)
 
 
 def read_text(path):

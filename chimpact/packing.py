@@ -138,8 +138,7 @@ def read_sites(metadata_csv, video_ids):
     """{video_id: site_id} from the challenge metadata table, for every video in `video_ids`."""
     if not tf.io.gfile.exists(metadata_csv):
         raise InputError(f"{metadata_csv}: file not found")
-    with tf.io.gfile.GFile(metadata_csv, "r") as f:
-        table = pd.read_csv(f, dtype=str, keep_default_na=False)
+    table = io.read_csv(metadata_csv, dtype=str, keep_default_na=False)
     missing = [c for c in ("video_id", "site_id") if c not in table.columns]
     if missing:
         raise InputError(f"{metadata_csv}: missing columns {', '.join(missing)}")

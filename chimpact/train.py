@@ -71,8 +71,7 @@ def score_table(oof):
 
 
 def _read_csv(path):
-    with tf.io.gfile.GFile(path, "r") as f:
-        return pd.read_csv(f, keep_default_na=False, dtype={"video_id": str})
+    return io.read_csv(path, keep_default_na=False, dtype={"video_id": str})
 
 
 def _resume_epoch(backup_dir):
