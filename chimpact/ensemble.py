@@ -115,13 +115,8 @@ def mae_by_band(pred, true, edges=BAND_EDGES):
 
 def _read_table(model_dir, name, columns):
     path = io.join(model_dir, name)
-    if not tf.io.gfile.exists(path):
-        raise InputError(f"{path}: missing (run run_train.py / run_infer.py for {model_dir})")
-    table = io.read_csv(path, dtype={"video_id": str})
-    lacking = [c for c in columns if c not in table.columns]
-    if lacking:
-        raise InputError(f"{path}: lacks column(s) {', '.join(lacking)}")
-    table = table[columns]
+    table = io.read_table(path, columns, absent=f"missing (run run_train.py / run_infer.py for "
+                                                 f"{model_dir})")[columns]
     duplicated = table.duplicated(KEYS)
     if duplicated.any():
         row = table[duplicated].iloc[0]

@@ -71,14 +71,8 @@ def list_videos(video_dir):
 
 
 def read_table(path, columns, flag):
-    """A CSV with at least `columns`; InputError naming `flag` and the file otherwise."""
-    if not tf.io.gfile.exists(path):
-        raise InputError(f"--{flag}={path} does not exist")
-    table = io.read_csv(path, dtype={"video_id": str})
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise InputError(f"--{flag}={path} lacks column(s) {', '.join(missing)}")
-    return table
+    """A CSV given by `--flag` with at least `columns`; one-line InputError otherwise."""
+    return io.read_table(path, columns, f"--{flag}={path}", "does not exist")
 
 
 def labelled_frames(labels_csv, fps):

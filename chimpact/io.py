@@ -14,6 +14,8 @@ import uuid
 import pandas as pd
 import tensorflow as tf
 
+from chimpact.errors import InputError
+
 
 def is_remote(path):
     """True for paths with a URL scheme (gs://, ram://, s3://...) that the OS cannot open."""
@@ -50,6 +52,19 @@ def read_csv(path, **kwargs):
     """A CSV file (local or remote) as a pandas DataFrame; kwargs go to pandas.read_csv."""
     with tf.io.gfile.GFile(path, "r") as f:
         return pd.read_csv(f, **kwargs)
+
+
+def read_table(path, columns, label=None, absent="file not found"):
+    """A CSV with at least `columns` (video_id read as text); a one-line InputError naming
+    `label` (default: the path) when the file is absent (`absent` says what to do) or lacks one."""
+    label = label or path
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"{label}: {absent}")
+    table = read_csv(path, dtype={"video_id": str})
+    lacking = [c for c in columns if c not in table.columns]
+    if lacking:
+        raise InputError(f"{label}: lacks column(s) {', '.join(lacking)}")
+    return table
 
 
 def read_text(path):
