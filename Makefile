@@ -10,8 +10,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# The CPU build of TensorFlow (tensorflow-cpu): no CUDA libraries, no CUDA start-up lines.
 $(STAMP): $(PY) setup.py
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[cpu,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -9,7 +9,11 @@ labels) and redoes the others. Exits 1 when a video failed, after finishing the 
 
 from absl import app, flags
 
-from chimpact import cli, extract, video
+from chimpact import cli
+
+cli.require_tensorflow()
+
+from chimpact import extract, video  # noqa: E402  (after the TensorFlow check)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video_dir", None, "Folder of videos (local or gs://); every video file "

@@ -10,9 +10,13 @@ Re-running an interrupted command completes it; the output is complete once mani
 
 from absl import app, flags
 
-from chimpact import packing, records
-from chimpact.cli import reports_input_errors
-from chimpact.errors import InputError
+from chimpact import cli
+
+cli.require_tensorflow()
+
+from chimpact import packing, records  # noqa: E402  (after the TensorFlow check)
+from chimpact.cli import reports_input_errors  # noqa: E402
+from chimpact.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("frames_dir", None, "Folder written by create_frames.py (manifest.csv and "

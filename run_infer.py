@@ -16,15 +16,23 @@ import sys
 
 from absl import app, flags
 
-from chimpact import infer
-from chimpact import strategy as strategies
-from chimpact.cli import reports_input_errors
+from chimpact import cli
+
+cli.require_tensorflow()
+
+from chimpact import infer  # noqa: E402  (after the TensorFlow check)
+from chimpact import strategy as strategies  # noqa: E402
+from chimpact.cli import reports_input_errors  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained model folder (run_train.py --out_dir), local or "
                     "gs://: config.json and fold*/best.weights.h5.")
 flags.DEFINE_string("tfrec_dir", None, "Test records (create_tfrecords.py --subset=test): "
                     "predicts each example once and writes MODEL_DIR/test_preds.csv.")
+flags.DEFINE_bool("oof", False, "Predict each trained fold's own validation rows of the "
+                  "training records (--tfrec_dir, default the ones in config.json) under the "
+                  "--tta views into MODEL_DIR/oof_tta.csv, and print each view's out-of-fold "
+                  "MAE: whether TTA helps, and what ensemble.py --tta fits on.")
 flags.DEFINE_string("submission_csv", None, "Submission format table (video_id, time, distance): "
                     "written to --out_csv with the distances of MODEL_DIR/test_preds.csv.")
 flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://): predicts the "
@@ -45,6 +53,7 @@ flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or `local` (TPU VM)
 flags.DEFINE_float("fps", None, "With --video_dir: frames per second to decode; default that "
                    "of the model's training frames (config.json `frames`), else 1.",
                    lower_bound=1e-3)
+flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
 flags.DEFINE_bool("progress", True, "Show a progress bar over the videos.")
 flags.mark_flag_as_required("model_dir")
 
@@ -56,7 +65,8 @@ def main(argv):
         FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,
         out_csv=FLAGS.out_csv, video_dir=FLAGS.video_dir, times_csv=FLAGS.times_csv,
         export_dir=FLAGS.export, tta=FLAGS.tta, batch_size=FLAGS.batch_size,
-        strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps, progress=FLAGS.progress)
+        strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps,
+        jit_compile=cli.jit_compile(FLAGS.jit_compile), oof=FLAGS.oof, progress=FLAGS.progress)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

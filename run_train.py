@@ -14,10 +14,14 @@ import sys
 
 from absl import app, flags
 
-from chimpact import augment, model, train
-from chimpact import strategy as strategies
-from chimpact.cli import reports_input_errors
-from chimpact.errors import InputError
+from chimpact import cli
+
+cli.require_tensorflow()
+
+from chimpact import augment, model, train  # noqa: E402  (after the TensorFlow check)
+from chimpact import strategy as strategies  # noqa: E402
+from chimpact.cli import reports_input_errors  # noqa: E402
+from chimpact.errors import InputError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tfrec_dir", None, "Training records folder written by create_tfrecords.py "
@@ -45,8 +49,10 @@ flags.DEFINE_float("aug_prob", 0.5, "Probability that a sequence gets one augmen
 flags.DEFINE_integer("seed", 0, "Seed of weights initialisation, shuffling and augmentation.")
 flags.DEFINE_integer("lstm_units", 1024, "Units of the LSTM over the frames.")
 flags.DEFINE_integer("dense_units", 300, "Units of the Dense(relu) layer before the output.")
-flags.DEFINE_enum("mixed_precision", "none", list(train.PRECISIONS), "Compute dtype policy: "
-                  "mixed_bfloat16 for TPUs, mixed_float16 for GPUs; the output stays float32.")
+flags.DEFINE_enum("mixed_precision", "none", list(model.PRECISIONS), "Compute dtype policy: "
+                  "mixed_bfloat16 for TPUs, mixed_float16 for GPUs (with loss scaling); the "
+                  "output stays float32. run_infer.py predicts under the same policy.")
+flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
 flags.DEFINE_enum("strategy", "auto", list(strategies.STRATEGIES), "tf.distribute strategy: "
                   "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default.")
 flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or local (TPU VM); an unreachable "
@@ -88,7 +94,8 @@ def main(argv):
         folds=_ints(FLAGS.folds, "folds") if FLAGS.folds else None, epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size, lr=FLAGS.lr, aug=FLAGS.aug, aug_prob=FLAGS.aug_prob,
         seed=FLAGS.seed, lstm_units=FLAGS.lstm_units, dense_units=FLAGS.dense_units,
-        mixed_precision=FLAGS.mixed_precision, strategy=strategy, flags_text=flags_text(),
+        mixed_precision=FLAGS.mixed_precision, jit_compile=cli.jit_compile(FLAGS.jit_compile),
+        strategy=strategy, flags_text=flags_text(),
         verbose=verbose)
 
 

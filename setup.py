@@ -11,10 +11,12 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["chimpact", "chimpact.*"]),
+    # TensorFlow 2.16+ comes from the platform's own distribution, never named here: pip counts
+    # tensorflow, tensorflow-cpu and tensorflow-tpu as different packages, and installing one
+    # over another overwrites the same `tensorflow/` folder (a TPU VM's TensorFlow above all).
+    # Pick an extra: [cpu] or [gpu]; on a TPU VM none (its tensorflow-tpu stays). The entry
+    # scripts say in one line when no TensorFlow 2.16+ is importable.
     install_requires=[
-        # The default `tensorflow` wheel is the CPU build on Linux x86_64; GPUs need
-        # `tensorflow[and-cuda]`, TPU VMs keep their preinstalled TensorFlow (>=2.16).
-        "tensorflow>=2.16",
         "keras>=3.0",
         "tensorboard",
         "ffmpeg-python>=0.2",
@@ -28,6 +30,7 @@ setup(
         "pillow",
     ],
     extras_require={
+        "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         "test": ["pytest>=7"],
     },

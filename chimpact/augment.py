@@ -37,22 +37,49 @@ def flip_up_down(frames):
     return tf.image.flip_up_down(frames)
 
 
+def _sample_bilinear(images, x, y):
+    """images [N, H, W, C] float sampled at source points (x, y) [H', W'] (pixel centres at
+    integers), bilinearly; a neighbour outside the image counts as 0, as in
+    ImageProjectiveTransformV3 with fill_mode CONSTANT. Gathers only, so XLA compiles it."""
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    flat = tf.reshape(padded, [-1, (height + 2) * (width + 2), channels])
+    # Past one pixel outside, every neighbour is padding: clipping there changes nothing.
+    x = tf.clip_by_value(x, -1.0, float(width))
+    y = tf.clip_by_value(y, -1.0, float(height))
+    x0, y0 = tf.floor(x), tf.floor(y)
+    wx, wy = tf.reshape(x - x0, [1, -1, 1]), tf.reshape(y - y0, [1, -1, 1])
+    col0, row0 = tf.cast(x0, tf.int32) + 1, tf.cast(y0, tf.int32) + 1
+    col1, row1 = tf.minimum(col0 + 1, width + 1), tf.minimum(row0 + 1, height + 1)
+
+    def at(rows, cols):
+        return tf.gather(flat, tf.reshape(rows * (width + 2) + cols, [-1]), axis=1)
+
+    top = at(row0, col0) * (1 - wx) + at(row0, col1) * wx
+    bottom = at(row1, col0) * (1 - wx) + at(row1, col1) * wx
+    return tf.reshape(top * (1 - wy) + bottom * wy, [-1, *x.shape, channels])
+
+
 def rotate(frames, degrees):
     """Counter-clockwise rotation about the image centre, same size, black corners.
 
-    Same convention as tf.image.rot90, so multiples of 90 degrees match it on square frames.
+    Same convention as tf.image.rot90, which right angles of square frames use (exact); other
+    angles and shapes are sampled bilinearly like tf.raw_ops.ImageProjectiveTransformV3, but
+    with ops that XLA compiles (TPUs, jit_compile=True).
     """
     height, width = frames.shape[1], frames.shape[2]
+    if degrees % 90 == 0 and height == width:
+        return tf.image.rot90(frames, (degrees // 90) % 4)
     angle = math.radians(degrees)
-    cos, sin = math.cos(angle), math.sin(angle)
+    # Exact values at right angles, so that their sample points are whole pixels.
+    cos, sin = (round(v) if degrees % 90 == 0 else v for v in (math.cos(angle), math.sin(angle)))
     x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
     y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
-    transform = tf.constant([[cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0]], tf.float32)
-    rotated = tf.raw_ops.ImageProjectiveTransformV3(
-        images=_to_float(frames), transforms=transform,
-        output_shape=tf.constant([height, width], tf.int32), fill_value=tf.constant(0.0),
-        interpolation="BILINEAR", fill_mode="CONSTANT")
-    return _restore(rotated, frames.dtype)
+    cols, rows = tf.meshgrid(tf.range(width, dtype=tf.float32),
+                             tf.range(height, dtype=tf.float32))
+    x = cos * cols - sin * rows + x_offset
+    y = sin * cols + cos * rows + y_offset
+    return _restore(_sample_bilinear(_to_float(frames), x, y), frames.dtype)
 
 
 def rotate_and_crop(frames, degrees):
@@ -149,9 +176,17 @@ def augment(frames, aug, prob, seed):
     return tf.ensure_shape(tf.switch_case(branch, branches), frames.shape)
 
 
-def tta_views(aug, count):
-    """The first `count` test-time views: the frames as they are, then the ops of set `aug`."""
+IDENTITY = "identity"
+
+
+def tta_names(aug, count):
+    """The names of the first `count` test-time views: identity, then the ops of set `aug`."""
     names = op_names(aug)
     if not 1 <= count <= len(names) + 1:
         raise InputError(f"--tta={count}: must be 1..{len(names) + 1} for --aug={aug}")
-    return [lambda frames: frames] + [OPS[name] for name in names[:count - 1]]
+    return [IDENTITY] + names[:count - 1]
+
+
+def tta_views(aug, count):
+    """The first `count` test-time views: the frames as they are, then the ops of set `aug`."""
+    return [lambda frames: frames] + [OPS[name] for name in tta_names(aug, count)[1:]]

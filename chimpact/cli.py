@@ -1,9 +1,30 @@
 """Glue for the absl entry scripts: report InputError as one line and a non-zero exit."""
 
 import functools
+import re
 import sys
 
 from chimpact.errors import InputError
+
+
+MIN_TENSORFLOW = (2, 16)
+_INSTALL = ("pip install -e '.[cpu]' (CPU) or -e '.[gpu]' (NVIDIA GPUs); a TPU VM keeps its "
+            "own tensorflow-tpu")
+
+
+def require_tensorflow():
+    """Exits with a one-line error unless TensorFlow 2.16 or newer is importable. The entry
+    scripts call it before anything imports TensorFlow, so that a missing or old one is one
+    line, not a traceback."""
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        sys.exit(f"error: chimpact needs TensorFlow {'.'.join(map(str, MIN_TENSORFLOW))} or "
+                 f"newer and none is importable ({e}): {_INSTALL}")
+    version = tuple(int(part) for part in re.findall(r"\d+", tf.__version__)[:2])
+    if version < MIN_TENSORFLOW:
+        sys.exit(f"error: TensorFlow {tf.__version__} is too old: chimpact needs "
+                 f"{'.'.join(map(str, MIN_TENSORFLOW))} or newer: {_INSTALL}")
 
 
 def reports_input_errors(main):
@@ -18,3 +39,14 @@ def reports_input_errors(main):
             sys.exit(1)
 
     return wrapped
+
+
+JIT_COMPILE_FLAG = ("auto", "true", "false")
+JIT_COMPILE_HELP = ("XLA compilation of the model's graphs (Keras compile's jit_compile): auto "
+                    "lets Keras choose (on for one GPU, off on CPUs and under tf.distribute), "
+                    "true forces it (as a TPU always compiles), false turns it off.")
+
+
+def jit_compile(value):
+    """The --jit_compile flag as Keras' compile takes it: "auto", True or False."""
+    return {"auto": "auto", "true": True, "false": False}[value]

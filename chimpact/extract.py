@@ -15,7 +15,6 @@ import dataclasses
 import io as pyio
 import math
 import os
-import re
 import time
 
 import pandas as pd
@@ -37,7 +36,6 @@ MANIFEST_COLUMNS = [*frames.MANIFEST_COLUMNS, "settings"]
 DECODE_SETTINGS = ("fps", "gamma", "gamma_value", "white_threshold", "white_ratio")
 _SETTING_TYPES = {"fps": float, "gamma_value": float, "white_threshold": int,
                   "white_ratio": float, "quality": int, "labelled": lambda text: text == "True"}
-_TEMP = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
 
 @dataclasses.dataclass
@@ -242,7 +240,7 @@ def _error_row(video_id, options, settings, reason):
 def _remove_temporaries(out_dir):
     """Removes half-written folders and files left by a killed run."""
     for name in tf.io.gfile.listdir(out_dir):
-        if _TEMP.search(name.rstrip("/")):
+        if io.is_temporary(name):
             path = io.join(out_dir, name.rstrip("/"))
             if tf.io.gfile.isdir(path):
                 tf.io.gfile.rmtree(path)

@@ -1,8 +1,11 @@
 """Fold-averaged distance predictions of a trained model: on test records, raw videos, exported.
 
 All three paths run one Keras model, `FoldAverage`: each test-time view of a uint8 sequence batch
-through every fold's network, averaged in one graph. So a submission, a folder of field videos
-and the exported SavedModel give the same numbers for the same frames.
+through every fold's network, averaged over the folds in one graph, one column per view; the
+prediction is the mean of the views. So a submission, a folder of field videos and the exported
+SavedModel give the same numbers for the same frames. The same model over each fold's own
+network predicts the out-of-fold rows under the same views (`predict_oof`), so that the
+ensemble can be fitted on what it will be applied to.
 """
 
 import hashlib
@@ -21,6 +24,7 @@ from chimpact.errors import InputError
 
 KEYS = ["video_id", "time"]
 TEST_PREDS = "test_preds.csv"
+OOF_TTA = "oof_tta.csv"
 EXPORT_INFO = "chimpact_export.json"
 # Test-time views: identity, then the geometric augmentations (flips, right-angle rotations...).
 TTA_AUG = "a1"
@@ -28,14 +32,16 @@ _PARTS = ".parts"
 
 
 class FoldAverage(keras.Model):
-    """Mean distance in metres ([batch, 1]) of the fold networks over the test-time views.
+    """Mean distance in metres of the fold networks under each test-time view: [batch, views]
+    (the TTA prediction is the mean of the columns).
 
     Takes uint8 sequences [batch, volume_size, height, width, 3]; views act on the uint8 pixels,
     as pipeline.predict's do.
     """
 
     def __init__(self, fold_models, tta=1, **kwargs):
-        super().__init__(**kwargs)
+        # float32 whatever the folds' policy: the views and the mean work on pixels and metres.
+        super().__init__(dtype="float32", **kwargs)
         self.fold_models = list(fold_models)
         self.tta = tta
         self.views = augment.tta_views(TTA_AUG, tta)
@@ -43,43 +49,104 @@ class FoldAverage(keras.Model):
     def call(self, sequences):
         shape = tf.shape(sequences)
         pictures = tf.reshape(sequences, [-1, *sequences.shape[2:]])
-        outputs = []
+        per_view = []
         for view in self.views:
             viewed = tf.reshape(view(pictures), shape)
-            outputs += [tf.cast(network(viewed), tf.float32) for network in self.fold_models]
-        return tf.reduce_mean(tf.stack(outputs), axis=0)
+            outputs = [tf.cast(network(viewed), tf.float32) for network in self.fold_models]
+            per_view.append(tf.reduce_mean(tf.stack(outputs), axis=0))
+        return tf.concat(per_view, axis=1)
 
 
-def load_predictor(model_dir, strategy=None, tta=1):
-    """(FoldAverage of every trained fold of `model_dir` under `strategy`, its config.json)."""
+def view_names(tta):
+    """The names of the first `tta` test-time views (identity, flip_lr, flip_ud, rot90, ...)."""
     views = len(augment.op_names(TTA_AUG)) + 1
     if not 1 <= tta <= views:
         raise InputError(f"--tta={tta}: must be 1..{views} (identity, flips, rotations)")
+    return augment.tta_names(TTA_AUG, tta)
+
+
+def _predictor(fold_models, tta, strategy, jit_compile):
+    with strategy.scope():
+        return model.set_jit_compile(FoldAverage(fold_models, tta), jit_compile)
+
+
+def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto"):
+    """(FoldAverage of every trained fold of `model_dir` under `strategy`, its config.json).
+
+    The folds are built under the folder's mixed precision policy, as in training and for the
+    out-of-fold predictions; `jit_compile` (auto, True, False) is compile's."""
+    view_names(tta)
+    config = _trained_config(model_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    folds = model.load_fold_models(model_dir, strategy=strategy)
+    return _predictor([folds[f] for f in sorted(folds)], tta, strategy, jit_compile), config
+
+
+def _trained_config(model_dir):
     config = model.read_config(model_dir)
     if not config.get("folds"):
         raise InputError(f"{model_dir}: no trained fold yet: run run_train.py")
-    strategy = strategy or tf.distribute.get_strategy()
-    folds = model.load_fold_models(model_dir, strategy=strategy)
-    with strategy.scope():
-        predictor = FoldAverage([folds[f] for f in sorted(folds)], tta)
-    return predictor, config
+    return config
 
 
-def predict_records(predictor, config, tfrec_dir, batch_size=16):
-    """(video_id, time, pred) for every example of the records in `tfrec_dir`, each once."""
-    manifest = records.read_manifest(tfrec_dir)
-    if manifest["subset"] != "test":
-        raise InputError(f"--tfrec_dir={tfrec_dir}: holds {manifest['subset']} records: give "
-                         "the test records (create_tfrecords.py --subset=test)")
+def _check_serves(manifest, config, tfrec_dir):
+    """InputError unless the records hold the model's sequences (frame step, enough frames)."""
     if manifest["step"] != config["step"]:
         raise InputError(f"--tfrec_dir={tfrec_dir}: frames are {manifest['step']} s apart, the "
                          f"model was trained on step {config['step']}: rebuild with --step")
     if manifest["stored_frames"] < config["volume_size"]:
         raise InputError(f"--tfrec_dir={tfrec_dir}: {manifest['stored_frames']} frames per "
                          f"example, the model needs {config['volume_size']}")
+
+
+def _with_views(table, names):
+    """`table` with `pred`, the mean of its view columns; the views kept when there are several."""
+    table = table.assign(pred=table[names].mean(axis=1))
+    return table.drop(columns=names) if names == [augment.IDENTITY] else table
+
+
+def predict_records(predictor, config, tfrec_dir, batch_size=16):
+    """(video_id, time, pred, then one column per view when tta > 1) for every example of the
+    test records in `tfrec_dir`, each once."""
+    manifest = records.read_manifest(tfrec_dir)
+    if manifest["subset"] != "test":
+        raise InputError(f"--tfrec_dir={tfrec_dir}: holds {manifest['subset']} records: give "
+                         "the test records (create_tfrecords.py --subset=test)")
+    _check_serves(manifest, config, tfrec_dir)
+    names = view_names(predictor.tta)
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
-                             config["image_size"], batch_size, predictor.distribute_strategy)
-    return table[KEYS + ["pred"]]
+                             config["image_size"], batch_size, predictor.distribute_strategy,
+                             outputs=names)
+    return _with_views(table[KEYS + names], names)
+
+
+def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="auto",
+                batch_size=16):
+    """Each trained fold's network on its own validation rows under `tta` views: (video_id,
+    time, distance, fold, pred, then one column per view when tta > 1). With tta=1 it repeats
+    oof.csv; the views show whether TTA helps. `tfrec_dir` defaults to the training records."""
+    names = view_names(tta)
+    config = _trained_config(model_dir)
+    tfrec_dir = tfrec_dir or config["tfrec_dir"]
+    manifest = records.read_manifest(tfrec_dir)
+    if manifest["subset"] != "train" or manifest.get("labels_sha256") != config["labels_sha256"]:
+        raise InputError(f"--tfrec_dir={tfrec_dir}: not the training records of {model_dir} "
+                         "(other labels or subset): --oof needs the records it was trained on")
+    _check_serves(manifest, config, tfrec_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    parts = []
+    for fold, network in model.load_fold_models(model_dir, strategy=strategy).items():
+        predictor = _predictor([network], tta, strategy, jit_compile)
+        parts.append(pipeline.predict(predictor, tfrec_dir, [fold], config["volume_size"],
+                                      config["image_size"], batch_size, strategy, outputs=names))
+    table = pd.concat(parts, ignore_index=True)
+    return _with_views(table[KEYS + ["distance", "fold"] + names], names)
+
+
+def view_scores(oof):
+    """{column: OOF MAE} of the views and their mean in a predict_oof table."""
+    columns = [c for c in oof.columns if c not in KEYS + ["distance", "fold"]]
+    return {c: float((oof[c] - oof.distance).abs().mean()) for c in columns}
 
 
 def read_predictions(model_dir):
@@ -117,19 +184,28 @@ def check_export_dir(export_dir):
         raise InputError(f"--export={export_dir}: folder holds other files: choose a new one")
 
 
-def export(predictor, config, export_dir):
+def export(predictor, config, export_dir, jit_compile="auto"):
     """Writes `predictor` as a SavedModel loadable without this package (endpoint `serve`:
-    uint8 [batch, volume_size, H, W, 3] -> metres [batch, 1]) and EXPORT_INFO, written last."""
+    uint8 [batch, volume_size, H, W, 3] -> metres [batch, 1]) and EXPORT_INFO, written last.
+    With jit_compile=True the endpoint is marked for XLA, as run_infer.py compiles it."""
     check_export_dir(export_dir)
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
     height, width = config["image_size"]
     signature = tf.TensorSpec([None, config["volume_size"], height, width, 3], tf.uint8)
-    predictor(tf.zeros([1, *signature.shape[1:]], tf.uint8))  # Keras exports built models only
+
+    def mean_of_views(sequences):
+        return tf.reduce_mean(predictor(sequences, training=False), axis=1, keepdims=True)
+
+    serve = tf.function(mean_of_views, input_signature=[signature],
+                        jit_compile=jit_compile is True)
+    predictor(tf.zeros([1, *signature.shape[1:]], tf.uint8))  # only built models are tracked
+    archive = keras.export.ExportArchive()
+    archive.track(predictor)
+    archive.add_endpoint("serve", serve)
     with io.local_dir() as tmp:
         local = os.path.join(tmp, "export")
-        predictor.export(local, format="tf_saved_model", input_signature=[signature],
-                         verbose=False)
+        archive.write_out(local, verbose=False)
         for folder, _, names in tf.io.gfile.walk(local):
             relative = os.path.relpath(folder, local)
             target = export_dir if relative == "." else io.join(export_dir, relative)
@@ -144,7 +220,8 @@ def export(predictor, config, export_dir):
         "output": "distance in metres [batch, 1] at second t",
         **decode_options(config), "volume_size": config["volume_size"],
         "image_size": [height, width], "step": config["step"], "folds": config["folds"],
-        "tta": predictor.tta,
+        "tta": predictor.tta, "mixed_precision": config.get("mixed_precision", "none"),
+        "jit_compile": jit_compile is True,
     }
     io.atomic_write(io.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
 
@@ -189,7 +266,7 @@ def _predict_arrays(predictor, batch, batch_size):
     n = len(batch)
     padding = np.zeros((-(-n // batch_size) * batch_size - n, *batch.shape[1:]), batch.dtype)
     padded = np.concatenate([batch, padding])
-    return predictor.predict(padded, batch_size=batch_size, verbose=0)[:n, 0]
+    return predictor.predict(padded, batch_size=batch_size, verbose=0)[:n].mean(axis=1)
 
 
 def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
@@ -272,9 +349,20 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
 
 def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=None,
         times_csv=None, export_dir=None, tta=1, batch_size=16, strategy="auto", tpu=None,
-        fps=None, progress=True):
+        fps=None, jit_compile="auto", oof=False, progress=True):
     """Everything run_infer.py does, in order: test records -> test_preds.csv, submission,
-    raw videos, export. Returns {video_id: error} of the raw videos that failed."""
+    raw videos, export; or with `oof`, the training records' folds -> oof_tta.csv. Returns
+    {video_id: error} of the raw videos that failed."""
+    if oof:
+        if submission_csv or video_dir or times_csv or export_dir:
+            raise InputError("--oof predicts the folds of the training records only: give the "
+                             "other outputs in another command")
+        table = predict_oof(model_dir, tfrec_dir, tta, strategies.make_strategy(strategy, tpu),
+                            jit_compile, batch_size)
+        io.write_csv(table, io.join(model_dir, OOF_TTA))
+        print(" ".join(f"{name} {mae:.4f}" for name, mae in view_scores(table).items()),
+              f"(out-of-fold MAE of each view and of their mean, pred; {OOF_TTA})")
+        return {}
     if times_csv and not video_dir:
         raise InputError("--times_csv picks seconds of --video_dir videos: give --video_dir")
     if submission_csv and video_dir:
@@ -289,7 +377,7 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         check_export_dir(export_dir)
     if tfrec_dir or video_dir:
         predictor, config = load_predictor(model_dir, strategies.make_strategy(strategy, tpu),
-                                           tta)
+                                           tta, jit_compile)
     if tfrec_dir:
         io.write_csv(predict_records(predictor, config, tfrec_dir, batch_size),
                      io.join(model_dir, TEST_PREDS))
@@ -304,5 +392,5 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
             inputs={"model_dir": str(model_dir), "folds": config["folds"], "tta": tta})
     if export_dir:
         # Exported from a single-device copy: a SavedModel must not hold distributed variables.
-        export(*load_predictor(model_dir, None, tta), export_dir)
+        export(*load_predictor(model_dir, None, tta), export_dir, jit_compile)
     return failures

@@ -7,6 +7,7 @@ killed job never leaves a file that looks complete.
 import contextlib
 import io
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -27,9 +28,17 @@ def join(*parts):
     return os.path.join(*[str(p) for p in parts])
 
 
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{8}")
+
+
 def temp_name(path):
     """A unique sibling of `path` used while it is being written."""
     return f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def is_temporary(name):
+    """True for a name made by temp_name (a write that a kill may have left unfinished)."""
+    return bool(_TEMPORARY.search(name.rstrip("/")))
 
 
 def atomic_write(path, data):

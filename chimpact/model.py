@@ -17,7 +17,27 @@ from chimpact import io
 from chimpact.errors import InputError
 
 CONFIG = "config.json"
+WEIGHTS_SUFFIX = ".weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+# --mixed_precision values: the Keras dtype policy a model folder is trained and predicted under.
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def precision(mixed_precision):
+    """Builds models under the dtype policy `mixed_precision` (none: float32) and restores the
+    global policy afterwards; a model keeps the policy it was built with."""
+    if mixed_precision not in PRECISIONS:
+        raise InputError(f"--mixed_precision={mixed_precision}: expected one of "
+                         f"{', '.join(PRECISIONS)}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        "float32" if mixed_precision == "none" else mixed_precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _load_weights(network, weights):
@@ -118,16 +138,35 @@ def read_config(model_dir):
 
 def fold_weights_path(model_dir, fold):
     """Where training keeps the best weights of `fold`."""
-    return io.join(model_dir, f"fold{fold}", "best.weights.h5")
+    return io.join(model_dir, f"fold{fold}", BEST_WEIGHTS)
+
+
+def set_jit_compile(network, jit_compile):
+    """Sets how `network` (a model used for prediction only, hence never compiled) compiles its
+    predict step: "auto" leaves Keras' choice, True or False forces it."""
+    if jit_compile != "auto":
+        network.jit_compile = jit_compile
+    return network
+
+
+def save_weights(network, path):
+    """Writes the weights of `network` alone (no optimizer state, unlike Model.save_weights on
+    a compiled model) to `path` (a .weights.h5, local or gs://) through a temporary name."""
+    temporary = io.temp_name(path[:-len(WEIGHTS_SUFFIX)]) + WEIGHTS_SUFFIX
+    keras.Model(network.inputs, network.outputs, name=network.name).save_weights(temporary)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def build_from_config(config):
-    """An untrained model with the architecture recorded in a config.json dict.
+    """An untrained model with the architecture recorded in a config.json dict, under the
+    folder's mixed precision policy, so that it predicts with the arithmetic it was trained with.
 
     Built with weights='none': the fold weights carry everything, pretrained or not.
     """
-    return build_model(config["backbone"], config["volume_size"], tuple(config["image_size"]),
-                       "none", config["lstm_units"], config["dense_units"])
+    with precision(config.get("mixed_precision", "none")):
+        return build_model(config["backbone"], config["volume_size"],
+                           tuple(config["image_size"]), "none", config["lstm_units"],
+                           config["dense_units"])
 
 
 def load_fold_models(model_dir, folds=None, strategy=None):

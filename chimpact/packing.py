@@ -285,7 +285,7 @@ def _prepare_out_dir(out_dir, fingerprint):
             and json.loads(io.read_text(plan_path)).get("fingerprint") == fingerprint)
     for name in tf.io.gfile.listdir(out_dir):
         stale = not same and (records.is_shard_name(name) or name == records.MANIFEST)
-        if stale or (records.is_shard_name(name.split(".tmp-")[0]) and ".tmp-" in name):
+        if stale or (io.is_temporary(name) and records.is_shard_name(name.split(".tmp-")[0])):
             tf.io.gfile.remove(io.join(out_dir, name))
     if not same:
         io.atomic_write(plan_path, json.dumps({"fingerprint": fingerprint}) + "\n")

@@ -168,20 +168,22 @@ def read_keys(tfrec_dir, folds=None):
 
 
 def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_size=32,
-            strategy=None):
+            strategy=None, outputs=("pred",)):
     """Predictions for every example of `folds` (all when None) exactly once.
 
-    Returns a DataFrame (video_id, time, distance, fold, pred) in record order. The batches are
-    padded to full size, rounded up to a multiple of the replicas of `strategy` (default: the
-    model's), so any batch size works on any number of replicas.
+    Returns a DataFrame (video_id, time, distance, fold, then one column per model output, named
+    by `outputs`) in record order. The batches are padded to full size, rounded up to a multiple
+    of the replicas of `strategy` (default: the model's), so any batch size works on any number
+    of replicas.
     """
     replicas = (strategy or model.distribute_strategy).num_replicas_in_sync
     batch_size = -(-batch_size // replicas) * replicas
     table = read_keys(tfrec_dir, folds)
-    pred = np.zeros(0)
+    pred = np.zeros((0, len(outputs)))
     if len(table):
         batches = make_eval_dataset(tfrec_dir, folds, volume_size, image_size, batch_size,
                                     labelled=False)
-        pred = model.predict(batches, verbose=0)[:len(table), 0]
-    table["pred"] = pred
-    return table[["video_id", "time", "distance", "fold", "pred"]]
+        pred = model.predict(batches, verbose=0)[:len(table)]
+    for i, name in enumerate(outputs):
+        table[name] = pred[:, i]
+    return table[["video_id", "time", "distance", "fold", *outputs]]

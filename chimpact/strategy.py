@@ -57,12 +57,22 @@ def _check_reachable(address):
     try:
         socket.create_connection((parsed.hostname, parsed.port), _CONNECT_TIMEOUT_S).close()
     except (OSError, TypeError, ValueError) as e:
-        raise InputError(f"--tpu={address}: cannot reach the TPU: {e}")
+        raise InputError(f"--tpu={address}: cannot reach the TPU: {e} ({_TPU_HINTS['grpc']})")
+
+
+_TPU_HINTS = {
+    "local": "--tpu=local needs a TPU VM whose TensorFlow is tensorflow-tpu (it brings libtpu) "
+             "and no other process holding the TPU",
+    "grpc": "is the TPU node up, in this VM's network, and listening on that port (8470)?",
+    "name": "a TPU name is looked up through the Cloud TPU API from a VM in the TPU's project "
+            "and zone; elsewhere give grpc://HOST:8470",
+}
 
 
 def _tpu_strategy(tpu):
     """TPUStrategy for a TPU name, grpc://HOST:PORT, `local` (TPU VM) or None (from the env)."""
-    if tpu and tpu.startswith("grpc://"):
+    kind = "local" if tpu == "local" else "grpc" if tpu and tpu.startswith("grpc://") else "name"
+    if kind == "grpc":
         _check_reachable(tpu)
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
@@ -70,9 +80,9 @@ def _tpu_strategy(tpu):
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as e:  # the resolver raises many types; all mean "no TPU here"
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise InputError(f"--tpu={tpu or '(from the environment)'}: cannot reach the TPU: "
-                         f"{first_line}")
+                         f"{first_line} ({_TPU_HINTS[kind]})")
     return tf.distribute.TPUStrategy(resolver)
 
 

@@ -6,22 +6,27 @@ val_loss improvement, the best epoch's weights kept, and the validation fold pre
 
     config.json  flags.txt  oof.csv  scores.json  logs/fold{f}/ (TensorBoard)
     fold{f}/best.weights.h5  fold{f}/history.csv  fold{f}/oof.csv (written last: fold done)
+    fold{f}/checkpoint.npz   the fold's whole training state (chimpact.checkpoint), until done
 
-A killed run re-run with the same command resumes each unfinished fold at its last finished
-epoch (Keras BackupAndRestore under fold{f}/backup, deleted once oof.csv is written) and skips
-finished folds. Under MultiWorkerMirroredStrategy every worker restores from `out_dir`, which
-must then be shared (e.g. gs://), and only the chief writes.
+After every epoch the chief writes, in this order: the weights of a new best epoch under a name
+of their own (best-e{epoch}.weights.h5), the checkpoint (the commit point), then renames the new
+best to best.weights.h5 and rewrites history.csv. A run killed at any moment and re-run with the
+same command settles the folder from the checkpoint (the best of its history kept, uncommitted
+files removed) and resumes each unfinished fold at its next epoch; finished folds are skipped.
+Under MultiWorkerMirroredStrategy every worker restores from `out_dir`, which must then be shared
+(e.g. gs://), and only the chief writes.
 """
 
 import contextlib
 import json
 import math
+import re
 
 import keras
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import augment, io, model, pipeline, records
+from chimpact import augment, checkpoint, io, model, pipeline, records
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
 
@@ -29,17 +34,18 @@ HISTORY = "history.csv"
 OOF = "oof.csv"
 SCORES = "scores.json"
 FLAGS_FILE = "flags.txt"
-BACKUP = "backup"
+CHECKPOINT = "checkpoint.npz"
+JIT_COMPILE = ("auto", True, False)
 LR_FACTOR = 0.5
 LR_PATIENCE = 3
 LR_MIN_DELTA = 1e-4
 LR_MIN = 1e-8
-PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+_CANDIDATE = re.compile(r"^best-e(\d+)\.weights\.h5$")
 # Settings that define what a model folder holds: a re-run must not mix others into it
 # (epochs is not one, so that a re-run can train unfinished folds longer).
 _FIXED_KEYS = ("backbone", "weights", "volume_size", "image_size", "lstm_units", "dense_units",
                "frames_per_side", "step", "n_folds", "labels_sha256", "aug", "aug_prob", "lr",
-               "seed")
+               "seed", "mixed_precision")
 
 
 def check_records(manifest, tfrec_dir, volume_size, step=None):
@@ -74,22 +80,6 @@ def _read_csv(path):
     return io.read_csv(path, keep_default_na=False, dtype={"video_id": str})
 
 
-def _resume_epoch(backup_dir):
-    """The epoch BackupAndRestore will resume at (0 without a backup)."""
-    path = io.join(backup_dir, "training_metadata.json")
-    if not tf.io.gfile.exists(path):
-        return 0
-    return int(json.loads(io.read_text(path)).get("epoch", 0))
-
-
-def _past_history(path, start_epoch):
-    """Rows of epochs before `start_epoch` (later rows belong to an epoch that will re-run)."""
-    if start_epoch == 0 or not tf.io.gfile.exists(path):
-        return []
-    table = _read_csv(path)
-    return table[table.epoch < start_epoch].to_dict("records")
-
-
 class PlateauHalving(keras.callbacks.Callback):
     """ReduceLROnPlateau(factor, patience, min_delta, min_lr) whose whole state is the list of
     val_loss values, so a resumed run reduces the rate exactly when an uninterrupted one would."""
@@ -121,14 +111,20 @@ class PlateauHalving(keras.callbacks.Callback):
             self.model.optimizer.learning_rate = max(rate * self.factor, self.min_lr)
 
 
-class FoldRecorder(keras.callbacks.Callback):
-    """Keeps the best epoch's weights and the history, both written atomically each epoch."""
+def _candidate_path(directory, epoch):
+    """Where a new best epoch's weights wait until the checkpoint that records them is written."""
+    return io.join(directory, f"best-e{epoch:04d}.weights.h5")
 
-    def __init__(self, weights_path, history_path, past_rows):
+
+class FoldCheckpoint(keras.callbacks.Callback):
+    """After every epoch: the new best weights, the checkpoint, best.weights.h5, history.csv
+    (see the module docstring for why in this order)."""
+
+    def __init__(self, directory, progress):
         super().__init__()
-        self.weights_path, self.history_path = weights_path, history_path
-        self.rows = list(past_rows)
-        self.best = min((row["val_loss"] for row in self.rows), default=math.inf)
+        self.directory = directory
+        self.rows = list(progress["rows"])
+        self.best_epoch, self.best = progress["best_epoch"], progress["best_val_loss"]
         self.rate = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -136,59 +132,80 @@ class FoldRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        if logs.get("val_loss", math.nan) < self.best:
-            self.best = logs["val_loss"]
-            temporary = io.temp_name(self.weights_path[:-len(".weights.h5")]) + ".weights.h5"
-            self.model.save_weights(temporary)
-            tf.io.gfile.rename(temporary, self.weights_path, overwrite=True)
         self.rows.append({"epoch": epoch, "learning_rate": self.rate, **logs})
-        io.write_csv(pd.DataFrame(self.rows), self.history_path)
+        improved = logs.get("val_loss", math.nan) < self.best
+        if improved:
+            self.best_epoch, self.best = epoch, logs["val_loss"]
+            model.save_weights(self.model, _candidate_path(self.directory, epoch))
+        checkpoint.save(io.join(self.directory, CHECKPOINT), self.model, {
+            "epoch": epoch + 1, "rows": self.rows, "best_epoch": self.best_epoch,
+            "best_val_loss": self.best})
+        if improved:
+            tf.io.gfile.rename(_candidate_path(self.directory, epoch),
+                               io.join(self.directory, model.BEST_WEIGHTS), overwrite=True)
+        io.write_csv(pd.DataFrame(self.rows), io.join(self.directory, HISTORY))
 
 
-class ChiefBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that every worker restores from but only the chief writes. It outlives
-    fit, so that a run killed before the fold's oof.csv is written does not train it again."""
-
-    def __init__(self, backup_dir, chief):
-        super().__init__(backup_dir, delete_checkpoint=False)
-        self.chief = chief
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.chief:
-            super().on_epoch_end(epoch, logs)
+def _settle(directory, progress):
+    """Makes a fold folder agree with its checkpoint after a kill: removes half-written files and
+    best weights of epochs it does not record, and rewrites history.csv from it."""
+    if not tf.io.gfile.isdir(directory):
+        return
+    for name in tf.io.gfile.listdir(directory):
+        match = _CANDIDATE.match(name)
+        path = io.join(directory, name)
+        if match and progress and int(match[1]) == progress["best_epoch"]:
+            tf.io.gfile.rename(path, io.join(directory, model.BEST_WEIGHTS), overwrite=True)
+        elif match or io.is_temporary(name) or (
+                progress is None and name in (model.BEST_WEIGHTS, HISTORY)):
+            tf.io.gfile.remove(path)
+    if progress:
+        io.write_csv(pd.DataFrame(progress["rows"]), io.join(directory, HISTORY))
 
 
 def _compiled_model(settings):
-    network = model.build_model(settings["backbone"], settings["volume_size"],
-                                tuple(settings["image_size"]), settings["weights"],
-                                settings["lstm_units"], settings["dense_units"])
-    # Weighted, so that the padding of the validation batches (weight 0) does not count.
+    with model.precision(settings["mixed_precision"]):
+        network = model.build_model(settings["backbone"], settings["volume_size"],
+                                    tuple(settings["image_size"]), settings["weights"],
+                                    settings["lstm_units"], settings["dense_units"])
+    # Weighted, so that the padding of the validation batches (weight 0) does not count. Under
+    # mixed_float16, compile wraps Adam in a LossScaleOptimizer (its scale is checkpointed).
     network.compile(optimizer=keras.optimizers.Adam(settings["lr"]), loss="mae",
-                    weighted_metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+                    weighted_metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
+                    jit_compile=settings["jit_compile"])
     return network
 
 
 def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
-    """Trains one fold (resuming it if a backup exists) and writes its out-of-fold predictions."""
-    backup_dir = io.join(fold_dir(out_dir, fold), BACKUP)
-    start_epoch = _resume_epoch(backup_dir)
+    """Trains one fold (resuming it from its checkpoint) and writes its out-of-fold predictions.
+    Returns whether its training graphs were compiled with XLA (None when nothing was left)."""
+    directory = fold_dir(out_dir, fold)
+    path = io.join(directory, CHECKPOINT)
+    chief = strategies.is_chief(strategy)
+    progress, arrays = checkpoint.load(path)
+    if chief:
+        _settle(directory, progress)
+    start_epoch = progress["epoch"] if progress else 0
+    xla = None
     if start_epoch >= settings["epochs"]:
         print(f"fold {fold}: all {start_epoch} epochs already trained")
     else:
         if start_epoch:
             print(f"fold {fold}: resuming at epoch {start_epoch + 1}")
-        _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, start_epoch, verbose)
-    if strategies.is_chief(strategy):
+        xla = _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose)
+    if chief:
         _predict_fold(settings, tfrec_dir, out_dir, fold, strategy)
-        if tf.io.gfile.exists(backup_dir):
-            tf.io.gfile.rmtree(backup_dir)
+        tf.io.gfile.remove(path)
+    return xla
 
 
-def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, start_epoch, verbose):
-    """Trains one fold from `start_epoch` (restored from its backup) to the last epoch."""
+def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose):
+    """Trains one fold from the checkpointed `progress` (None: from scratch) to the last epoch."""
     chief = strategies.is_chief(strategy)
     directory = fold_dir(out_dir, fold)
-    past = _past_history(io.join(directory, HISTORY), start_epoch)
+    progress = progress or {"epoch": 0, "rows": [], "best_epoch": None,
+                            "best_val_loss": math.inf}
+    start_epoch = progress["epoch"]
     if chief:
         tf.io.gfile.makedirs(directory)
     keras.utils.set_random_seed(settings["seed"] + fold)
@@ -208,22 +225,27 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, start_epoch, verbose
 
     with strategy.scope():
         network = _compiled_model(settings)
+        if arrays is not None:
+            checkpoint.restore(network, arrays, io.join(directory, CHECKPOINT))
+    print(f"fold {fold}: epochs {start_epoch + 1}-{settings['epochs']}, "
+          f"{strategy.num_replicas_in_sync} replica(s), XLA {'on' if network.jit_compile else 'off'}, "
+          f"{settings['mixed_precision']} precision")
     val = pipeline.make_eval_dataset(tfrec_dir, [fold], settings["volume_size"],
                                      settings["image_size"], settings["batch_size"])
-    callbacks = [PlateauHalving([row["val_loss"] for row in past])]
+    # Halving first, so that the checkpoint holds the rate the next epoch starts with.
+    callbacks = [PlateauHalving([row["val_loss"] for row in progress["rows"]])]
     if chief:
-        callbacks += [FoldRecorder(model.fold_weights_path(out_dir, fold),
-                                   io.join(directory, HISTORY), past),
+        callbacks += [FoldCheckpoint(directory, progress),
                       keras.callbacks.TensorBoard(io.join(out_dir, "logs", f"fold{fold}"))]
-    # Last, so that a backup only ever records an epoch whose weights and history are written.
-    callbacks.append(ChiefBackup(io.join(directory, BACKUP), chief))
     network.fit(strategy.distribute_datasets_from_function(train_dataset),
-                epochs=settings["epochs"], steps_per_epoch=steps, validation_data=val,
-                callbacks=callbacks, shuffle=False, verbose=verbose)
+                epochs=settings["epochs"], initial_epoch=start_epoch, steps_per_epoch=steps,
+                validation_data=val, callbacks=callbacks, shuffle=False, verbose=verbose)
+    return bool(network.jit_compile)
 
 
 def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
-    """Predicts the validation fold with its best weights; the fold's oof.csv marks it done."""
+    """Predicts the validation fold with its best weights, under the training precision and
+    XLA setting; the fold's oof.csv marks it done."""
     directory = fold_dir(out_dir, fold)
     best = model.fold_weights_path(out_dir, fold)
     if not tf.io.gfile.exists(best):
@@ -231,7 +253,8 @@ def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
     # Under several workers, the chief predicts alone with a model outside the strategy.
     local = strategies.is_multi_worker(strategy)
     with contextlib.nullcontext() if local else strategy.scope():
-        network = model.build_from_config(settings)
+        network = model.set_jit_compile(model.build_from_config(settings),
+                                        settings["jit_compile"])
     network.load_weights(best)
     oof = pipeline.predict(network, tfrec_dir, [fold], settings["volume_size"],
                            settings["image_size"], settings["batch_size"],
@@ -252,13 +275,14 @@ def _check_settings(settings, folds, strategy):
     if weights not in ("none", "imagenet") and not tf.io.gfile.exists(weights):
         raise InputError(f"--weights={weights}: file not found (or use none / imagenet)")
     augment.op_names(settings["aug"])
-    aug_prob, mixed_precision = settings["aug_prob"], settings["mixed_precision"]
-    batch_size = settings["batch_size"]
+    aug_prob, batch_size = settings["aug_prob"], settings["batch_size"]
     if not 0.0 <= aug_prob <= 1.0:
         raise InputError(f"--aug_prob={aug_prob}: must be between 0 and 1")
-    if mixed_precision not in PRECISIONS:
-        raise InputError(f"--mixed_precision={mixed_precision}: expected one of "
-                         f"{', '.join(PRECISIONS)}")
+    if settings["mixed_precision"] not in model.PRECISIONS:
+        raise InputError(f"--mixed_precision={settings['mixed_precision']}: expected one of "
+                         f"{', '.join(model.PRECISIONS)}")
+    if settings["jit_compile"] not in JIT_COMPILE:
+        raise InputError(f"--jit_compile={settings['jit_compile']}: expected auto, true or false")
     replicas = strategy.num_replicas_in_sync
     if batch_size < 1 or batch_size % replicas:
         raise InputError(f"--batch_size={batch_size}: must be a positive multiple of the "
@@ -283,17 +307,19 @@ def _merge_config(out_dir, settings):
         if previous.get(key) != settings[key]:
             raise InputError(f"{path}: this folder was trained with {key}={previous.get(key)}, "
                              f"not {settings[key]}: use another --out_dir")
-    return {**settings, "folds": previous.get("folds", [])}
+    return {**settings, "folds": previous.get("folds", []), "xla": previous.get("xla")}
 
 
 def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", volume_size=7,
           step=None, image_size=None, folds=None, epochs=40, batch_size=96, lr=1e-3, aug="none",
           aug_prob=0.5, seed=0, lstm_units=1024, dense_units=300, mixed_precision="none",
-          strategy=None, flags_text=None, verbose="auto"):
+          jit_compile="auto", strategy=None, flags_text=None, verbose="auto"):
     """Trains `folds` (default all) and writes the model folder; returns scores.json's dict.
 
     `step`, when given, must equal the records' step. `image_size` (H, W) defaults to the stored
-    size. `batch_size` is the global batch. `flags_text` is saved as flags.txt.
+    size. `batch_size` is the global batch. `jit_compile` (auto, True, False) is compile's: auto
+    lets Keras choose (XLA on a single GPU, not on CPUs or under tf.distribute; TPUs always
+    compile with XLA). `flags_text` is saved as flags.txt.
     """
     strategy = strategy or tf.distribute.get_strategy()
     manifest = records.read_manifest(tfrec_dir)
@@ -306,7 +332,8 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "frames_per_side": manifest["frames_per_side"], "step": manifest["step"],
         "n_folds": manifest["n_folds"], "folds": [], "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "aug": aug, "aug_prob": aug_prob, "seed": seed,
-        "mixed_precision": mixed_precision, "tfrec_dir": str(tfrec_dir),
+        "mixed_precision": mixed_precision, "jit_compile": jit_compile, "xla": None,
+        "replicas": strategy.num_replicas_in_sync, "tfrec_dir": str(tfrec_dir),
         "labels_sha256": manifest.get("labels_sha256"), "frames": manifest.get("frames"),
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
@@ -319,20 +346,18 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         if flags_text is not None:
             io.atomic_write(io.join(out_dir, FLAGS_FILE), flags_text)
 
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(
-        "float32" if mixed_precision == "none" else mixed_precision)
-    try:
-        for fold in folds:
-            if tf.io.gfile.exists(io.join(fold_dir(out_dir, fold), OOF)):
-                print(f"fold {fold}: already trained, skipped")
-            else:
-                train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose)
-            if chief:
-                settings["folds"] = sorted(set(settings["folds"]) | {fold})
-                _write_config(out_dir, settings)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
+    for fold in folds:
+        directory = fold_dir(out_dir, fold)
+        if tf.io.gfile.exists(io.join(directory, OOF)):
+            print(f"fold {fold}: already trained, skipped")
+            if chief and tf.io.gfile.exists(io.join(directory, CHECKPOINT)):
+                tf.io.gfile.remove(io.join(directory, CHECKPOINT))  # killed before removing it
+        else:
+            xla = train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose)
+            settings["xla"] = settings["xla"] if xla is None else xla
+        if chief:
+            settings["folds"] = sorted(set(settings["folds"]) | {fold})
+            _write_config(out_dir, settings)
     return write_scores(out_dir, settings["folds"]) if chief else None
 
 

@@ -1,14 +1,8 @@
 """Training on generated records: learning, outputs, resume, and the distribution strategies."""
 
 import json
-import os
-import pathlib
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -18,25 +12,8 @@ from absl import flags
 
 from chimpact import io, model, pipeline, records, train
 from chimpact.errors import InputError
+from model_checks import ROOT, TINY, TINY_FLAGS, finish, start_python
 from sequence_records import write_records
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = dict(backbone="tiny", weights="none", volume_size=3, lstm_units=32, dense_units=16)
-TINY_FLAGS = ["--backbone=tiny", "--weights=none", "--volume_size=3", "--lstm_units=32",
-              "--dense_units=16", "--batch_size=8", "--lr=3e-3", "--aug=a1", "--verbose=2"]
-
-
-def run_python(args, extra_env=None, **kwargs):
-    """A Python process in the repository root, chimpact importable."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **(extra_env or {})}
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-
-
-def finish(process, timeout=240):
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-3000:]
-    return output
 
 
 def read_csv(path):
@@ -129,7 +106,7 @@ def test_mirrored_strategy_on_two_cpus_predicts_every_example_once(tmp_path):
                           "ids": list(both.video_id), "pred": list(both.pred),
                           "single": list(alone.pred)}}))
         """)
-    output = finish(run_python(["-c", script]))
+    output = finish(start_python(["-c", script]))
     result = json.loads(output.strip().splitlines()[-1])
     assert result["replicas"] == 2
     assert sorted(result["ids"]) == sorted(
@@ -160,7 +137,7 @@ def test_multiworker_strategy_with_two_processes(tmp_path):
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(run_python(
+        processes.append(start_python(
             ["run_train.py", *TINY_FLAGS, f"--tfrec_dir={tmp_path / 'rec'}",
              f"--out_dir={tmp_path / 'model'}", "--strategy=multiworker", "--folds=0",
              "--epochs=2", "--batch_size=4"], {"TF_CONFIG": json.dumps(tf_config)}))
@@ -173,64 +150,6 @@ def test_multiworker_strategy_with_two_processes(tmp_path):
     # Validation metrics are aggregated over both workers: val_loss is the MAE of the fold.
     assert history.val_loss.min() == pytest.approx(np.abs(oof.pred - oof.distance).mean(),
                                                    rel=1e-4)
-
-
-@pytest.mark.slow
-def test_a_killed_run_resumes_without_repeating_its_finished_epochs(tmp_path):
-    write_records(tmp_path / "rec", (60, 60))
-    command = ["run_train.py", *TINY_FLAGS, f"--tfrec_dir={tmp_path / 'rec'}",
-               f"--out_dir={tmp_path / 'model'}", "--folds=0", "--epochs=4"]
-    history_path = tmp_path / "model" / "fold0" / "history.csv"
-    backup = tmp_path / "model" / "fold0" / "backup" / "training_metadata.json"
-    first = run_python(command)
-    deadline = time.time() + 180
-    while not backup.exists():
-        assert first.poll() is None and time.time() < deadline, first.communicate()[0][-3000:]
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
-    assert not (tmp_path / "model" / "fold0" / "oof.csv").exists()
-
-    output = finish(run_python(command))
-    assert "fold 0: resuming at epoch" in output
-    assert "Epoch 1/4" not in output
-    history = read_csv(history_path)
-    assert list(history.epoch) == [0, 1, 2, 3]
-    assert len(read_csv(tmp_path / "model" / "oof.csv")) == 60
-
-
-class Killed(Exception):
-    """The job dying."""
-
-
-@pytest.mark.slow
-def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_path, capsys,
-                                                                           monkeypatch):
-    write_records(tmp_path / "rec", (6, 6))
-    fold0 = tmp_path / "model" / "fold0"
-    run = dict(tfrec_dir=tmp_path / "rec", out_dir=tmp_path / "model", folds=[0], epochs=2,
-               batch_size=4, verbose=0, **TINY)
-
-    def dies(*args):
-        raise Killed
-
-    monkeypatch.setattr(train, "_predict_fold", dies)
-    with pytest.raises(Killed):
-        train.train(**run)
-    monkeypatch.undo()
-    assert json.loads((fold0 / "backup" / "training_metadata.json").read_text())["epoch"] == 2
-    assert not (fold0 / "oof.csv").exists()
-    history, weights = read_csv(fold0 / "history.csv"), (fold0 / "best.weights.h5").read_bytes()
-
-    capsys.readouterr()
-    train.train(**run)
-    assert "fold 0: all 2 epochs already trained" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(read_csv(fold0 / "history.csv"), history)
-    assert (fold0 / "best.weights.h5").read_bytes() == weights
-    assert len(read_csv(fold0 / "oof.csv")) == 6
-    assert not (fold0 / "backup").exists()
-    with pytest.raises(InputError, match="trained with aug=none, not a1: use another"):
-        train.train(**{**run, "aug": "a1"})
 
 
 def test_strategy_requests_that_cannot_be_met_are_errors_not_fallbacks(monkeypatch):

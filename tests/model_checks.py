@@ -1,0 +1,45 @@
+"""What model tests share: one tiny configuration and Python processes in the repository root.
+
+Checks that need a fresh TensorFlow runtime (strategies, XLA, kills) run in such a process.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+# The smallest model worth training: run_train.py's keyword arguments and flags.
+TINY = dict(backbone="tiny", weights="none", volume_size=3, lstm_units=32, dense_units=16)
+TINY_FLAGS = ["--backbone=tiny", "--weights=none", "--volume_size=3", "--lstm_units=32",
+              "--dense_units=16", "--batch_size=8", "--lr=3e-3", "--aug=a1", "--verbose=2"]
+
+
+def start_python(args, extra_env=None, **kwargs):
+    """A Python process in the repository root (chimpact and tests/ importable), its stdout and
+    stderr merged into one text pipe."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{TESTS}", "PYTHONUNBUFFERED": "1",
+           **(extra_env or {})}
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def finish(process, timeout=300):
+    """The output of `process`, which must exit 0 within `timeout` seconds."""
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def python_output(code, timeout=300, **env):
+    """The output of `code` (dedented) run by a fresh interpreter, which must exit 0."""
+    return finish(start_python(["-c", textwrap.dedent(code)],
+                               {"TF_CPP_MIN_LOG_LEVEL": "3", **env}), timeout)
+
+
+def last_json_line(output):
+    """The last line of `output`, where a subprocess check prints its JSON result."""
+    return json.loads(output.strip().splitlines()[-1])

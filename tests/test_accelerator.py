@@ -1,0 +1,147 @@
+"""What TPUs and GPUs do that CPUs do not: XLA compilation of every device graph, mixed precision
+from training to submission. Keras never compiles with XLA on a CPU-only machine unless told to,
+so these tests tell it to (jit_compile=True), as a TPU always does."""
+
+import json
+import math
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from chimpact import augment, checkpoint, infer, io, model, train
+from model_checks import TINY, finish, last_json_line, start_python
+from sequence_records import write_records
+
+ANGLES = (10, 45, 90, 135, 180, 225, 270, 315)
+
+
+def frames(size, seed=0, count=3):
+    return tf.constant(np.random.default_rng(seed).integers(0, 256, (count, *size, 3)), tf.uint8)
+
+
+def projective_rotation(frames, degrees):
+    """The rotation the views used before: tf.raw_ops.ImageProjectiveTransformV3 (not XLA)."""
+    height, width = frames.shape[1], frames.shape[2]
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(frames, tf.float32),
+        transforms=tf.constant([[cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0]]),
+        output_shape=tf.constant([height, width]), fill_value=tf.constant(0.0),
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (27, 48)])
+def test_rotations_equal_the_projective_transform_they_replace(size):
+    pixels = tf.cast(frames(size), tf.float32)
+    for degrees in ANGLES:
+        np.testing.assert_allclose(augment.rotate(pixels, degrees).numpy(),
+                                   projective_rotation(pixels, degrees).numpy(), atol=1e-3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ImageProjectiveTransformV3"):
+        tf.function(lambda f: projective_rotation(f, 45), jit_compile=True)(pixels)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (24, 40)])
+@pytest.mark.parametrize("name", sorted(augment.OPS) + [augment.IDENTITY])
+def test_every_view_and_augmentation_compiles_alone_with_xla(name, size):
+    op = augment.OPS.get(name, lambda f: f)
+    sequence = frames(size)
+    eager = op(sequence).numpy().astype(int)
+    compiled = tf.function(op, jit_compile=True)(sequence).numpy().astype(int)
+    assert compiled.shape == eager.shape
+    # XLA may round a float differently: at most one grey level, on few pixels.
+    assert np.abs(compiled - eager).max() <= 1 and np.mean(compiled != eager) < 0.01
+
+
+@pytest.mark.slow
+def test_one_epoch_under_xla_in_each_precision_predicts_as_without(tmp_path):
+    """tiny and EfficientNet-B0, float32 and mixed_bfloat16: training, validation and
+    prediction graphs compiled with XLA; FoldAverage's views under XLA (all 10 for tiny) and
+    the export marked for XLA give the non-XLA predictions."""
+    write_records(tmp_path / "rec", (8, 8), image_size=(32, 32))
+    # One process per precision, side by side: XLA compiles on one core.
+    jobs = {precision: start_python(["tests/xla_training.py", str(tmp_path / "rec"),
+                                     str(tmp_path / precision), f"tiny:{precision}:10",
+                                     f"efficientnet_b0:{precision}:2"])
+            for precision in ("none", "mixed_bfloat16")}
+    for precision, job in jobs.items():
+        results = last_json_line(finish(job, timeout=600))
+        # float32: XLA reorders sums; bfloat16: an 8-bit mantissa on the way.
+        tolerance = 1e-3 if precision == "none" else 0.1
+        for case, result in results.items():
+            assert result["xla"] is True and result["xla_predictor"], case
+            assert np.isfinite(result["losses"]).all() and np.isfinite(result["mae"]), case
+            assert result["mae"] == pytest.approx(result["val_losses"][0], rel=1e-3), case
+            with_xla, without = np.array(result["with_xla"]), np.array(result["without"])
+            views = int(case.split(":")[2])
+            assert with_xla.shape == without.shape == (8, views), case
+            np.testing.assert_allclose(with_xla, without, atol=tolerance, rtol=tolerance,
+                                       err_msg=case)
+            if result["served"] is not None:
+                np.testing.assert_allclose(result["served"], with_xla.mean(axis=1),
+                                           atol=tolerance, rtol=tolerance, err_msg=case)
+
+
+@pytest.mark.slow
+def test_bfloat16_folder_predicts_its_oof_rows_as_training_did(tmp_path):
+    write_records(tmp_path / "rec", (10, 9))
+    out = tmp_path / "bf16"
+    train.train(tmp_path / "rec", out, folds=[0, 1], epochs=2, batch_size=4,
+                mixed_precision="mixed_bfloat16", verbose=0, **TINY)
+    oof = pd.read_csv(out / "oof.csv")
+    infer.run(str(out), oof=True, batch_size=3)
+    again = oof.merge(pd.read_csv(out / infer.OOF_TTA), on=["video_id", "time"],
+                      suffixes=("", "_infer"))
+    assert len(again) == len(oof) == 19
+    np.testing.assert_allclose(again.pred_infer, again.pred, atol=1e-5)
+
+    # The same weights predicted in float32 (what run_infer.py did before) differ: the test
+    # would see a precision mismatch.
+    shutil.copytree(out, tmp_path / "f32")
+    config = model.read_config(str(out))
+    io.atomic_write(str(tmp_path / "f32" / model.CONFIG),
+                    json.dumps({**config, "mixed_precision": "none"}))
+    float32 = infer.predict_oof(str(tmp_path / "f32"))
+    assert np.abs(float32.pred.to_numpy() - oof.pred.to_numpy()).max() > 1e-3
+
+
+class Killed(Exception):
+    """The job dying."""
+
+
+@pytest.mark.slow
+def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypatch, capsys):
+    write_records(tmp_path / "rec", (6, 6))
+    run = dict(tfrec_dir=tmp_path / "rec", out_dir=tmp_path / "fp16", folds=[0], batch_size=4,
+               mixed_precision="mixed_float16", verbose=0, **TINY)
+
+    def dies(*args):
+        raise Killed
+
+    monkeypatch.setattr(train, "_predict_fold", dies)
+    with pytest.raises(Killed):
+        train.train(epochs=1, **run)
+    monkeypatch.undo()
+    progress, arrays = checkpoint.load(str(tmp_path / "fp16" / "fold0" / train.CHECKPOINT))
+    assert progress["epoch"] == 1
+    settings = {**model.read_config(str(tmp_path / "fp16")), "lr": 1e-3}
+    network = train._compiled_model(settings)
+    assert isinstance(network.optimizer, keras.optimizers.LossScaleOptimizer)
+    network.optimizer.build(network.trainable_variables)
+    saved = [name for name in arrays if name.startswith("optimizer/")]
+    assert len(saved) == len(network.optimizer.variables)
+    scale = next(i for i, v in enumerate(network.optimizer.variables)
+                 if v.path.endswith("dynamic_scale"))
+    assert arrays[saved[scale]] > 1  # the dynamic loss scale, starting at 2**15
+
+    capsys.readouterr()
+    scores = train.train(epochs=2, **run)
+    assert "fold 0: resuming at epoch 2" in capsys.readouterr().out
+    history = pd.read_csv(tmp_path / "fp16" / "fold0" / "history.csv")
+    assert list(history.epoch) == [0, 1] and np.isfinite(history.loss).all()
+    assert np.isfinite(scores["overall"]["mae"])

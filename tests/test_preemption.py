@@ -1,0 +1,116 @@
+"""Training killed at any moment (a preemptible TPU VM) resumes with the same command, and ends
+as an uninterrupted run does."""
+
+import os
+import random
+import signal
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from chimpact import model, train
+from chimpact.errors import InputError
+from model_checks import TINY, finish, start_python
+from preempted_training import EPOCHS
+from sequence_records import write_records
+
+
+def kill_when(process, marker=None, after_s=None, occurrence=1):
+    """SIGKILLs `process` once its output shows `marker` for the `occurrence`-th time, or after
+    `after_s` seconds; returns False when it finished first."""
+    deadline = time.monotonic() + (after_s if after_s is not None else 300)
+    seen = 0
+    os.set_blocking(process.stdout.fileno(), False)
+    while process.poll() is None and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if marker and line and marker in line:
+            seen += 1
+            if seen == occurrence:
+                break
+        if not line:
+            time.sleep(0.02)
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
+
+
+def fold_files(out_dir):
+    return sorted(os.listdir(out_dir / "fold0"))
+
+
+@pytest.mark.slow
+def test_kills_at_random_moments_and_mid_checkpoint_end_like_an_uninterrupted_run(tmp_path):
+    write_records(tmp_path / "rec", (24, 24))
+    script = "tests/preempted_training.py"
+    calm = start_python([script, str(tmp_path / "rec"), str(tmp_path / "calm")])
+
+    killed = tmp_path / "killed"
+    kills = []
+    # In the middle of the second checkpoint write (the first one is then the whole state).
+    job = start_python([script, str(tmp_path / "rec"), str(killed), "crawl"])
+    kills.append(kill_when(job, "CHECKPOINT WRITE", occurrence=2))
+    assert kills[-1], "the run finished before the kill"
+    assert any(".tmp-" in name for name in fold_files(killed))  # a half-written checkpoint
+    rng = random.Random(9)
+    for _ in range(3):
+        job = start_python([script, str(tmp_path / "rec"), str(killed)])
+        kills.append(kill_when(job, after_s=rng.uniform(4.0, 12.0)))
+    output = finish(start_python([script, str(tmp_path / "rec"), str(killed)]))
+    assert sum(kills) >= 3, kills
+    finish(calm)
+
+    assert fold_files(killed) == ["best.weights.h5", "history.csv", "oof.csv"]
+    history = pd.read_csv(killed / "fold0" / "history.csv")
+    calm_history = pd.read_csv(tmp_path / "calm" / "fold0" / "history.csv")
+    assert list(history.epoch) == list(range(EPOCHS))
+    pd.testing.assert_frame_equal(history, calm_history, rtol=1e-4)
+    oof = pd.read_csv(killed / "oof.csv")
+    # best.weights.h5 holds the best epoch of history.csv: its predictions score min(val_loss).
+    assert np.abs(oof.pred - oof.distance).mean() == pytest.approx(history.val_loss.min(),
+                                                                   rel=1e-4)
+    np.testing.assert_allclose(oof.pred, pd.read_csv(tmp_path / "calm" / "oof.csv").pred,
+                               rtol=1e-4, atol=1e-4)
+    assert "out-of-fold MAE" in output
+
+
+class Killed(Exception):
+    """The job dying."""
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_path, capsys,
+                                                                           monkeypatch):
+    write_records(tmp_path / "rec", (6, 6))
+    fold0 = tmp_path / "model" / "fold0"
+    run = dict(tfrec_dir=tmp_path / "rec", out_dir=tmp_path / "model", folds=[0], epochs=2,
+               batch_size=4, verbose=0, **TINY)
+
+    def dies(*args):
+        raise Killed
+
+    monkeypatch.setattr(train, "_predict_fold", dies)
+    with pytest.raises(Killed):
+        train.train(**run)
+    monkeypatch.undo()
+    assert not (fold0 / "oof.csv").exists()
+    history, weights = pd.read_csv(fold0 / "history.csv"), (fold0 / "best.weights.h5").read_bytes()
+
+    capsys.readouterr()
+    train.train(**run)
+    assert "fold 0: all 2 epochs already trained" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(fold0 / "history.csv"), history)
+    assert (fold0 / "best.weights.h5").read_bytes() == weights
+    assert len(pd.read_csv(fold0 / "oof.csv")) == 6
+    assert fold_files(tmp_path / "model") == ["best.weights.h5", "history.csv", "oof.csv"]
+    # Fold weights hold the model alone (no Adam moments), and load into an uncompiled network.
+    with h5py.File(fold0 / "best.weights.h5") as weights_file:
+        assert "optimizer" not in weights_file and "layers" in weights_file
+    network = model.build_from_config(model.read_config(str(tmp_path / "model")))
+    network.load_weights(str(fold0 / "best.weights.h5"))
+    with pytest.raises(InputError, match="trained with aug=none, not a1: use another"):
+        train.train(**{**run, "aug": "a1"})
