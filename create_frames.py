@@ -32,8 +32,10 @@ flags.DEFINE_integer("white_threshold", 250, "A pixel value above this counts as
                      lower_bound=0, upper_bound=255)
 flags.DEFINE_float("white_ratio", 0.2, "A frame with more than this fraction of white values "
                    "is overexposed.", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_string("labels_csv", None, "Optional table with video_id, time: a video is then "
-                    "overexposed when any labelled frame is (else: when its median frame is).")
+flags.DEFINE_list("labels_csv", None, "Optional label tables with video_id, time (comma-"
+                  "separated, e.g. train_labels.csv,submission_format.csv): a video listed in "
+                  "one is overexposed when any of its labelled frames is (the reference's rule "
+                  "for train and test videos alike); any other video when its median frame is.")
 flags.DEFINE_string("videos_csv", None, "Optional table whose video_id column restricts the "
                     "run to those videos (e.g. train_labels.csv).")
 flags.DEFINE_integer("workers", 0, "Videos decoded at a time; 0 means one per CPU core.",

@@ -41,6 +41,9 @@ flags.DEFINE_float("shard_mb", 150, "Target shard size in MB (ignored when --sha
 flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), instead of "
                      "--shard_mb.")
 flags.DEFINE_integer("workers", 4, "Shards written in parallel.")
+flags.DEFINE_integer("seed", packing.SHUFFLE_SEED, "Seed of the random order in which each "
+                     "fold's examples are dealt into its shards (33, as the reference's shuffle), "
+                     "so that consecutive records mix videos.")
 flags.DEFINE_bool("allow_missing", False, "Skip the rows of videos without frames (counted in "
                   "the manifest) instead of failing.")
 flags.DEFINE_string("inspect", None, "Instead of writing: print the manifest of this records "
@@ -66,7 +69,7 @@ def main(argv):
         frames_per_side=FLAGS.frames_per_side, step=FLAGS.step, n_folds=FLAGS.n_folds,
         group_by=FLAGS.group_by, metadata_csv=FLAGS.metadata_csv, image_size=image_size,
         shard_mb=FLAGS.shard_mb, shards=FLAGS.shards, workers=FLAGS.workers,
-        allow_missing=FLAGS.allow_missing)
+        allow_missing=FLAGS.allow_missing, seed=FLAGS.seed)
     print(f"{FLAGS.out_dir}: {manifest['examples']} examples in {len(manifest['shards'])} shards, "
           f"{manifest['clamped_examples']} with clamped frames, "
           f"{manifest['skipped_rows']} rows skipped")

@@ -52,6 +52,10 @@ flags.DEFINE_integer("dense_units", 300, "Units of the Dense(relu) layer before 
 flags.DEFINE_enum("mixed_precision", "none", list(model.PRECISIONS), "Compute dtype policy: "
                   "mixed_bfloat16 for TPUs, mixed_float16 for GPUs (with loss scaling); the "
                   "output stays float32. run_infer.py predicts under the same policy.")
+flags.DEFINE_enum("output_bias", "median", list(model.OUTPUT_BIASES), "Where the model's "
+                  "output starts: median, the bias of its output layer at the training folds' "
+                  "median distance (an MAE model then starts where a constant predictor ends); "
+                  "zero, Keras' default, as the reference had (its presets keep it).")
 flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
 flags.DEFINE_enum("strategy", "auto", list(strategies.STRATEGIES), "tf.distribute strategy: "
                   "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default.")
@@ -95,6 +99,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, lr=FLAGS.lr, aug=FLAGS.aug, aug_prob=FLAGS.aug_prob,
         seed=FLAGS.seed, lstm_units=FLAGS.lstm_units, dense_units=FLAGS.dense_units,
         mixed_precision=FLAGS.mixed_precision, jit_compile=cli.jit_compile(FLAGS.jit_compile),
+        output_bias=FLAGS.output_bias,
         strategy=strategy, flags_text=flags_text(),
         verbose=verbose)
 

@@ -1,9 +1,11 @@
 """Greedy pairwise ensemble of trained models, fitted on their out-of-fold predictions.
 
-The reference method: sort the models by OOF MAE, start from the best, and blend in each next
-model as `c * current + (1 - c) * next` with the c on a grid that minimises the OOF MAE, keeping
-c = 1 when no c beats the best score so far. The same coefficients then combine the test
-predictions. Rows are matched by (video_id, time), never by position.
+The reference method: sort the members by OOF MAE, start from the best, and blend in each next
+one as `c * current + (1 - c) * next` with the c on a grid that minimises the OOF MAE, keeping
+c = 1 when no c beats the best score so far by more than rounding noise. The same coefficients
+then combine the test predictions. Rows are matched by (video_id, time), never by position.
+A member is a model (its predictions without TTA, or the mean of its TTA views), or one TTA
+view of a model, as the reference allowed: always the same thing on the OOF and the test rows.
 """
 
 import io as _io
@@ -20,17 +22,25 @@ from chimpact.errors import InputError
 KEYS = infer.KEYS
 OOF = train.OOF
 TEST_PREDS = infer.TEST_PREDS
+OOF_TTA = infer.OOF_TTA
 OOF_COLUMNS = KEYS + ["distance", "pred"]
 TEST_COLUMNS = KEYS + ["pred"]
+# What a member of a model is: its plain predictions, the mean of its TTA views, or each view.
+TTA_MEMBERS = ("none", "mean", "views")
+IDENTITY = "identity"
+# A coefficient is kept only for an OOF MAE this much (relative) below the best so far: blending
+# a model with a copy of itself "improves" the MAE by float rounding alone (about 1e-16).
+NOISE = 1e-9
 # Edges (metres) of the true-distance bands in the figure; the last band is open-ended.
 BAND_EDGES = (0, 2, 4, 6, 8, 10, 15, 20, np.inf)
 
 
-def coef_grid(coef_min=0.0, coef_max=1.1, coef_step=0.01):
+def coef_grid(coef_min=0.0, coef_max=1.11, coef_step=0.01):
     """The coefficients coef_min, coef_min + step, ... up to coef_max inclusive.
 
-    Counted in whole steps and rounded, so 0..1.1 by 0.01 is exactly 111 values ending at 1.1
-    (np.arange would drop or overshoot the end point by float error).
+    Counted in whole steps and rounded, so the reference's 0..1.11 by 0.01 (its
+    np.arange(0, 1.11, 0.01)) is exactly 112 values ending at 1.11 (np.arange would drop or
+    overshoot the end point by float error).
     """
     if coef_step <= 0 or coef_max < coef_min:
         raise InputError(
@@ -63,7 +73,7 @@ def greedy_search(preds, true, grid):
         blends = grid * current[None, :] + (1 - grid) * preds[None, :, column]
         maes = np.mean(np.abs(blends - true[None, :]), axis=1)
         i = int(np.argmin(maes))
-        if maes[i] < best:
+        if maes[i] < best * (1 - NOISE):
             c, best = float(grid[i, 0]), float(maes[i])
             current = blends[i]
         else:
@@ -114,9 +124,11 @@ def mae_by_band(pred, true, edges=BAND_EDGES):
 
 
 def _read_table(model_dir, name, columns):
+    """A model's prediction table (all its columns) indexed by KEYS; InputError when it lacks
+    `columns` or repeats a row."""
     path = io.join(model_dir, name)
     table = io.read_table(path, columns, absent=f"missing (run run_train.py / run_infer.py for "
-                                                 f"{model_dir})")[columns]
+                                                 f"{model_dir})")
     duplicated = table.duplicated(KEYS)
     if duplicated.any():
         row = table[duplicated].iloc[0]
@@ -145,15 +157,41 @@ def _align(tables, model_dirs, name):
     return reference, aligned
 
 
-def read_predictions(model_dirs):
-    """Reads and aligns every model's oof.csv and test_preds.csv.
+def _views(table, fixed):
+    """The TTA view columns of a prediction table ([identity] when it was made without TTA)."""
+    return [c for c in table.columns if c not in fixed] or [IDENTITY]
 
-    Returns (oof, oof_preds, test, test_preds): key/distance frames in the first model's row
-    order and [rows, models] prediction matrices.
+
+def _members(model_dir, oof, test, tta):
+    """[(member name, OOF column, test column)] of one model under `tta` (TTA_MEMBERS)."""
+    test_views = _views(test, ["pred"])
+    if tta == "none":
+        return [(model_dir, "pred", IDENTITY if IDENTITY in test.columns else "pred")]
+    oof_views = _views(oof, ["distance", "fold", "pred"])
+    if oof_views != test_views:
+        raise InputError(f"{io.join(model_dir, OOF_TTA)}: views {', '.join(oof_views)} but "
+                         f"{TEST_PREDS} has {', '.join(test_views)}: run run_infer.py --oof and "
+                         "--tfrec_dir with the same --tta")
+    if tta == "mean":
+        return [(model_dir, "pred", "pred")]
+    column = {view: view if view in test.columns else "pred" for view in test_views}
+    return [(f"{model_dir}[{view}]", column[view], column[view]) for view in test_views]
+
+
+def read_predictions(model_dirs, tta="none"):
+    """Reads and aligns every model's out-of-fold and test predictions.
+
+    tta: none (oof.csv and the test predictions without TTA), mean (oof_tta.csv and
+    test_preds.csv, both the mean of the same views) or views (each view a member).
+    Returns (members, oof, oof_preds, test, test_preds): member names, key/distance frames in
+    the first model's row order and [rows, members] prediction matrices.
     """
-    oofs = [_read_table(d, OOF, OOF_COLUMNS) for d in model_dirs]
+    if tta not in TTA_MEMBERS:
+        raise InputError(f"--tta={tta}: expected one of {', '.join(TTA_MEMBERS)}")
+    oof_name = OOF if tta == "none" else OOF_TTA
+    oofs = [_read_table(d, oof_name, OOF_COLUMNS) for d in model_dirs]
     tests = [_read_table(d, TEST_PREDS, TEST_COLUMNS) for d in model_dirs]
-    oof_keys, oofs = _align(oofs, model_dirs, OOF)
+    oof_keys, oofs = _align(oofs, model_dirs, oof_name)
     test_keys, tests = _align(tests, model_dirs, TEST_PREDS)
     distance = oofs[0]["distance"].to_numpy(dtype=np.float64)
     for table, model_dir in zip(oofs[1:], model_dirs[1:]):
@@ -161,15 +199,19 @@ def read_predictions(model_dirs):
         if len(differs):
             video_id, time = oof_keys[differs[0]]
             raise InputError(
-                f"{io.join(model_dir, OOF)}: distance at video_id={video_id} time={time} differs "
-                f"from {model_dirs[0]} (models trained on different labels)")
+                f"{io.join(model_dir, oof_name)}: distance at video_id={video_id} time={time} "
+                f"differs from {model_dirs[0]} (models trained on different labels)")
     if np.isnan(distance).any():
-        raise InputError(f"{io.join(model_dirs[0], OOF)}: has rows without a distance")
+        raise InputError(f"{io.join(model_dirs[0], oof_name)}: has rows without a distance")
+    members, oof_columns, test_columns = [], [], []
+    for model_dir, oof_table, test_table in zip(model_dirs, oofs, tests):
+        for name, oof_column, test_column in _members(model_dir, oof_table, test_table, tta):
+            members.append(name)
+            oof_columns.append(oof_table[oof_column].to_numpy(dtype=np.float64))
+            test_columns.append(test_table[test_column].to_numpy(dtype=np.float64))
     oof = oof_keys.to_frame(index=False).assign(distance=distance)
     test = test_keys.to_frame(index=False)
-    oof_preds = np.stack([t["pred"].to_numpy(dtype=np.float64) for t in oofs], axis=1)
-    test_preds = np.stack([t["pred"].to_numpy(dtype=np.float64) for t in tests], axis=1)
-    return oof, oof_preds, test, test_preds
+    return members, oof, np.stack(oof_columns, axis=1), test, np.stack(test_columns, axis=1)
 
 
 def plot(pred, true, path, title="ensemble OOF"):
@@ -196,7 +238,7 @@ def plot(pred, true, path, title="ensemble OOF"):
 
 def mae_table(summary):
     """The printable table of MAEs from an ensemble summary."""
-    lines = [f"{'model':<48} {'coef':>6} {'weight':>7} {'OOF MAE':>8}"]
+    lines = [f"{'member':<48} {'coef':>6} {'weight':>7} {'OOF MAE':>8}"]
     for i, model in enumerate(summary["models"]):
         coef = "" if i == 0 else f"{summary['coefficients'][i - 1]:.2f}"
         lines.append(f"{model:<48} {coef:>6} {summary['weights'][i]:>7.3f} "
@@ -207,12 +249,13 @@ def mae_table(summary):
     return "\n".join(lines)
 
 
-def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.1, coef_step=0.01,
-                 round_to_labels=False, submission_csv=None):
-    """Fits the blend on the models' OOF rows and writes ensemble.json, submission.csv, a figure.
+def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.11, coef_step=0.01,
+                 round_to_labels=False, submission_csv=None, tta="none"):
+    """Fits the blend on the members' OOF rows and writes ensemble.json, submission.csv, a figure.
 
-    submission.csv has the rows of test_preds.csv, or those of the `submission_csv` format table
-    in its order when given. Returns the summary written to ensemble.json.
+    `tta` says what the members are (see read_predictions). submission.csv has the rows of
+    test_preds.csv, or those of the `submission_csv` format table in its order when given.
+    Returns the summary written to ensemble.json.
     """
     model_dirs = [str(d).rstrip("/") for d in model_dirs]
     if not model_dirs:
@@ -220,7 +263,7 @@ def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.1, coef_step=0.01
     if len(set(model_dirs)) != len(model_dirs):
         raise InputError(f"--model_dirs: a directory is listed twice: {','.join(model_dirs)}")
     grid = coef_grid(coef_min, coef_max, coef_step)
-    oof, oof_preds, test, test_preds = read_predictions(model_dirs)
+    members, oof, oof_preds, test, test_preds = read_predictions(model_dirs, tta)
     true = oof["distance"].to_numpy()
     labels = np.unique(true)
     order, coefficients = greedy_search(oof_preds, true, grid)
@@ -229,12 +272,12 @@ def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.1, coef_step=0.01
     submission = combine(test_preds, order, coefficients)
     if round_to_labels:
         submission = snap_to_labels(submission, labels)
-    models = [model_dirs[i] for i in order]
     summary = {
-        "models": models,
+        "models": [members[i] for i in order],
+        "tta": tta,
         "coefficients": coefficients,
         "weights": model_weights(order, coefficients),
-        "model_oof_mae": {d: mae(oof_preds[:, i], true) for i, d in enumerate(model_dirs)},
+        "model_oof_mae": {m: mae(oof_preds[:, i], true) for i, m in enumerate(members)},
         "oof_mae": mae(blended, true),
         "oof_mae_rounded": mae(snapped, true),
         "round_to_labels": bool(round_to_labels),

@@ -30,8 +30,9 @@ VIDEO_EXTENSIONS = (
     ".ts", ".3gp", ".webm", ".flv",
 )
 MANIFEST_EVERY_S = 10.0
-# frames.MANIFEST_COLUMNS plus the settings that made a video's frames (see settings_dict).
-MANIFEST_COLUMNS = [*frames.MANIFEST_COLUMNS, "settings"]
+# frames.MANIFEST_COLUMNS plus the settings that made a video's frames (see settings_dict) and
+# the file name of the label table whose times decided its gamma (empty: its median frame).
+MANIFEST_COLUMNS = [*frames.MANIFEST_COLUMNS, "settings", "labels_csv"]
 # The settings that decode_video takes (besides size), as later stages record and reuse them.
 DECODE_SETTINGS = ("fps", "gamma", "gamma_value", "white_threshold", "white_ratio")
 _SETTING_TYPES = {"fps": float, "gamma_value": float, "white_threshold": int,
@@ -74,7 +75,7 @@ def read_table(path, columns, flag):
 
 
 def labelled_frames(labels_csv, fps):
-    """{video_id: [frame indices at `fps`]} of the labelled times in `labels_csv`."""
+    """{video_id: [frame indices at `fps`]} of the labelled times in the table `labels_csv`."""
     table = read_table(labels_csv, ["video_id", "time"], "labels_csv")
     times = pd.to_numeric(table["time"], errors="coerce")
     for line, (text, time_s) in enumerate(zip(table["time"], times), start=2):
@@ -88,6 +89,18 @@ def labelled_frames(labels_csv, fps):
     }
 
 
+def labelled_tables(labels_csvs, fps):
+    """({video_id: [frame indices]}, {video_id: table file name}) of the labelled times in the
+    tables `labels_csvs` (e.g. train_labels.csv for the training videos and
+    submission_format.csv for the test videos, as the reference decided each)."""
+    labels, table_of = {}, {}
+    for path in labels_csvs:
+        name = os.path.basename(str(path))
+        for video_id, indices in labelled_frames(path, fps).items():
+            labels[video_id] = sorted(set(labels.get(video_id, [])) | set(indices))
+            table_of[video_id] = "+".join(filter(None, [table_of.get(video_id), name]))
+    return labels, table_of
+
 def encode_jpeg(frame, quality):
     """JPEG bytes of an RGB uint8 frame (libjpeg quality scale, 1-100)."""
     buffer = pyio.BytesIO()
@@ -99,8 +112,9 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
                    labels_csv=None, overwrite=False, progress=True):
     """Writes the frames of every video in `video_dir` to `out_dir` (see chimpact.frames).
 
-    `options` is a video.DecodeOptions; `workers` videos are decoded at a time (0: one per
-    core). Returns a Summary; failed videos have manifest rows with status "error".
+    `options` is a video.DecodeOptions; `labels_csv` one label table or several, whose times
+    decide each listed video's gamma; `workers` videos are decoded at a time (0: one per core).
+    Returns a Summary; failed videos have manifest rows with status "error".
     """
     videos = list_videos(video_dir)
     missing = []
@@ -108,7 +122,9 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         wanted = set(read_table(videos_csv, ["video_id"], "videos_csv")["video_id"])
         missing = sorted(wanted - set(videos))
         videos = {v: p for v, p in videos.items() if v in wanted}
-    labels = labelled_frames(labels_csv, options.fps) if labels_csv else {}
+    if isinstance(labels_csv, str):
+        labels_csv = [labels_csv]
+    labels, table_of = labelled_tables(labels_csv or [], options.fps)
     workers = workers or os.cpu_count()
     if not options.threads:
         options = dataclasses.replace(options, threads=max(1, os.cpu_count() // workers))
@@ -130,7 +146,8 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
             todo.append(video_id)
     for video_id in missing:
         manifest[video_id] = _error_row(video_id, options, settings[video_id],
-                                        f"not in --video_dir={video_dir}")
+                                        f"not in --video_dir={video_dir}",
+                                        table_of.get(video_id, ""))
         summary.failed += 1
     if io.is_remote(out_dir):
         # Frames are overwritten in place there: no `ok` row may outlive a half-written folder.
@@ -143,7 +160,8 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         jobs = [pool.submit(_extract_video, videos[v], v, out_dir, options, quality,
-                            labels.get(v), v in present, settings[v]) for v in todo]
+                            labels.get(v), v in present, settings[v], table_of.get(v, ""))
+                for v in todo]
         for job in concurrent.futures.as_completed(jobs):
             row = job.result()
             manifest[row["video_id"]] = row
@@ -196,21 +214,23 @@ def parse_settings(text):
     return {name: _SETTING_TYPES.get(name, str)(value) for name, value in pairs}
 
 
-def _extract_video(path, video_id, out_dir, options, quality, labelled, stale, settings):
+def _extract_video(path, video_id, out_dir, options, quality, labelled, stale, settings,
+                   labels_table):
     """Decodes one video and publishes its frames; returns its manifest row."""
     try:
         jpegs, info = video.decode(path, options, labelled,
                                    convert=lambda frame: encode_jpeg(frame, quality))
         _publish(out_dir, video_id, jpegs, stale)
     except video.VideoError as e:
-        return _error_row(video_id, options, settings, e.reason)
+        return _error_row(video_id, options, settings, e.reason, labels_table)
     except (OSError, tf.errors.OpError) as e:  # Pillow's encoder errors are OSErrors too
         reason = f"cannot encode or write frames: {type(e).__name__}: {video.one_line(e)}"
-        return _error_row(video_id, options, settings, reason)
+        return _error_row(video_id, options, settings, reason, labels_table)
     return dict(
         video_id=video_id, n_frames=info["n_frames"], width=info["width"],
         height=info["height"], fps=info["fps"], duration_s=info["duration_s"],
         gamma_corrected=info["gamma_corrected"], status="ok", error="", settings=settings,
+        labels_csv=labels_table,
     )
 
 
@@ -231,10 +251,10 @@ def _publish(out_dir, video_id, jpegs, stale):
         os.rename(folder, final)
 
 
-def _error_row(video_id, options, settings, reason):
+def _error_row(video_id, options, settings, reason, labels_table):
     return dict(video_id=video_id, n_frames=0, width=0, height=0, fps=float(options.fps),
                 duration_s=0.0, gamma_corrected=False, status="error", error=reason,
-                settings=settings)
+                settings=settings, labels_csv=labels_table)
 
 
 def _remove_temporaries(out_dir):

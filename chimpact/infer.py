@@ -11,6 +11,7 @@ ensemble can be fitted on what it will be applied to.
 import hashlib
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -105,14 +106,33 @@ def _with_views(table, names):
     return table.drop(columns=names) if names == [augment.IDENTITY] else table
 
 
+def decode_differences(trained, test):
+    """How the decode settings and gamma rule of test frames differ from the training frames'
+    (the `frames` of a records manifest and of config.json): ["name=test (training: value)"];
+    empty when they agree or either is unknown."""
+    if not trained or not test:
+        return []
+    names = (*extract.DECODE_SETTINGS, "labelled")
+    return [f"{name}={test.get(name)} (training frames: {trained.get(name)})"
+            for name in names if test.get(name) != trained.get(name)]
+
+
 def predict_records(predictor, config, tfrec_dir, batch_size=16):
     """(video_id, time, pred, then one column per view when tta > 1) for every example of the
-    test records in `tfrec_dir`, each once."""
+    test records in `tfrec_dir`, each once; warns when their frames were decoded otherwise than
+    the model's training frames."""
     manifest = records.read_manifest(tfrec_dir)
     if manifest["subset"] != "test":
         raise InputError(f"--tfrec_dir={tfrec_dir}: holds {manifest['subset']} records: give "
                          "the test records (create_tfrecords.py --subset=test)")
     _check_serves(manifest, config, tfrec_dir)
+    differences = decode_differences(config.get("frames"), manifest.get("frames"))
+    if differences:
+        print(f"warning: --tfrec_dir={tfrec_dir}: its frames were decoded otherwise than the "
+              f"model's training frames: {'; '.join(differences)} (labelled=True is the gamma "
+              "rule on labelled frames, False on the median frame): make the test frames with "
+              "the same create_frames.py flags, --labels_csv=submission_format.csv for the "
+              "labelled rule", file=sys.stderr)
     names = view_names(predictor.tta)
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
                              config["image_size"], batch_size, predictor.distribute_strategy,

@@ -20,6 +20,9 @@ CONFIG = "config.json"
 WEIGHTS_SUFFIX = ".weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+# --output_bias values: where the model's output starts, the training folds' median distance or
+# zero (Keras' default, which the reference had).
+OUTPUT_BIASES = ("median", "zero")
 # --mixed_precision values: the Keras dtype policy a model folder is trained and predicted under.
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 
@@ -83,13 +86,18 @@ def _efficientnet_b0(image_size, weights):
 
 
 def _tiny(image_size, weights):
-    """A three-convolution encoder for CPU tests and the demo; no pretrained weights."""
+    """A three-convolution encoder for CPU tests and the demo; no pretrained weights. Each
+    convolution is batch-normalised before its ReLU: without it, a run can stay at the constant
+    median for good (its ReLUs die). The moving statistics follow the batches with momentum 0.9,
+    not Keras' 0.99: a small model trained for few steps changes fast, and lagging statistics
+    made validation losses spike (and the learning rate halve) on small worlds."""
     if weights == "imagenet":
         raise InputError("--weights=imagenet: the tiny backbone has no pretrained weights")
     frames = keras.Input((*image_size, 3))
     x = layers.Rescaling(1.0 / 255.0)(frames)
     for filters in (16, 32, 64):
-        x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(x))
     network = keras.Model(frames, layers.GlobalAveragePooling2D()(x), name="tiny")
     if weights != "none":
         _load_weights(network, weights)
@@ -110,11 +118,13 @@ def make_backbone(backbone, image_size, weights="none"):
 
 
 def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512), weights="none",
-                lstm_units=1024, dense_units=300):
+                lstm_units=1024, dense_units=300, output_bias=0.0):
     """The CNN-LSTM: [B, volume_size, H, W, 3] frames in 0..255 -> [B, 1] float32 metres.
 
     Follows the global Keras dtype policy (mixed_float16 / mixed_bfloat16); the output layer
-    stays float32.
+    stays float32. Its bias starts at `output_bias` metres: at the training labels' median, an
+    MAE model starts where a constant predictor ends instead of spending its first epochs
+    climbing there (OUTPUT_BIASES).
     """
     height, width = image_size
     encoder = make_backbone(backbone, image_size, weights)
@@ -124,7 +134,8 @@ def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512)
     x = keras.ops.reshape(x, (-1, volume_size, x.shape[-1]))
     x = layers.LSTM(lstm_units, name="lstm")(x)
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
-    distance = layers.Dense(1, dtype="float32", name="distance")(x)
+    distance = layers.Dense(1, dtype="float32", name="distance",
+                            bias_initializer=keras.initializers.Constant(output_bias))(x)
     return keras.Model(frames, distance, name=f"{backbone}_lstm")
 
 

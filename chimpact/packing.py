@@ -1,8 +1,11 @@
 """Packs extracted frames and a label table into sharded sequence TFRecords (create_tfrecords.py).
 
 Everything is validated and planned before a byte is written: labels, frames, folds, the frame
-window of every example and the shards. Shards are written through a temporary name, the
-manifest last, so an interrupted run is completed by running it again with the same inputs.
+window of every example and the shards. Each fold's examples are dealt into its shards in a
+seeded random order, so that consecutive records mix videos like a shuffled table (neighbouring
+seconds of a video share most of their frames); the test subset keeps (video, time) order.
+Shards are written through a temporary name, the manifest last, so an interrupted run is
+completed by running it again with the same inputs.
 """
 
 import collections
@@ -25,6 +28,8 @@ from chimpact.errors import InputError
 
 PLAN = "plan.json"
 GROUP_BY = ("video", "site")
+# The reference shuffled its label table with random_state=33 before writing its records.
+SHUFFLE_SEED = 33
 _SIZE_SAMPLE = 64
 _JPEG_QUALITY = 95
 _LISTED = 10
@@ -108,16 +113,18 @@ def read_videos(frames_dir):
 
 
 def read_decode_settings(frames_dir, video_ids):
-    """The decode settings (extract.DECODE_SETTINGS) of the frames of `video_ids`, the most
-    common when they differ, with how many videos have them (`videos`) and not (`other_videos`,
-    unrecorded included); None when the frames manifest records none (older frames folders)."""
+    """The decode settings (extract.DECODE_SETTINGS) and gamma rule of the frames of `video_ids`:
+    `labelled` (True: decided on the labelled frames of the `labels_csv` table, False: on the
+    median frame), the most common when they differ, with how many videos have them (`videos`)
+    and not (`other_videos`, unrecorded included); None when the frames manifest records none
+    (older frames folders)."""
     path = frames.manifest_path(frames_dir)
     manifest = frames.read_manifest(frames_dir)
     if "settings" not in manifest.columns:
         return None
     rows = manifest[manifest.video_id.isin(set(video_ids))].drop_duplicates("video_id",
                                                                             keep="last")
-    counts = collections.Counter()
+    counts, tables = collections.Counter(), collections.defaultdict(collections.Counter)
     for row in rows.itertuples():
         if not isinstance(row.settings, str) or not row.settings.strip():
             continue
@@ -126,11 +133,14 @@ def read_decode_settings(frames_dir, video_ids):
         except ValueError:
             raise InputError(f"{path}: video {row.video_id}: unreadable settings "
                              f"{row.settings!r}: re-run create_frames.py") from None
-        counts[tuple(settings.get(name) for name in extract.DECODE_SETTINGS)] += 1
+        key = tuple(settings.get(name) for name in (*extract.DECODE_SETTINGS, "labelled"))
+        counts[key] += 1
+        tables[key][getattr(row, "labels_csv", "") or ""] += 1
     if not counts:
         return None
     values, n = counts.most_common(1)[0]
-    return {**dict(zip(extract.DECODE_SETTINGS, values)), "videos": n,
+    return {**dict(zip((*extract.DECODE_SETTINGS, "labelled"), values)),
+            "labels_csv": tables[values].most_common(1)[0][0], "videos": n,
             "other_videos": len(rows) - n}
 
 
@@ -224,11 +234,14 @@ def shard_counts(examples, stored_frames, frame_bytes, shard_mb, shards):
     return max(1, min(wanted, examples))
 
 
-def plan_shards(examples, subset, count_for):
-    """[(file name, fold or None, rows)] with rows sorted by video and time, split evenly."""
+def plan_shards(examples, subset, count_for, seed=SHUFFLE_SEED):
+    """[(file name, fold or None, rows)]: each training fold's rows in a random order drawn from
+    (`seed`, fold), whatever the table's order, split evenly into its shards; the test rows
+    sorted by video and time."""
     examples = examples.sort_values(["video_id", "time"], kind="stable")
     parts = [(None, examples)] if subset == "test" else [
-        (int(f), rows) for f, rows in examples.groupby("fold", sort=True)]
+        (int(f), rows.iloc[np.random.default_rng([seed, int(f)]).permutation(len(rows))])
+        for f, rows in examples.groupby("fold", sort=True)]
     plan = []
     for fold, rows in parts:
         count = count_for(len(rows))
@@ -265,15 +278,24 @@ class _FrameReader:
 
 
 def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None):
-    """Writes the examples of `rows` to `path` through a temporary name."""
+    """Writes the examples of `rows`, in their order, to `path` through a temporary name.
+
+    They are read video by video (neighbouring seconds share frames, which the reader caches),
+    so a shard is held in memory until written: about --shard_mb.
+    """
     reader = _FrameReader(frames_dir, image_size)
+    serialized = [None] * len(rows)
+    by_video = sorted(range(len(rows)), key=lambda i: (rows.video_id.iat[i], rows.time.iat[i]))
+    for i in by_video:
+        row = rows.iloc[i]
+        jpegs = [reader.read(row.video_id, index) for index in row.window]
+        serialized[i] = records.serialize_example(jpegs, row.distance, row.video_id, row.time,
+                                                  row.fold)
+        on_example()
     tmp = io.temp_name(path)
     with tf.io.TFRecordWriter(tmp) as writer:
-        for row in rows.itertuples():
-            jpegs = [reader.read(row.video_id, i) for i in row.window]
-            writer.write(records.serialize_example(
-                jpegs, row.distance, row.video_id, row.time, row.fold))
-            on_example()
+        for example in serialized:
+            writer.write(example)
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
@@ -293,7 +315,7 @@ def _prepare_out_dir(out_dir, fingerprint):
 
 def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_side=5, step=1,
                    n_folds=5, group_by="video", metadata_csv=None, image_size=None, shard_mb=150,
-                   shards=None, workers=1, allow_missing=False, progress=True):
+                   shards=None, workers=1, allow_missing=False, seed=SHUFFLE_SEED, progress=True):
     """Writes the records of `labels_csv` to `out_dir` and returns the manifest.
 
     A finished output with the same inputs is left as is; an interrupted one is completed.
@@ -328,7 +350,7 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     image_size = tuple(image_size or common_size)
     scale = np.mean([image_size[0] * image_size[1] / (h * w) for h, w in shapes])
     plan = plan_shards(examples, subset, lambda n: shard_counts(
-        n, stored_frames, frame_bytes * scale, shard_mb, shards))
+        n, stored_frames, frame_bytes * scale, shard_mb, shards), seed)
 
     train = subset == "train"
     manifest = {
@@ -340,12 +362,14 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
         "image_size": list(image_size),
         "n_folds": n_folds if train else None,
         "group_by": group_by if train else None,
+        "order": {"shuffled": True, "seed": seed} if train else {"shuffled": False},
         "examples": len(examples),
         "examples_per_fold": {str(f): int(n) for f, n in
                               examples.fold.value_counts().sort_index().items()} if train else {},
         "shards": [{"file": name, "fold": fold, "examples": len(rows)}
                    for name, fold, rows in plan],
         "distances": sorted(examples.distance.unique().tolist()) if train else [],
+        "distance_counts": _distance_counts(examples) if train else {},
         "labels_csv": str(labels_csv),
         "labels_sha256": labels_sha256,
         "frames_dir": str(frames_dir),
@@ -360,6 +384,13 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     manifest["fingerprint"] = hashlib.sha256(
         (json.dumps(manifest, sort_keys=True) + frames_sha256).encode()).hexdigest()
     return _write(out_dir, plan, manifest, frames_dir, workers, progress)
+
+
+def _distance_counts(examples):
+    """{fold: {distance: examples}}: the label histogram of each fold (what the training folds'
+    median, and a fold's likeness to the whole, are computed from)."""
+    return {str(fold): {f"{d:g}": int(n) for d, n in rows.distance.value_counts().sort_index().items()}
+            for fold, rows in examples.groupby("fold", sort=True)}
 
 
 def _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,

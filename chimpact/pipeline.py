@@ -1,11 +1,12 @@
 """tf.data input pipelines over the sequence records, and prediction with every example once.
 
-Training: shards shuffled and interleaved, serialized records shuffled in blocks (the buffer
-holds JPEG bytes, not decoded frames), only the centred `volume_size` frames decoded, resized only
-when the stored size differs, one random augmentation per example, batched, prefetched; all
-parallel and autotuned. Each epoch is its own seeded stream, so a resumed run continues with
-the stream of the epoch it resumes at, and epochs differ from one another.
-Evaluation and prediction read the records in a fixed order.
+Training: every shard of the epoch read at once in a fresh order (the shards themselves hold
+their fold's examples in random order, see chimpact.packing), serialized records shuffled in
+blocks (the buffer holds JPEG bytes, not decoded frames), only the centred `volume_size` frames
+decoded, resized only when the stored size differs, one random augmentation per example,
+batched, prefetched; all parallel and autotuned. Each epoch is its own seeded stream, so a
+resumed run continues with the stream of the epoch it resumes at, and epochs differ from one
+another. Evaluation and prediction read the records in a fixed order.
 """
 
 import numpy as np
@@ -18,14 +19,34 @@ from chimpact.errors import InputError
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER = 256
 _CYCLE_LENGTH = 8
+# Shards read at once in training: all of an epoch's, up to this many open files.
+_TRAIN_CYCLE_LENGTH = 64
 _KEY_BATCH = 4096
 
 
-def _read_records(paths, n_paths):
+def _read_records(paths, cycle_length):
     """Serialized examples interleaved from the shards `paths`, in an order fixed by `paths`."""
     files = tf.data.Dataset.from_tensor_slices(paths)
-    return files.interleave(tf.data.TFRecordDataset, cycle_length=min(_CYCLE_LENGTH, n_paths),
+    return files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length,
                             num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _ordered_records(paths):
+    return _read_records(paths, min(_CYCLE_LENGTH, len(paths)))
+
+
+def epoch_records(paths, seed, epoch, shuffle_buffer=SHUFFLE_BUFFER):
+    """The serialized training examples of one epoch: the shards `paths` in an order drawn from
+    (seed, epoch), all read at once a record at a time, then shuffled in blocks of
+    `shuffle_buffer`. Each example exactly once; the same (seed, epoch) gives the same stream."""
+    epoch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    shard_order = tf.random.experimental.stateless_shuffle(tf.constant(paths), epoch_seed)
+    examples = _read_records(shard_order, min(_TRAIN_CYCLE_LENGTH, len(paths)))
+    # A stateless shuffle of consecutive blocks (Dataset.shuffle takes no per-epoch seed once a
+    # global seed is set).
+    blocks = examples.batch(shuffle_buffer).enumerate()
+    return blocks.map(lambda index, block: tf.random.experimental.stateless_shuffle(
+        block, tf.random.experimental.stateless_fold_in(epoch_seed, index))).unbatch()
 
 
 def make_loader(manifest, volume_size, image_size=None):
@@ -50,6 +71,16 @@ def make_loader(manifest, volume_size, image_size=None):
 def fold_examples(manifest, folds):
     """Number of examples in `folds` according to the manifest."""
     return sum(int(manifest["examples_per_fold"][str(f)]) for f in folds)
+
+
+def median_distance(manifest, folds):
+    """The median distance of the examples of `folds`, from the manifest's label counts."""
+    counts = {}
+    for fold in folds:
+        for distance, n in manifest["distance_counts"][str(fold)].items():
+            counts[float(distance)] = counts.get(float(distance), 0) + n
+    values = np.array(sorted(counts))
+    return float(np.median(np.repeat(values, [counts[v] for v in values])))
 
 
 def train_steps(n_examples, batch_size, drop_remainder):
@@ -85,13 +116,7 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
-        shard_order = tf.random.experimental.stateless_shuffle(tf.constant(paths), epoch_seed)
-        examples = _read_records(shard_order, len(paths))
-        # A stateless shuffle of consecutive blocks (Dataset.shuffle takes no per-epoch seed
-        # once a global seed is set).
-        blocks = examples.batch(shuffle_buffer).enumerate()
-        examples = blocks.map(lambda index, block: tf.random.experimental.stateless_shuffle(
-            block, tf.random.experimental.stateless_fold_in(epoch_seed, index))).unbatch()
+        examples = epoch_records(paths, seed, epoch, shuffle_buffer)
         if pipelines > 1:
             examples = examples.shard(pipelines, pipeline_id)
         element_seed = tf.random.experimental.stateless_fold_in(epoch_seed, pipeline_id)
@@ -131,8 +156,8 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
         return example["frames"], example["distance"], tf.constant(weight, tf.float32)
 
     paths = records.shard_paths(tfrec_dir, folds)
-    examples = _read_records(paths, len(paths)).map(prepare, num_parallel_calls=AUTOTUNE,
-                                                    deterministic=True)
+    examples = _ordered_records(paths).map(prepare, num_parallel_calls=AUTOTUNE,
+                                           deterministic=True)
     padding = tf.data.Dataset.from_tensors(tf.nest.map_structure(
         lambda spec: tf.zeros(spec.shape, spec.dtype), examples.element_spec))
     examples = examples.concatenate(padding.repeat(n_batches * batch_size - n_examples))
@@ -158,8 +183,8 @@ def read_keys(tfrec_dir, folds=None):
         return {name: example[name] for name in ("video_id", "time", "distance", "fold")}
 
     paths = records.shard_paths(tfrec_dir, folds)
-    batches = _read_records(paths, len(paths)).map(keys, num_parallel_calls=AUTOTUNE,
-                                                   deterministic=True).batch(_KEY_BATCH)
+    batches = _ordered_records(paths).map(keys, num_parallel_calls=AUTOTUNE,
+                                          deterministic=True).batch(_KEY_BATCH)
     parts = [pd.DataFrame(batch) for batch in batches.as_numpy_iterator()]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         {"video_id": [], "time": [], "distance": [], "fold": []})

@@ -136,9 +136,14 @@ def _distance_walk(rng, n):
     return [DISTANCES[i] for i in path]
 
 
+ANIMAL_HEIGHT_M = (0.8, 0.95)  # a chimpanzee on all fours; a duiker is about 0.4, an elephant 3
+
+
 def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fraction=0.15,
-               night_fraction=0.15, min_duration_s=15, max_duration_s=60):
-    """The plans of all videos; distances are drawn independently of the site and the id."""
+               night_fraction=0.15, min_duration_s=15, max_duration_s=60,
+               animal_height_m=ANIMAL_HEIGHT_M):
+    """The plans of all videos; distances are drawn independently of the site and the id.
+    Animals' heights are uniform in the (low, high) range `animal_height_m`."""
     if n_videos < 2:
         raise InputError(f"--n_videos={n_videos}: need at least 2 (one train, one test)")
     if not 0 < test_fraction < 1:
@@ -171,7 +176,7 @@ def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fr
             key_frames=tuple(key_frames),
             key_depths=tuple(distances) + (end_depth,),
             key_columns=tuple(float(c) for c in columns),
-            animal_height_m=float(rng.uniform(0.8, 0.95)),
+            animal_height_m=float(rng.uniform(*animal_height_m)),
             animal_aspect=float(rng.uniform(1.2, 1.6)),
             animal_colour=tuple(float(c) for c in rng.uniform(20, 60) * rng.uniform(*_BROWNISH)),
             exposure=float(rng.uniform(4.0, 4.6) if overexposed else rng.uniform(0.85, 1.05)),
@@ -426,16 +431,22 @@ def world_tables(plans, width, height, fps, seed):
 
 
 def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_sites=8, test_fraction=0.2,
-                overexposed_fraction=0.15, min_duration_s=15, max_duration_s=60, progress=True):
+                overexposed_fraction=0.15, min_duration_s=15, max_duration_s=60,
+                animal_height_m=ANIMAL_HEIGHT_M, progress=True):
     """Generates the world into `out_dir` (local or gs://); videos already there are kept."""
     if width % 2 or height % 2 or width < 32 or height < 32:
         raise InputError(f"--width={width} --height={height}: need even sizes of at least 32 (yuv420p)")
     if not 1 <= min_duration_s <= max_duration_s:
         raise InputError(f"--min_duration_s={min_duration_s} --max_duration_s={max_duration_s}: "
                          "need 1 <= min <= max")
+    low, high = (float(v) for v in animal_height_m)
+    if not 0 < low <= high:
+        raise InputError(f"--animal_height_m={low},{high}: need 0 < low <= high (metres)")
     params = dict(n_videos=n_videos, seed=seed, width=width, height=height, fps=fps, n_sites=n_sites,
                   test_fraction=test_fraction, overexposed_fraction=overexposed_fraction,
                   min_duration_s=min_duration_s, max_duration_s=max_duration_s)
+    if (low, high) != ANIMAL_HEIGHT_M:  # worlds written before the option keep their world.json
+        params["animal_height_m"] = [low, high]
     params_path = io.join(out_dir, "world.json")
     if tf.io.gfile.exists(params_path):
         existing = json.loads(io.read_text(params_path))
@@ -448,7 +459,7 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
 
     plans = plan_world(n_videos, seed, fps, n_sites=n_sites, test_fraction=test_fraction,
                        overexposed_fraction=overexposed_fraction, min_duration_s=min_duration_s,
-                       max_duration_s=max_duration_s)
+                       max_duration_s=max_duration_s, animal_height_m=(low, high))
     backgrounds = {}
     todo = [p for p in plans if not tf.io.gfile.exists(io.join(video_dir, p.video_id))]
     for plan in tqdm.tqdm(todo, desc="synthetic videos", unit="video", disable=not progress):
@@ -476,6 +487,9 @@ def main(argv=None):
                         help="Share of videos so bright that gamma correction triggers.")
     parser.add_argument("--min_duration_s", type=int, default=15, help="Shortest video in seconds.")
     parser.add_argument("--max_duration_s", type=int, default=60, help="Longest video in seconds.")
+    parser.add_argument("--animal_height_m", type=lambda text: tuple(float(v) for v in text.split(",")),
+                        default=ANIMAL_HEIGHT_M, help="LOW,HIGH range of the animals' heights in metres "
+                        "(0.8,0.95: chimpanzees; 0.3,0.5 duikers; 2.5,3.2 elephants).")
     args = parser.parse_args(argv)
     try:
         plans = write_world(**vars(args))

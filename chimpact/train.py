@@ -45,7 +45,7 @@ _CANDIDATE = re.compile(r"^best-e(\d+)\.weights\.h5$")
 # (epochs is not one, so that a re-run can train unfinished folds longer).
 _FIXED_KEYS = ("backbone", "weights", "volume_size", "image_size", "lstm_units", "dense_units",
                "frames_per_side", "step", "n_folds", "labels_sha256", "aug", "aug_prob", "lr",
-               "seed", "mixed_precision")
+               "seed", "mixed_precision", "output_bias")
 
 
 def check_records(manifest, tfrec_dir, volume_size, step=None):
@@ -163,11 +163,11 @@ def _settle(directory, progress):
         io.write_csv(pd.DataFrame(progress["rows"]), io.join(directory, HISTORY))
 
 
-def _compiled_model(settings):
+def _compiled_model(settings, output_bias=0.0):
     with model.precision(settings["mixed_precision"]):
         network = model.build_model(settings["backbone"], settings["volume_size"],
                                     tuple(settings["image_size"]), settings["weights"],
-                                    settings["lstm_units"], settings["dense_units"])
+                                    settings["lstm_units"], settings["dense_units"], output_bias)
     # Weighted, so that the padding of the validation batches (weight 0) does not count. Under
     # mixed_float16, compile wraps Adam in a LossScaleOptimizer (its scale is checkpointed).
     network.compile(optimizer=keras.optimizers.Adam(settings["lr"]), loss="mae",
@@ -216,6 +216,8 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
     manifest = records.read_manifest(tfrec_dir)
     steps = pipeline.train_steps(pipeline.fold_examples(manifest, train_folds),
                                  settings["batch_size"], drop_remainder)
+    output_bias = (pipeline.median_distance(manifest, train_folds)
+                   if settings["output_bias"] == "median" else 0.0)
 
     def train_dataset(input_context):
         return pipeline.make_train_dataset(
@@ -224,7 +226,7 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
             settings["epochs"], start_epoch, drop_remainder, input_context=input_context)
 
     with strategy.scope():
-        network = _compiled_model(settings)
+        network = _compiled_model(settings, output_bias)
         if arrays is not None:
             checkpoint.restore(network, arrays, io.join(directory, CHECKPOINT))
     print(f"fold {fold}: epochs {start_epoch + 1}-{settings['epochs']}, "
@@ -281,6 +283,9 @@ def _check_settings(settings, folds, strategy):
     if settings["mixed_precision"] not in model.PRECISIONS:
         raise InputError(f"--mixed_precision={settings['mixed_precision']}: expected one of "
                          f"{', '.join(model.PRECISIONS)}")
+    if settings["output_bias"] not in model.OUTPUT_BIASES:
+        raise InputError(f"--output_bias={settings['output_bias']}: expected one of "
+                         f"{', '.join(model.OUTPUT_BIASES)}")
     if settings["jit_compile"] not in JIT_COMPILE:
         raise InputError(f"--jit_compile={settings['jit_compile']}: expected auto, true or false")
     replicas = strategy.num_replicas_in_sync
@@ -313,7 +318,8 @@ def _merge_config(out_dir, settings):
 def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", volume_size=7,
           step=None, image_size=None, folds=None, epochs=40, batch_size=96, lr=1e-3, aug="none",
           aug_prob=0.5, seed=0, lstm_units=1024, dense_units=300, mixed_precision="none",
-          jit_compile="auto", strategy=None, flags_text=None, verbose="auto"):
+          jit_compile="auto", output_bias="median", strategy=None, flags_text=None,
+          verbose="auto"):
     """Trains `folds` (default all) and writes the model folder; returns scores.json's dict.
 
     `step`, when given, must equal the records' step. `image_size` (H, W) defaults to the stored
@@ -332,7 +338,8 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "frames_per_side": manifest["frames_per_side"], "step": manifest["step"],
         "n_folds": manifest["n_folds"], "folds": [], "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "aug": aug, "aug_prob": aug_prob, "seed": seed,
-        "mixed_precision": mixed_precision, "jit_compile": jit_compile, "xla": None,
+        "mixed_precision": mixed_precision, "output_bias": output_bias,
+        "jit_compile": jit_compile, "xla": None,
         "replicas": strategy.num_replicas_in_sync, "tfrec_dir": str(tfrec_dir),
         "labels_sha256": manifest.get("labels_sha256"), "frames": manifest.get("frames"),
         "tensorflow": tf.__version__, "keras": keras.__version__,

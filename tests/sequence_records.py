@@ -30,7 +30,7 @@ def write_records(out_dir, examples_per_fold=(12, 12), image_size=(32, 32), fram
     """Writes train shards (one video per example) and manifest.json; returns the manifest."""
     rng = np.random.default_rng(seed)
     stored = 2 * frames_per_side + 1
-    shards, distances = [], set()
+    shards, counts = [], {}
     tf.io.gfile.makedirs(out_dir)
     for fold, count in enumerate(examples_per_fold):
         bounds = np.linspace(0, count, shards_per_fold + 1).astype(int)
@@ -39,7 +39,8 @@ def write_records(out_dir, examples_per_fold=(12, 12), image_size=(32, 32), fram
             with tf.io.TFRecordWriter(io.join(out_dir, name)) as writer:
                 for number in range(bounds[index], bounds[index + 1]):
                     distance = float(rng.choice(DISTANCES))
-                    distances.add(distance)
+                    fold_counts = counts.setdefault(str(fold), {})
+                    fold_counts[f"{distance:g}"] = fold_counts.get(f"{distance:g}", 0) + 1
                     jpegs = [tf.io.encode_jpeg(frame, quality=95).numpy()
                              for frame in square_frames(distance, stored, image_size, rng)]
                     writer.write(records.serialize_example(
@@ -52,7 +53,8 @@ def write_records(out_dir, examples_per_fold=(12, 12), image_size=(32, 32), fram
         "image_size": list(image_size), "n_folds": len(examples_per_fold),
         "examples": int(sum(examples_per_fold)),
         "examples_per_fold": {str(f): int(n) for f, n in enumerate(examples_per_fold)},
-        "shards": shards, "distances": sorted(distances), "labels_sha256": "generated",
+        "shards": shards, "labels_sha256": "generated", "distance_counts": counts,
+        "distances": sorted({float(d) for fold in counts.values() for d in fold}),
         "clamped_frames": 0, "clamped_examples": 0, "missing_videos": [], "skipped_rows": 0,
     }
     records.write_manifest(out_dir, manifest)

@@ -70,10 +70,13 @@ def make_model_dirs(root, seed=0, n_models=3, n_rows=200, n_test=50):
     return dirs, preds, true, test_preds
 
 
-def test_coef_grid_ends_exactly_on_max():
+def test_coef_grid_is_the_references_and_ends_exactly_on_max():
     grid = ensemble.coef_grid()
-    assert len(grid) == 111 and grid[0] == 0.0 and grid[-1] == 1.1
-    assert list(grid) == [k / 100 for k in range(111)]
+    reference = np.arange(0, 1.11, 0.01)  # the 3rd-place ensemble.py's grid
+    assert len(grid) == len(reference) == 112 and grid[0] == 0.0 and grid[-1] == 1.11
+    np.testing.assert_allclose(grid, reference, atol=1e-12)
+    assert list(grid) == [k / 100 for k in range(112)]
+    assert list(ensemble.coef_grid(0.0, 1.1, 0.01)) == [k / 100 for k in range(111)]
     assert list(ensemble.coef_grid(0.0, 0.3, 0.1)) == [0.0, 0.1, 0.2, 0.3]
     with pytest.raises(InputError, match="coef_step"):
         ensemble.coef_grid(0.0, 1.0, 0.0)
@@ -94,12 +97,36 @@ def test_search_equals_brute_force_reference(seed):
     assert np.allclose(preds[:, order] @ np.array(weights), blended)
 
 
+def test_an_optimum_at_the_end_of_the_grid_is_found():
+    rng = np.random.default_rng(0)
+    true = rng.choice(LABELS, 400)
+    error = rng.normal(0, 1, 400)
+    # c * (true + e) + (1 - c) * (true + 10 e) = true + (10 - 9 c) e: best at c = 10 / 9.
+    preds = np.stack([true + error, true + 10 * error], axis=1)
+    _, coefficients = ensemble.greedy_search(preds, true, ensemble.coef_grid())
+    assert coefficients == [1.11]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_copy_of_a_model_gets_no_coefficient_from_rounding_noise(seed):
+    """With these seeds the copy of the best model "improves" the MAE by about 1e-16 at some
+    c, which the reference's strict comparison would keep."""
+    preds, true = random_models(seed, n_models=2)
+    with_copy = np.concatenate([preds, preds[:, [0]]], axis=1)
+    order, coefficients = ensemble.greedy_search(with_copy, true, ensemble.coef_grid())
+    assert order[:2] == [0, 2] and coefficients[0] == 1.0
+    blended = ensemble.combine(with_copy, order, coefficients)
+    alone = ensemble.combine(preds, *ensemble.greedy_search(preds, true, ensemble.coef_grid()))
+    np.testing.assert_allclose(blended, alone, rtol=0, atol=1e-12)
+
+
 def test_model_that_adds_nothing_keeps_coefficient_one():
     preds, true = random_models(1, n_models=2)
     preds = np.concatenate([preds, preds[:, [0, 1]]], axis=1)  # exact copies help nothing
     order, coefficients = ensemble.greedy_search(preds, true, ensemble.coef_grid())
-    assert coefficients[-1] == 1.0
-    assert coefficients[0] != 1.0
+    coefficient = dict(zip(order[1:], coefficients))
+    assert coefficient[2] == coefficient[3] == 1.0
+    assert coefficient[order[0] ^ 1] != 1.0  # the other original model
 
 
 def test_snap_to_labels_takes_nearest_and_lower_on_tie():
@@ -150,6 +177,60 @@ def test_run_ensemble_writes_files_and_shuffled_order_changes_nothing(tmp_path):
     submission_b = pd.read_csv(tmp_path / "out_b" / "submission.csv")
     pd.testing.assert_frame_equal(submission.sort_values(by_key).reset_index(drop=True),
                                   submission_b.sort_values(by_key).reset_index(drop=True))
+
+
+VIEWS = ["identity", "flip_lr", "flip_ud"]
+
+
+def write_views(model_dir, oof, test, oof_views, test_views):
+    """oof_tta.csv and test_preds.csv with one column per TTA view and their mean, `pred`."""
+    oof = oof.assign(fold=np.arange(len(oof)) % 5, pred=oof_views.mean(axis=1))
+    test = test.assign(pred=test_views.mean(axis=1))
+    for j, view in enumerate(VIEWS):
+        oof[view], test[view] = oof_views[:, j], test_views[:, j]
+    oof.to_csv(f"{model_dir}/oof_tta.csv", index=False)
+    test.to_csv(f"{model_dir}/test_preds.csv", index=False)
+
+
+def test_tta_views_are_members_and_each_side_uses_the_same_thing(tmp_path):
+    dirs, preds, true, test_preds = make_model_dirs(tmp_path, n_models=2)
+    rng = np.random.default_rng(7)
+    oof = pd.read_csv(f"{dirs[0]}/oof.csv")[["video_id", "time", "distance"]]
+    test = pd.read_csv(f"{dirs[0]}/test_preds.csv")[["video_id", "time"]]
+    views = {}
+    for j, d in enumerate(dirs):
+        # The identity view is the model's own prediction; the others are worse.
+        oof_views = preds[:, [j]] + rng.normal(0, [0.0, 2.0, 3.0], (len(oof), 3))
+        test_views = test_preds[:, [j]] + rng.normal(0, [0.0, 2.0, 3.0], (len(test), 3))
+        write_views(d, oof, test, oof_views, test_views)
+        views[d] = (oof_views, test_views)
+
+    plain = ensemble.run_ensemble(dirs, str(tmp_path / "none"))
+    assert plain["tta"] == "none" and set(plain["models"]) == set(dirs)
+    # Without TTA, the test side takes the identity view, as the OOF side (oof.csv) has it.
+    submission = pd.read_csv(tmp_path / "none" / "submission.csv")
+    order = [dirs.index(m) for m in plain["models"]]
+    stacked = np.stack([views[d][1][:, 0] for d in dirs], axis=1)
+    np.testing.assert_allclose(submission.distance,
+                               ensemble.combine(stacked, order, plain["coefficients"]))
+
+    each = ensemble.run_ensemble(dirs, str(tmp_path / "views"), tta="views")
+    assert sorted(each["models"]) == sorted(f"{d}[{v}]" for d in dirs for v in VIEWS)
+    for d in dirs:
+        for j, view in enumerate(VIEWS):
+            assert each["model_oof_mae"][f"{d}[{view}]"] == pytest.approx(
+                ensemble.mae(views[d][0][:, j], true))
+    assert each["oof_mae"] <= min(each["model_oof_mae"].values())
+
+    mean = ensemble.run_ensemble(dirs, str(tmp_path / "mean"), tta="mean")
+    assert mean["model_oof_mae"][dirs[0]] == pytest.approx(
+        ensemble.mae(views[dirs[0]][0].mean(axis=1), true))
+
+    pd.read_csv(f"{dirs[1]}/test_preds.csv").drop(columns="flip_ud").to_csv(
+        f"{dirs[1]}/test_preds.csv", index=False)
+    with pytest.raises(InputError, match=r"model1/oof_tta\.csv: views identity, flip_lr, flip_ud "
+                                         r"but test_preds\.csv has identity, flip_lr"):
+        ensemble.run_ensemble(dirs, str(tmp_path / "bad"), tta="views")
 
 
 def test_one_model_is_its_own_ensemble_on_ram_filesystem():

@@ -7,6 +7,7 @@ only the same whichever path computes them.
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -303,6 +304,35 @@ def test_export_refuses_a_folder_with_other_files(model_dir, tmp_path):
     with pytest.raises(InputError, match="folder holds other files"):
         infer.run(model_dir, export_dir=str(tmp_path))
     assert (tmp_path / "keep.txt").exists()
+
+
+def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
+        model_dir, test_records, tmp_path, capsys):
+    tfrec_dir, _ = test_records
+    settings = {"fps": 1.0, "gamma": "auto", "gamma_value": 0.1, "white_threshold": 250,
+                "white_ratio": 0.2, "labelled": True, "labels_csv": "train_labels.csv",
+                "videos": 7, "other_videos": 0}
+    trained = tmp_path / "model"
+    shutil.copytree(model_dir, trained)
+    config = json.loads((trained / "config.json").read_text())
+    (trained / "config.json").write_text(json.dumps({**config, "frames": settings}))
+    records_dir = tmp_path / "records"
+    shutil.copytree(tfrec_dir, records_dir)
+    manifest = records.read_manifest(str(records_dir))
+    predictor, config = infer.load_predictor(str(trained))
+    for test_frames, warned in [({**settings, "labels_csv": "submission_format.csv"}, None),
+                                ({**settings, "labelled": False, "labels_csv": ""},
+                                 "labelled=False (training frames: True)"),
+                                (None, None)]:
+        records.write_manifest(str(records_dir), {**manifest, "frames": test_frames})
+        infer.predict_records(predictor, config, str(records_dir))
+        error = capsys.readouterr().err
+        if warned:
+            assert error.startswith(f"warning: --tfrec_dir={records_dir}: its frames were "
+                                    "decoded otherwise") and warned in error
+            assert error.count("\n") == 1 and "--labels_csv=submission_format.csv" in error
+        else:
+            assert "warning" not in error
 
 
 @pytest.mark.parametrize("kwargs, message", [

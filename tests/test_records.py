@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import extract, frames, io, packing, records, video
+import videogen
+from chimpact import extract, frames, infer, io, packing, pipeline, records, video
 from chimpact.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,8 +69,36 @@ def test_manifest_keeps_the_decode_settings_of_the_frames(small, tmp_path):
     manifest = packing.create_records(frames_dir, labels, str(tmp_path / "tfrec"),
                                       frames_per_side=1, n_folds=2, progress=False)
     assert manifest["frames"] == {"fps": 1.0, "gamma": "off", "gamma_value": 0.1,
-                                  "white_threshold": 250, "white_ratio": 0.2, "videos": 3,
-                                  "other_videos": 1}
+                                  "white_threshold": 250, "white_ratio": 0.2, "labelled": False,
+                                  "labels_csv": "", "videos": 3, "other_videos": 1}
+
+
+@pytest.mark.slow
+def test_gamma_rule_travels_from_frames_to_each_subsets_records(tmp_path):
+    """Train and test videos extracted together, each decided on its own table's labelled
+    frames (the reference's rule); each subset's records say so."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.mp4", "b.mp4", "t.mp4", "u.mp4"):
+        videogen.make_video(videos / name, 4, fps=5, size=(32, 24))
+    write_labels(str(tmp_path / "train_labels.csv"),
+                 [("a.mp4", 1, 2.0), ("b.mp4", 2, 3.0), ("b.mp4", 3, 4.0)])
+    write_labels(str(tmp_path / "submission_format.csv"), [("t.mp4", 0, 1.0), ("t.mp4", 2, 1.0)])
+    extract.extract_frames(str(videos), str(tmp_path / "frames"), video.DecodeOptions(),
+                           labels_csv=[str(tmp_path / "train_labels.csv"),
+                                       str(tmp_path / "submission_format.csv")], progress=False)
+    table = frames.read_manifest(str(tmp_path / "frames")).set_index("video_id")
+    assert table.labels_csv.to_dict() == {"a.mp4": "train_labels.csv", "b.mp4": "train_labels.csv",
+                                          "t.mp4": "submission_format.csv", "u.mp4": ""}
+    assert table.settings.str.endswith("labelled=True").tolist() == [True, True, True, False]
+    decoded = {}
+    for subset, labels in (("train", "train_labels.csv"), ("test", "submission_format.csv")):
+        manifest = packing.create_records(str(tmp_path / "frames"), str(tmp_path / labels),
+                                          str(tmp_path / subset), subset=subset, n_folds=2,
+                                          frames_per_side=1, progress=False)
+        decoded[subset] = manifest["frames"]
+        assert manifest["frames"]["labelled"] is True and manifest["frames"]["labels_csv"] == labels
+    assert infer.decode_differences(decoded["train"], decoded["test"]) == []
 
 
 def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
@@ -307,3 +336,25 @@ def test_real_label_table_packs_into_video_folds(shared_dir, tmp_path):
     assert len(manifest["distances"]) == table.distance.nunique()
     auxd = next(e for e in examples if (e["video_id"], e["time"]) == ("auxd.mp4", 60))
     assert auxd["distance"] == 20.0
+
+    # Consecutive records mix videos like a shuffled table, in every shard and in the stream
+    # that training reads in an epoch, which holds each of its examples exactly once.
+    shuffled = distinct_videos(table.sample(frac=1.0, random_state=0).video_id)
+    assert shuffled > 30  # of 32 (sorted by video, as before, gave about 5)
+    for shard in manifest["shards"]:
+        in_shard = [e["video_id"] for e in records.read_examples(io.join(out, shard["file"]))]
+        assert distinct_videos(in_shard) >= 0.85 * shuffled, shard["file"]
+    stream = [tf.train.Example.FromString(serialized).features.feature for serialized in
+              pipeline.epoch_records(records.shard_paths(out, [1, 2, 3, 4]), 0, 0)
+              .as_numpy_iterator()]
+    keys = [(f["video_id"].bytes_list.value[0].decode(), f["time"].int64_list.value[0])
+            for f in stream]
+    assert sorted(keys) == sorted((e["video_id"], e["time"]) for e in examples if e["fold"] != 0)
+    assert distinct_videos([video_id for video_id, _ in keys]) >= 0.85 * shuffled
+
+
+def distinct_videos(video_ids, window=32):
+    """The mean number of distinct videos in consecutive windows of `window` records."""
+    video_ids = list(video_ids)
+    return np.mean([len(set(video_ids[i:i + window]))
+                    for i in range(0, len(video_ids) - window + 1, window)])

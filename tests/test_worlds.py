@@ -1,0 +1,44 @@
+"""The demo preset learns on synthetic worlds it was not tuned on: other frame sizes and aspect
+ratios, frame rates, numbers of videos, animal sizes (duikers, elephants) and seeds."""
+
+import pandas as pd
+import pytest
+
+from chimpact import demo, extract, packing, synth, video
+from model_checks import finish, start_python
+
+# name -> synth.write_world arguments, plus the frames' size (create_frames.py --size).
+WORLDS = {
+    "small-5fps": dict(n_videos=56, seed=101, width=96, height=64, fps=5, size=(48, 32)),
+    "duikers-12fps": dict(n_videos=56, seed=102, width=128, height=72, fps=12, size=(64, 36),
+                          animal_height_m=(0.3, 0.5)),
+    "elephants-square": dict(n_videos=56, seed=103, width=96, height=96, fps=4, size=(64, 64),
+                             animal_height_m=(2.5, 3.2)),
+}
+
+
+def make_records(folder, size, **world):
+    """A world, its frames (labelled gamma rule, both tables) and 3-fold training records."""
+    data = folder / "data"
+    synth.write_world(str(data), max_duration_s=40, progress=False, **world)
+    extract.extract_frames(str(data / "videos"), str(folder / "frames"),
+                           video.DecodeOptions(fps=1.0, size=size), workers=1,
+                           labels_csv=[str(data / "train_labels.csv"),
+                                       str(data / "submission_format.csv")], progress=False)
+    packing.create_records(str(folder / "frames"), str(data / "train_labels.csv"),
+                           str(folder / "records"), frames_per_side=1, n_folds=3,
+                           progress=False)
+    return folder / "records"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(WORLDS))
+def test_demo_preset_beats_the_median_on_a_world_it_was_not_tuned_on(name, tmp_path):
+    world = dict(WORLDS[name])
+    records = make_records(tmp_path, world.pop("size"), **world)
+    finish(start_python(["run_train.py", "--flagfile=models/demo.flags",
+                         f"--tfrec_dir={records}", f"--out_dir={tmp_path / 'model'}",
+                         "--verbose=0"]), timeout=600)
+    oof = pd.read_csv(tmp_path / "model" / "oof.csv")
+    ratio = (oof.pred - oof.distance).abs().mean() / demo.median_baseline(oof)
+    assert len(oof) >= 120 and ratio < 0.8, (name, len(oof), ratio)
