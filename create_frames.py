@@ -21,8 +21,8 @@ flags.DEFINE_string("video_dir", None, "Folder of videos (local or gs://); every
 flags.DEFINE_string("out_dir", None, "Where frame folders and manifest.csv go (local or gs://).")
 flags.DEFINE_float("fps", 1.0, "Frames per second to extract; frame k is the picture shown "
                    "at k/fps seconds.", lower_bound=1e-3)
-flags.DEFINE_string("size", "", "Resize frames to WIDTHxHEIGHT (e.g. 640x360) while "
-                    "extracting; empty keeps the native size.")
+flags.DEFINE_string("size", "", "Resize frames to WIDTHxHEIGHT (e.g. 640x360; one number: a "
+                    "square) while extracting; empty keeps the native size.")
 flags.DEFINE_integer("quality", 95, "JPEG quality (1-100).", lower_bound=1, upper_bound=100)
 flags.DEFINE_enum("gamma", "auto", video.GAMMA_MODES, "Gamma correction: auto corrects "
                   "overexposed videos only, on corrects all, off none.")

@@ -34,9 +34,9 @@ flags.DEFINE_enum("group_by", "video", ["video", "site"], "What no two folds sha
                   "camera sites (needs --metadata_csv).")
 flags.DEFINE_string("metadata_csv", None, "The challenge's train_metadata.csv (video_id, site_id),"
                     " for --group_by=site.")
-flags.DEFINE_list("image_size", None, "HEIGHT,WIDTH of the stored frames; frames of another size "
-                  "are resized and re-encoded. Default: the size they were extracted at (the most "
-                  "common one if videos differ).")
+flags.DEFINE_list("image_size", None, "HEIGHT,WIDTH of the stored frames (one number: a "
+                  "square); frames of another size are resized and re-encoded. Default: the size "
+                  "they were extracted at (the most common one if videos differ).")
 flags.DEFINE_float("shard_mb", 150, "Target shard size in MB (ignored when --shards is set).")
 flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), instead of "
                      "--shard_mb.")
@@ -60,19 +60,15 @@ def main(argv):
     for name in ("frames_dir", "labels_csv", "out_dir"):
         if not FLAGS[name].value:
             raise InputError(f"--{name} is required")
-    try:
-        image_size = [int(v) for v in FLAGS.image_size] if FLAGS.image_size else None
-    except ValueError:
-        raise InputError(f"--image_size={','.join(FLAGS.image_size)}: must be HEIGHT,WIDTH")
+    image_size = cli.image_size(FLAGS.image_size)
     manifest = packing.create_records(
         FLAGS.frames_dir, FLAGS.labels_csv, FLAGS.out_dir, subset=FLAGS.subset,
         frames_per_side=FLAGS.frames_per_side, step=FLAGS.step, n_folds=FLAGS.n_folds,
         group_by=FLAGS.group_by, metadata_csv=FLAGS.metadata_csv, image_size=image_size,
         shard_mb=FLAGS.shard_mb, shards=FLAGS.shards, workers=FLAGS.workers,
         allow_missing=FLAGS.allow_missing, seed=FLAGS.seed)
-    print(f"{FLAGS.out_dir}: {manifest['examples']} examples in {len(manifest['shards'])} shards, "
-          f"{manifest['clamped_examples']} with clamped frames, "
-          f"{manifest['skipped_rows']} rows skipped")
+    print(f"{FLAGS.out_dir}: {manifest.examples} examples in {len(manifest.shards)} shards, "
+          f"{manifest.clamped_examples} with clamped frames, {manifest.skipped_rows} rows skipped")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ flags.DEFINE_integer("volume_size", 7, "Frames per sequence, centred on the labe
                      "(odd, at most the frames stored per example).")
 flags.DEFINE_integer("step", None, "Seconds between frames that the records must have been made "
                      "with (checked against their manifest); unset: whatever they hold.")
-flags.DEFINE_list("image_size", None, "HEIGHT,WIDTH fed to the model; frames stored at another "
-                  "size are resized. Default: the stored size.")
+flags.DEFINE_list("image_size", None, "HEIGHT,WIDTH fed to the model (one number: a square); "
+                  "frames stored at another size are resized. Default: the stored size.")
 flags.DEFINE_list("folds", None, "Validation folds to train, e.g. 0,1 (default: all).")
 flags.DEFINE_integer("epochs", 40, "Epochs per fold.")
 flags.DEFINE_integer("batch_size", 96, "Global batch size (split over the replicas).")
@@ -87,9 +87,7 @@ def main(argv):
     for name in ("tfrec_dir", "out_dir"):
         if not FLAGS[name].value:
             raise InputError(f"--{name} is required")
-    image_size = _ints(FLAGS.image_size, "image_size") if FLAGS.image_size else None
-    if image_size is not None and len(image_size) != 2:
-        raise InputError(f"--image_size={','.join(FLAGS.image_size)}: expected HEIGHT,WIDTH")
+    image_size = cli.image_size(FLAGS.image_size)
     strategy = strategies.make_strategy(FLAGS.strategy, FLAGS.tpu)
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     train.train(

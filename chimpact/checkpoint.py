@@ -7,15 +7,14 @@ written under a temporary name and renamed, and a kill in the middle of a write 
 previous file whole. On gs:// the rename is a server-side copy, which also appears whole or not.
 """
 
-import io as pyio
+import io
 import json
 import zipfile
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from chimpact import io
+from chimpact import storage
 from chimpact.errors import InputError
 
 _PROGRESS = "progress"
@@ -30,17 +29,17 @@ def save(path, network, progress):
     arrays = {**_arrays("model", network.variables),
               **_arrays("optimizer", network.optimizer.variables),
               _PROGRESS: np.frombuffer(json.dumps(progress).encode(), np.uint8)}
-    buffer = pyio.BytesIO()
+    buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    io.atomic_write(path, buffer.getvalue())
+    storage.atomic_write(path, buffer.getvalue())
 
 
 def load(path):
     """(progress dict, arrays) of the checkpoint at `path`, or (None, None) when there is none."""
-    if not tf.io.gfile.exists(path):
+    if not storage.exists(path):
         return None, None
     try:
-        with np.load(pyio.BytesIO(io.read_bytes(path)), allow_pickle=False) as stored:
+        with np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
         return json.loads(arrays.pop(_PROGRESS).tobytes()), arrays
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:

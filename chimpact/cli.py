@@ -27,6 +27,23 @@ def require_tensorflow():
                  f"{'.'.join(map(str, MIN_TENSORFLOW))} or newer: {_INSTALL}")
 
 
+def image_size(values, flag="image_size"):
+    """An --image_size list flag as (height, width): HEIGHT,WIDTH, or one SIZE for SIZExSIZE;
+    None when unset; InputError otherwise."""
+    if not values:
+        return None
+    try:
+        sizes = [int(v) for v in values]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise InputError(f"--{flag}={','.join(values)}: expected HEIGHT,WIDTH or one SIZE "
+                         "(e.g. 512 for 512,512)")
+    return tuple(sizes)
+
+
 def reports_input_errors(main):
     """Wraps an absl `main(argv)` so that an InputError prints `error: ...` and exits 1."""
 

@@ -12,17 +12,14 @@ and at the end; a re-run redoes exactly the videos without a folder and an `ok` 
 
 import concurrent.futures
 import dataclasses
-import io as pyio
-import math
 import os
 import time
 
 import pandas as pd
 import tensorflow as tf
 import tqdm
-from PIL import Image
 
-from chimpact import frames, io, video
+from chimpact import frames, labels, storage, video
 from chimpact.errors import InputError
 
 VIDEO_EXTENSIONS = (
@@ -30,13 +27,6 @@ VIDEO_EXTENSIONS = (
     ".ts", ".3gp", ".webm", ".flv",
 )
 MANIFEST_EVERY_S = 10.0
-# frames.MANIFEST_COLUMNS plus the settings that made a video's frames (see settings_dict) and
-# the file name of the label table whose times decided its gamma (empty: its median frame).
-MANIFEST_COLUMNS = [*frames.MANIFEST_COLUMNS, "settings", "labels_csv"]
-# The settings that decode_video takes (besides size), as later stages record and reuse them.
-DECODE_SETTINGS = ("fps", "gamma", "gamma_value", "white_threshold", "white_ratio")
-_SETTING_TYPES = {"fps": float, "gamma_value": float, "white_threshold": int,
-                  "white_ratio": float, "quality": int, "labelled": lambda text: text == "True"}
 
 
 @dataclasses.dataclass
@@ -59,7 +49,7 @@ def list_videos(video_dir):
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
     videos = {
-        name: io.join(video_dir, name)
+        name: storage.join(video_dir, name)
         for name in sorted(tf.io.gfile.listdir(video_dir))
         if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith(".")
     }
@@ -71,42 +61,28 @@ def list_videos(video_dir):
 
 def read_table(path, columns, flag):
     """A CSV given by `--flag` with at least `columns`; one-line InputError otherwise."""
-    return io.read_table(path, columns, f"--{flag}={path}", "does not exist")
+    return storage.read_table(path, columns, f"--{flag}={path}", "does not exist")
 
 
 def labelled_frames(labels_csv, fps):
-    """{video_id: [frame indices at `fps`]} of the labelled times in the table `labels_csv`."""
-    table = read_table(labels_csv, ["video_id", "time"], "labels_csv")
-    times = pd.to_numeric(table["time"], errors="coerce")
-    for line, (text, time_s) in enumerate(zip(table["time"], times), start=2):
-        if not math.isfinite(time_s):
-            raise InputError(f"--labels_csv={labels_csv} line {line}: time {text!r} is not a "
-                             f"finite number of seconds")
-    table["time"] = times
-    return {
-        video_id: sorted({frames.frame_index(t, fps) for t in group["time"]})
-        for video_id, group in table.groupby("video_id")
-    }
+    """{video_id: [frame indices at `fps`]} of the labelled times in the label table
+    `labels_csv` (read by chimpact.labels)."""
+    table = labels.read_labels(labels_csv, "test")[0]
+    return {video_id: sorted({frames.frame_index(t, fps) for t in group.time})
+            for video_id, group in table.groupby("video_id")}
 
 
 def labelled_tables(labels_csvs, fps):
     """({video_id: [frame indices]}, {video_id: table file name}) of the labelled times in the
     tables `labels_csvs` (e.g. train_labels.csv for the training videos and
     submission_format.csv for the test videos, as the reference decided each)."""
-    labels, table_of = {}, {}
+    labelled, table_of = {}, {}
     for path in labels_csvs:
         name = os.path.basename(str(path))
         for video_id, indices in labelled_frames(path, fps).items():
-            labels[video_id] = sorted(set(labels.get(video_id, [])) | set(indices))
+            labelled[video_id] = sorted(set(labelled.get(video_id, [])) | set(indices))
             table_of[video_id] = "+".join(filter(None, [table_of.get(video_id), name]))
-    return labels, table_of
-
-def encode_jpeg(frame, quality):
-    """JPEG bytes of an RGB uint8 frame (libjpeg quality scale, 1-100)."""
-    buffer = pyio.BytesIO()
-    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
+    return labelled, table_of
 
 def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_csv=None,
                    labels_csv=None, overwrite=False, progress=True):
@@ -124,7 +100,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         videos = {v: p for v, p in videos.items() if v in wanted}
     if isinstance(labels_csv, str):
         labels_csv = [labels_csv]
-    labels, table_of = labelled_tables(labels_csv or [], options.fps)
+    labelled, table_of = labelled_tables(labels_csv or [], options.fps)
     workers = workers or os.cpu_count()
     if not options.threads:
         options = dataclasses.replace(options, threads=max(1, os.cpu_count() // workers))
@@ -133,7 +109,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     _remove_temporaries(out_dir)
     manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
     present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
-    settings = {v: settings_text(settings_dict(options, quality, labels.get(v)))
+    settings = {v: frames.settings_text(frames.settings_dict(options, quality, labelled.get(v)))
                 for v in [*videos, *missing]}
     summary = Summary()
     todo = []
@@ -149,7 +125,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
                                         f"not in --video_dir={video_dir}",
                                         table_of.get(video_id, ""))
         summary.failed += 1
-    if io.is_remote(out_dir):
+    if storage.is_remote(out_dir):
         # Frames are overwritten in place there: no `ok` row may outlive a half-written folder.
         dropped = [v for v in todo if manifest.pop(v, None)]
         if dropped:
@@ -160,7 +136,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         jobs = [pool.submit(_extract_video, videos[v], v, out_dir, options, quality,
-                            labels.get(v), v in present, settings[v], table_of.get(v, ""))
+                            labelled.get(v), v in present, settings[v], table_of.get(v, ""))
                 for v in todo]
         for job in concurrent.futures.as_completed(jobs):
             row = job.result()
@@ -189,37 +165,12 @@ def _is_done(row, settings):
     return bool(row) and row["status"] == "ok" and row.get("settings") == settings
 
 
-def settings_dict(options, quality, labelled):
-    """All that decides a video's frames' pixels, as {name: value}; the manifest's `settings`
-    column holds it as settings_text. A row whose settings differ from a run's is redone by it."""
-    return {
-        "fps": float(options.fps),
-        "size": "x".join(map(str, options.size)) if options.size else "native",
-        "gamma": options.gamma, "gamma_value": float(options.gamma_value),
-        "white_threshold": int(options.white_threshold),
-        "white_ratio": float(options.white_ratio), "quality": int(quality),
-        "labelled": bool(labelled),
-    }
-
-
-def settings_text(settings):
-    """The one-line `settings` of a settings_dict: `name=value` pairs, space separated."""
-    return " ".join(f"{name}={value}" for name, value in settings.items())
-
-
-def parse_settings(text):
-    """The settings_dict of a `settings` line (settings_text's inverse); ValueError when a value
-    does not read as its type."""
-    pairs = (item.partition("=")[::2] for item in text.split())
-    return {name: _SETTING_TYPES.get(name, str)(value) for name, value in pairs}
-
-
 def _extract_video(path, video_id, out_dir, options, quality, labelled, stale, settings,
                    labels_table):
     """Decodes one video and publishes its frames; returns its manifest row."""
     try:
         jpegs, info = video.decode(path, options, labelled,
-                                   convert=lambda frame: encode_jpeg(frame, quality))
+                                   convert=lambda frame: frames.encode_jpeg(frame, quality))
         _publish(out_dir, video_id, jpegs, stale)
     except video.VideoError as e:
         return _error_row(video_id, options, settings, e.reason, labels_table)
@@ -237,13 +188,13 @@ def _extract_video(path, video_id, out_dir, options, quality, labelled, stale, s
 def _publish(out_dir, video_id, jpegs, stale):
     """Writes the frames of `video_id`, replacing a stale folder from an earlier run."""
     final = frames.video_dir(out_dir, video_id)
-    in_place = io.is_remote(out_dir)
+    in_place = storage.is_remote(out_dir)
     if stale and in_place:
         tf.io.gfile.rmtree(final)
-    folder = final if in_place else io.temp_name(final)
+    folder = final if in_place else storage.temp_name(final)
     tf.io.gfile.makedirs(folder)
     for index, data in enumerate(jpegs):
-        with tf.io.gfile.GFile(io.join(folder, frames.frame_name(index)), "wb") as f:
+        with tf.io.gfile.GFile(storage.join(folder, frames.frame_name(index)), "wb") as f:
             f.write(data)
     if not in_place:
         if stale:
@@ -260,8 +211,8 @@ def _error_row(video_id, options, settings, reason, labels_table):
 def _remove_temporaries(out_dir):
     """Removes half-written folders and files left by a killed run."""
     for name in tf.io.gfile.listdir(out_dir):
-        if io.is_temporary(name):
-            path = io.join(out_dir, name.rstrip("/"))
+        if storage.is_temporary(name):
+            path = storage.join(out_dir, name.rstrip("/"))
             if tf.io.gfile.isdir(path):
                 tf.io.gfile.rmtree(path)
             else:
@@ -270,5 +221,5 @@ def _remove_temporaries(out_dir):
 
 def _write_manifest(out_dir, manifest):
     table = pd.DataFrame(sorted(manifest.values(), key=lambda row: row["video_id"]),
-                         columns=MANIFEST_COLUMNS)
-    io.write_csv(table, frames.manifest_path(out_dir))
+                         columns=frames.MANIFEST_COLUMNS)
+    storage.write_csv(table, frames.manifest_path(out_dir))

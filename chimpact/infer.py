@@ -10,8 +10,8 @@ ensemble can be fitted on what it will be applied to.
 
 import hashlib
 import json
+import logging
 import os
-import sys
 
 import keras
 import numpy as np
@@ -19,13 +19,13 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import augment, extract, frames, io, model, packing, pipeline, records, video
+from chimpact import (augment, extract, frames, labels, model, model_folder, pipeline, records,
+                      storage, video, window)
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
+from chimpact.labels import KEYS
 
-KEYS = ["video_id", "time"]
-TEST_PREDS = "test_preds.csv"
-OOF_TTA = "oof_tta.csv"
+log = logging.getLogger(__name__)
 EXPORT_INFO = "chimpact_export.json"
 # Test-time views: identity, then the geometric augmentations (flips, right-angle rotations...).
 TTA_AUG = "a1"
@@ -84,7 +84,7 @@ def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto"):
 
 
 def _trained_config(model_dir):
-    config = model.read_config(model_dir)
+    config = model_folder.read_config(model_dir)
     if not config.get("folds"):
         raise InputError(f"{model_dir}: no trained fold yet: run run_train.py")
     return config
@@ -92,11 +92,11 @@ def _trained_config(model_dir):
 
 def _check_serves(manifest, config, tfrec_dir):
     """InputError unless the records hold the model's sequences (frame step, enough frames)."""
-    if manifest["step"] != config["step"]:
-        raise InputError(f"--tfrec_dir={tfrec_dir}: frames are {manifest['step']} s apart, the "
+    if manifest.step != config["step"]:
+        raise InputError(f"--tfrec_dir={tfrec_dir}: frames are {manifest.step} s apart, the "
                          f"model was trained on step {config['step']}: rebuild with --step")
-    if manifest["stored_frames"] < config["volume_size"]:
-        raise InputError(f"--tfrec_dir={tfrec_dir}: {manifest['stored_frames']} frames per "
+    if manifest.stored_frames < config["volume_size"]:
+        raise InputError(f"--tfrec_dir={tfrec_dir}: {manifest.stored_frames} frames per "
                          f"example, the model needs {config['volume_size']}")
 
 
@@ -106,33 +106,22 @@ def _with_views(table, names):
     return table.drop(columns=names) if names == [augment.IDENTITY] else table
 
 
-def decode_differences(trained, test):
-    """How the decode settings and gamma rule of test frames differ from the training frames'
-    (the `frames` of a records manifest and of config.json): ["name=test (training: value)"];
-    empty when they agree or either is unknown."""
-    if not trained or not test:
-        return []
-    names = (*extract.DECODE_SETTINGS, "labelled")
-    return [f"{name}={test.get(name)} (training frames: {trained.get(name)})"
-            for name in names if test.get(name) != trained.get(name)]
-
-
 def predict_records(predictor, config, tfrec_dir, batch_size=16):
     """(video_id, time, pred, then one column per view when tta > 1) for every example of the
     test records in `tfrec_dir`, each once; warns when their frames were decoded otherwise than
     the model's training frames."""
     manifest = records.read_manifest(tfrec_dir)
-    if manifest["subset"] != "test":
-        raise InputError(f"--tfrec_dir={tfrec_dir}: holds {manifest['subset']} records: give "
+    if manifest.subset != "test":
+        raise InputError(f"--tfrec_dir={tfrec_dir}: holds {manifest.subset} records: give "
                          "the test records (create_tfrecords.py --subset=test)")
     _check_serves(manifest, config, tfrec_dir)
-    differences = decode_differences(config.get("frames"), manifest.get("frames"))
+    differences = frames.decode_differences(config.get("frames"), manifest.frames)
     if differences:
-        print(f"warning: --tfrec_dir={tfrec_dir}: its frames were decoded otherwise than the "
-              f"model's training frames: {'; '.join(differences)} (labelled=True is the gamma "
-              "rule on labelled frames, False on the median frame): make the test frames with "
-              "the same create_frames.py flags, --labels_csv=submission_format.csv for the "
-              "labelled rule", file=sys.stderr)
+        log.warning("--tfrec_dir=%s: its frames were decoded otherwise than the model's "
+                    "training frames: %s (labelled=True is the gamma rule on labelled frames, "
+                    "False on the median frame): make the test frames with the same "
+                    "create_frames.py flags, --labels_csv=submission_format.csv for the "
+                    "labelled rule", tfrec_dir, "; ".join(differences))
     names = view_names(predictor.tta)
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
                              config["image_size"], batch_size, predictor.distribute_strategy,
@@ -149,7 +138,7 @@ def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="au
     config = _trained_config(model_dir)
     tfrec_dir = tfrec_dir or config["tfrec_dir"]
     manifest = records.read_manifest(tfrec_dir)
-    if manifest["subset"] != "train" or manifest.get("labels_sha256") != config["labels_sha256"]:
+    if manifest.subset != "train" or manifest.labels_sha256 != config["labels_sha256"]:
         raise InputError(f"--tfrec_dir={tfrec_dir}: not the training records of {model_dir} "
                          "(other labels or subset): --oof needs the records it was trained on")
     _check_serves(manifest, config, tfrec_dir)
@@ -171,26 +160,10 @@ def view_scores(oof):
 
 def read_predictions(model_dir):
     """The test_preds.csv of a model folder."""
-    path = io.join(model_dir, TEST_PREDS)
+    path = storage.join(model_dir, model_folder.TEST_PREDS)
     if not tf.io.gfile.exists(path):
         raise InputError(f"{path}: missing: run run_infer.py with --tfrec_dir (test records)")
-    return io.read_csv(path, dtype={"video_id": str})
-
-
-def fill_submission(submission_csv, predictions):
-    """The submission format table with its distance column taken from `predictions`
-    (video_id, time, pred): same rows, order and columns; InputError for a row without one."""
-    table = extract.read_table(submission_csv, KEYS + ["distance"], "submission_csv")
-    rows = read_times(submission_csv)
-    by_key = predictions.set_index(KEYS)["pred"]
-    keys = pd.MultiIndex.from_arrays([rows["video_id"], rows["time"]])
-    lacking = keys.difference(by_key.index, sort=False)
-    if len(lacking):
-        video_id, time = lacking[0]
-        raise InputError(f"--submission_csv={submission_csv}: no prediction for video_id="
-                         f"{video_id} time={time} ({len(lacking)} rows lack one): make the test "
-                         "records from this table")
-    return table.assign(distance=by_key.reindex(keys).to_numpy())
+    return storage.read_csv(path, dtype={"video_id": str})
 
 
 def check_export_dir(export_dir):
@@ -223,15 +196,15 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     archive = keras.export.ExportArchive()
     archive.track(predictor)
     archive.add_endpoint("serve", serve)
-    with io.local_dir() as tmp:
+    with storage.local_dir() as tmp:
         local = os.path.join(tmp, "export")
         archive.write_out(local, verbose=False)
         for folder, _, names in tf.io.gfile.walk(local):
             relative = os.path.relpath(folder, local)
-            target = export_dir if relative == "." else io.join(export_dir, relative)
+            target = export_dir if relative == "." else storage.join(export_dir, relative)
             tf.io.gfile.makedirs(target)
             for name in names:
-                tf.io.gfile.copy(os.path.join(folder, name), io.join(target, name),
+                tf.io.gfile.copy(os.path.join(folder, name), storage.join(target, name),
                                  overwrite=True)
     half = config["volume_size"] // 2
     info = {
@@ -243,7 +216,7 @@ def export(predictor, config, export_dir, jit_compile="auto"):
         "tta": predictor.tta, "mixed_precision": config.get("mixed_precision", "none"),
         "jit_compile": jit_compile is True,
     }
-    io.atomic_write(io.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
+    storage.atomic_write(storage.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
 
 
 def decode_options(config, fps=None):
@@ -252,15 +225,10 @@ def decode_options(config, fps=None):
     defaults = video.DecodeOptions()
     trained = config.get("frames") or {}
     options = {name: getattr(defaults, name) if trained.get(name) is None else trained[name]
-               for name in extract.DECODE_SETTINGS}
+               for name in frames.DECODE_SETTINGS}
     if fps:
         options["fps"] = float(fps)
     return options
-
-
-def read_times(path):
-    """The (video_id, time) rows of a table to predict, in file order; InputError on a bad row."""
-    return packing.read_labels(path, "test")[0][KEYS]
 
 
 def video_seconds(n_frames, fps):
@@ -271,18 +239,17 @@ def video_seconds(n_frames, fps):
 
 def sequences(pictures, times, fps, frames_per_side, step, volume_size):
     """[len(times), volume_size, H, W, 3]: the frames of decoded `pictures` that the records hold
-    for these seconds (the same window, clamped at the ends the same way), centre cropped."""
-    first = frames_per_side - volume_size // 2
-    windows = [packing.frame_window(t, fps, len(pictures), frames_per_side, step)[0]
-               [first:first + volume_size] for t in times]
+    for these seconds (chimpact.window: the same window, clamped at the ends the same way)."""
+    windows = [window.volume_window(t, fps, len(pictures), frames_per_side, step, volume_size)
+               for t in times]
     return pictures[np.asarray(windows, dtype=np.int64)]
 
 
 def _predict_arrays(predictor, batch, batch_size):
-    """predictor.predict on a [n, ...] array in full batches (padded, a multiple of the replicas),
-    so that every replica gets the same static shape, as pipeline.predict does."""
-    replicas = predictor.distribute_strategy.num_replicas_in_sync
-    batch_size = -(-batch_size // replicas) * replicas
+    """The TTA prediction of each of a [n, ...] array, in full batches (padded, a multiple of the
+    replicas), so that every replica gets the same static shape, as pipeline.predict's do."""
+    batch_size = pipeline.replica_batch_size(
+        batch_size, predictor.distribute_strategy.num_replicas_in_sync)
     n = len(batch)
     padding = np.zeros((-(-n // batch_size) * batch_size - n, *batch.shape[1:]), batch.dtype)
     padded = np.concatenate([batch, padding])
@@ -312,17 +279,17 @@ def _parts_dir(out_csv, inputs):
     """Per-video results of an interrupted run with the same `inputs`, kept beside `out_csv`
     until it is written (emptied when the inputs differ), so that a re-run resumes."""
     parts = str(out_csv) + _PARTS
-    stamp = io.join(parts, "inputs.json")
-    if tf.io.gfile.exists(stamp) and json.loads(io.read_text(stamp)) != inputs:
+    stamp = storage.join(parts, "inputs.json")
+    if tf.io.gfile.exists(stamp) and json.loads(storage.read_text(stamp)) != inputs:
         tf.io.gfile.rmtree(parts)
     if not tf.io.gfile.exists(stamp):
         tf.io.gfile.makedirs(parts)
-        io.atomic_write(stamp, json.dumps(inputs))
+        storage.atomic_write(stamp, json.dumps(inputs))
     return parts
 
 
 def _read_part(path):
-    return io.read_csv(path, dtype={"video_id": str, "error": str}, keep_default_na=False,
+    return storage.read_csv(path, dtype={"video_id": str, "error": str}, keep_default_na=False,
                        na_values={"distance": [""]})
 
 
@@ -345,10 +312,11 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
                                      decode=decode_options(config, fps), times=times_sha))
     failures, tables = {}, []
     for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
-        part = io.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
+        part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
         if not tf.io.gfile.exists(part):
             try:
-                seconds, distances = predict_video(predictor, config, io.join(video_dir, video_id),
+                seconds, distances = predict_video(predictor, config,
+                                                   storage.join(video_dir, video_id),
                                                    wanted[video_id], fps, batch_size)
             except video.VideoError as e:
                 failures[video_id] = e.reason
@@ -356,13 +324,13 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
                                             "time": wanted[video_id] or [None],
                                             "distance": np.nan, "error": e.reason}))
                 continue
-            io.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
+            storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
                                        "distance": distances, "error": ""}), part)
         tables.append(_read_part(part))
     table = pd.concat(tables, ignore_index=True).astype({"time": "Int64"})
     if times is not None:
         table = times.astype({"time": "Int64"}).merge(table, on=KEYS, how="left")
-    io.write_csv(table[KEYS + ["distance", "error"]], out_csv)
+    storage.write_csv(table[KEYS + ["distance", "error"]], out_csv)
     tf.io.gfile.rmtree(parts)
     return failures
 
@@ -379,9 +347,10 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
                              "other outputs in another command")
         table = predict_oof(model_dir, tfrec_dir, tta, strategies.make_strategy(strategy, tpu),
                             jit_compile, batch_size)
-        io.write_csv(table, io.join(model_dir, OOF_TTA))
-        print(" ".join(f"{name} {mae:.4f}" for name, mae in view_scores(table).items()),
-              f"(out-of-fold MAE of each view and of their mean, pred; {OOF_TTA})")
+        storage.write_csv(table, storage.join(model_dir, model_folder.OOF_TTA))
+        log.info("out-of-fold MAE of each view and of their mean (pred), %s: %s",
+                 model_folder.OOF_TTA,
+                 " ".join(f"{name} {mae:.4f}" for name, mae in view_scores(table).items()))
         return {}
     if times_csv and not video_dir:
         raise InputError("--times_csv picks seconds of --video_dir videos: give --video_dir")
@@ -392,22 +361,22 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
                          "or --export")
     if batch_size < 1:
         raise InputError(f"--batch_size={batch_size}: must be positive")
-    times = read_times(times_csv) if times_csv else None
+    times = labels.read_times(times_csv) if times_csv else None
     if export_dir:
         check_export_dir(export_dir)
     if tfrec_dir or video_dir:
         predictor, config = load_predictor(model_dir, strategies.make_strategy(strategy, tpu),
                                            tta, jit_compile)
     if tfrec_dir:
-        io.write_csv(predict_records(predictor, config, tfrec_dir, batch_size),
-                     io.join(model_dir, TEST_PREDS))
+        storage.write_csv(predict_records(predictor, config, tfrec_dir, batch_size),
+                     storage.join(model_dir, model_folder.TEST_PREDS))
     if submission_csv:
-        io.write_csv(fill_submission(submission_csv, read_predictions(model_dir)),
-                     out_csv or io.join(model_dir, "submission.csv"))
+        storage.write_csv(labels.fill_submission(submission_csv, read_predictions(model_dir)),
+                     out_csv or storage.join(model_dir, "submission.csv"))
     failures = {}
     if video_dir:
         failures = predict_videos(
-            predictor, config, video_dir, out_csv or io.join(model_dir, "video_preds.csv"),
+            predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
             times=times, fps=fps, batch_size=batch_size, progress=progress,
             inputs={"model_dir": str(model_dir), "folds": config["folds"], "tta": tta})
     if export_dir:

@@ -1,24 +1,24 @@
-"""The CNN-LSTM distance regressor and the loading of a trained model folder.
+"""The CNN-LSTM distance regressor and the loading of a trained model folder, in Keras alone.
 
 A sequence [volume_size, H, W, 3] of 0..255 frames goes through a frame encoder (a backbone with
 global average pooling), an LSTM over time, Dense(relu) and a float32 Dense(1): metres.
 The model owns its preprocessing, so callers feed raw pixels. Time is folded into the batch with a
 reshape: Keras' TimeDistributed would call the backbone once per frame in a Python loop.
+Keras and keras.ops only, no TensorFlow (files through chimpact.storage, which imports it for
+gs:// paths alone): the model builds under any Keras backend, which benchmarks/bench_train.py
+uses to time it with JAX on a GPU.
 """
 
 import contextlib
-import json
 
 import keras
-import tensorflow as tf
+import numpy as np
 from keras import layers
 
-from chimpact import io
+from chimpact import model_folder, storage
 from chimpact.errors import InputError
 
-CONFIG = "config.json"
 WEIGHTS_SUFFIX = ".weights.h5"
-BEST_WEIGHTS = "best.weights.h5"
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 # --output_bias values: where the model's output starts, the training folds' median distance or
 # zero (Keras' default, which the reference had).
@@ -45,9 +45,9 @@ def precision(mixed_precision):
 
 def _load_weights(network, weights):
     """Loads a local or gs:// weights file into `network`."""
-    if not tf.io.gfile.exists(weights):
+    if not storage.exists(weights):
         raise InputError(f"{weights}: weights file not found")
-    with io.local_copy(weights) as local:
+    with storage.local_copy(weights) as local:
         try:
             network.load_weights(local)
         except (ValueError, OSError) as e:
@@ -79,7 +79,7 @@ def _efficientnet_b0(image_size, weights):
     normalization = next(layer for layer in network.layers
                          if isinstance(layer, layers.Normalization))
     normalization.adapt_variance.assign(
-        normalization.adapt_variance * tf.constant(IMAGENET_STDDEV_RGB))
+        keras.ops.convert_to_numpy(normalization.adapt_variance) * np.array(IMAGENET_STDDEV_RGB))
     # The layer computes with tensors snapshotted from its variables: refresh them.
     normalization.finalize_state()
     return network
@@ -90,14 +90,16 @@ def _tiny(image_size, weights):
     convolution is batch-normalised before its ReLU: without it, a run can stay at the constant
     median for good (its ReLUs die). The moving statistics follow the batches with momentum 0.9,
     not Keras' 0.99: a small model trained for few steps changes fast, and lagging statistics
-    made validation losses spike (and the learning rate halve) on small worlds."""
+    made validation losses spike (and the learning rate halve) on small worlds. Synchronized
+    across replicas, so that every replica validates with the statistics that are saved."""
     if weights == "imagenet":
         raise InputError("--weights=imagenet: the tiny backbone has no pretrained weights")
     frames = keras.Input((*image_size, 3))
     x = layers.Rescaling(1.0 / 255.0)(frames)
     for filters in (16, 32, 64):
         x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
-        x = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(x))
+        x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
+        x = layers.Activation("relu")(x)
     network = keras.Model(frames, layers.GlobalAveragePooling2D()(x), name="tiny")
     if weights != "none":
         _load_weights(network, weights)
@@ -139,19 +141,6 @@ def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512)
     return keras.Model(frames, distance, name=f"{backbone}_lstm")
 
 
-def read_config(model_dir):
-    """The config.json of a trained model folder (written by chimpact.train)."""
-    path = io.join(model_dir, CONFIG)
-    if not tf.io.gfile.exists(path):
-        raise InputError(f"{model_dir}: no {CONFIG}: not a folder written by run_train.py")
-    return json.loads(io.read_text(path))
-
-
-def fold_weights_path(model_dir, fold):
-    """Where training keeps the best weights of `fold`."""
-    return io.join(model_dir, f"fold{fold}", BEST_WEIGHTS)
-
-
 def set_jit_compile(network, jit_compile):
     """Sets how `network` (a model used for prediction only, hence never compiled) compiles its
     predict step: "auto" leaves Keras' choice, True or False forces it."""
@@ -163,9 +152,9 @@ def set_jit_compile(network, jit_compile):
 def save_weights(network, path):
     """Writes the weights of `network` alone (no optimizer state, unlike Model.save_weights on
     a compiled model) to `path` (a .weights.h5, local or gs://) through a temporary name."""
-    temporary = io.temp_name(path[:-len(WEIGHTS_SUFFIX)]) + WEIGHTS_SUFFIX
+    temporary = storage.temp_name(path[:-len(WEIGHTS_SUFFIX)]) + WEIGHTS_SUFFIX
     keras.Model(network.inputs, network.outputs, name=network.name).save_weights(temporary)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    storage.rename(temporary, path)
 
 
 def build_from_config(config):
@@ -185,7 +174,7 @@ def load_fold_models(model_dir, folds=None, strategy=None):
 
     Models are built in `strategy`'s scope when one is given.
     """
-    config = read_config(model_dir)
+    config = model_folder.read_config(model_dir)
     trained = config["folds"]
     folds = trained if folds is None else [int(f) for f in folds]
     missing = sorted(set(folds) - set(trained))
@@ -196,7 +185,7 @@ def load_fold_models(model_dir, folds=None, strategy=None):
     with scope:
         for fold in folds:
             fold_model = build_from_config(config)
-            _load_weights(fold_model, fold_weights_path(model_dir, fold))
+            _load_weights(fold_model, model_folder.fold_weights_path(model_dir, fold))
             models[fold] = fold_model
     return models
 

@@ -10,8 +10,8 @@ completed by running it again with the same inputs.
 
 import collections
 import concurrent.futures
+import dataclasses
 import hashlib
-import io as pyio
 import json
 import logging
 import math
@@ -23,8 +23,10 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold
 
-from chimpact import extract, frames, io, records
+from chimpact import frames, labels, records, storage, window
 from chimpact.errors import InputError
+
+log = logging.getLogger(__name__)
 
 PLAN = "plan.json"
 GROUP_BY = ("video", "site")
@@ -35,69 +37,10 @@ _JPEG_QUALITY = 95
 _LISTED = 10
 
 
-def _where(path, line):
-    return f"{path} line {line}"
-
-
-def read_labels(labels_csv, subset):
-    """The validated label table (video_id, time, distance, line) and the file's sha256.
-
-    `line` is the row's line number in the file; the test subset's distance is NaN.
-    """
-    if not tf.io.gfile.exists(labels_csv):
-        raise InputError(f"{labels_csv}: file not found")
-    data = io.read_bytes(labels_csv)
-    table = pd.read_csv(pyio.BytesIO(data), dtype=str, keep_default_na=False)
-    needed = ["video_id", "time"] + (["distance"] if subset == "train" else [])
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{labels_csv}: missing columns {', '.join(missing)} (has {', '.join(table.columns)})"
-        )
-    if table.empty:
-        raise InputError(f"{labels_csv}: no rows")
-    lines = np.arange(len(table)) + 2
-    _check_column(labels_csv, table.video_id, lines, "video_id", lambda v: v.str.strip() == "",
-                  "is empty")
-    time = pd.to_numeric(table.time, errors="coerce")
-    _check_column(labels_csv, table.time, lines, "time", lambda _: ~np.isfinite(time),
-                  "is not a number")
-    _check_column(labels_csv, table.time, lines, "time", lambda _: time < 0, "is negative")
-    _check_column(labels_csv, table.time, lines, "time", lambda _: time != np.floor(time),
-                  "is not a whole number of seconds")
-    distance = pd.Series(np.nan, index=table.index)
-    if subset == "train":
-        distance = pd.to_numeric(table.distance, errors="coerce")
-        _check_column(labels_csv, table.distance, lines, "distance",
-                      lambda _: ~np.isfinite(distance), "is not a number")
-        _check_column(labels_csv, table.distance, lines, "distance", lambda _: distance < 0,
-                      "is negative")
-    labels = pd.DataFrame({
-        "video_id": table.video_id.str.strip(), "time": time.astype(np.int64),
-        "distance": distance.astype(np.float64), "line": lines,
-    })
-    duplicated = labels.duplicated(["video_id", "time"])
-    if duplicated.any():
-        row = labels[duplicated].iloc[0]
-        first = labels[(labels.video_id == row.video_id) & (labels.time == row.time)].line.iloc[0]
-        raise InputError(
-            f"{_where(labels_csv, row.line)}: duplicate (video_id, time) = "
-            f"({row.video_id}, {row.time}), first at line {first}"
-        )
-    return labels, hashlib.sha256(data).hexdigest()
-
-
-def _check_column(path, values, lines, name, is_bad, problem):
-    bad = np.asarray(is_bad(values), dtype=bool)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(f"{_where(path, lines[i])}: {name} {values.iloc[i]!r} {problem}")
-
-
 def read_videos(frames_dir):
     """{video_id: (n_frames, fps)} of the videos whose frames are complete in `frames_dir`."""
     path = frames.manifest_path(frames_dir)
-    if not tf.io.gfile.exists(path):
+    if not storage.exists(path):
         raise InputError(f"{path}: file not found: run create_frames.py first")
     manifest = frames.read_manifest(frames_dir)
     missing = [c for c in ("video_id", "n_frames", "fps", "status") if c not in manifest.columns]
@@ -112,43 +55,11 @@ def read_videos(frames_dir):
     }
 
 
-def read_decode_settings(frames_dir, video_ids):
-    """The decode settings (extract.DECODE_SETTINGS) and gamma rule of the frames of `video_ids`:
-    `labelled` (True: decided on the labelled frames of the `labels_csv` table, False: on the
-    median frame), the most common when they differ, with how many videos have them (`videos`)
-    and not (`other_videos`, unrecorded included); None when the frames manifest records none
-    (older frames folders)."""
-    path = frames.manifest_path(frames_dir)
-    manifest = frames.read_manifest(frames_dir)
-    if "settings" not in manifest.columns:
-        return None
-    rows = manifest[manifest.video_id.isin(set(video_ids))].drop_duplicates("video_id",
-                                                                            keep="last")
-    counts, tables = collections.Counter(), collections.defaultdict(collections.Counter)
-    for row in rows.itertuples():
-        if not isinstance(row.settings, str) or not row.settings.strip():
-            continue
-        try:
-            settings = extract.parse_settings(row.settings)
-        except ValueError:
-            raise InputError(f"{path}: video {row.video_id}: unreadable settings "
-                             f"{row.settings!r}: re-run create_frames.py") from None
-        key = tuple(settings.get(name) for name in (*extract.DECODE_SETTINGS, "labelled"))
-        counts[key] += 1
-        tables[key][getattr(row, "labels_csv", "") or ""] += 1
-    if not counts:
-        return None
-    values, n = counts.most_common(1)[0]
-    return {**dict(zip((*extract.DECODE_SETTINGS, "labelled"), values)),
-            "labels_csv": tables[values].most_common(1)[0][0], "videos": n,
-            "other_videos": len(rows) - n}
-
-
 def read_sites(metadata_csv, video_ids):
     """{video_id: site_id} from the challenge metadata table, for every video in `video_ids`."""
-    if not tf.io.gfile.exists(metadata_csv):
+    if not storage.exists(metadata_csv):
         raise InputError(f"{metadata_csv}: file not found")
-    table = io.read_csv(metadata_csv, dtype=str, keep_default_na=False)
+    table = storage.read_csv(metadata_csv, dtype=str, keep_default_na=False)
     missing = [c for c in ("video_id", "site_id") if c not in table.columns]
     if missing:
         raise InputError(f"{metadata_csv}: missing columns {', '.join(missing)}")
@@ -170,6 +81,24 @@ def _listing(names):
     return ", ".join(names[:_LISTED]) + more
 
 
+def given_folds(table, n_folds, labels_csv):
+    """The folds of a label table's own `fold` column, checked: each of 0..n_folds-1 used, none
+    other, and no video in two folds."""
+    unknown = table[~table.fold.between(0, n_folds - 1)]
+    if len(unknown):
+        row = unknown.iloc[0]
+        raise InputError(f"{labels_csv} line {row.line}: fold {row.fold} is not one of the "
+                         f"--n_folds={n_folds} folds 0..{n_folds - 1}")
+    folds_of = table.groupby("video_id").fold.nunique()
+    if (folds_of > 1).any():
+        raise InputError(f"{labels_csv}: video {folds_of[folds_of > 1].index[0]} is in more "
+                         "than one fold")
+    if table.fold.nunique() < n_folds:
+        raise InputError(f"{labels_csv}: folds {sorted(set(range(n_folds)) - set(table.fold))} "
+                         f"have no row (--n_folds={n_folds})")
+    return table.fold.to_numpy()
+
+
 def assign_folds(groups, n_folds):
     """The GroupKFold fold of each row given its group: deterministic, no group in two folds."""
     groups = np.asarray(groups)
@@ -182,34 +111,25 @@ def assign_folds(groups, n_folds):
     return folds
 
 
-def frame_window(time, fps, n_frames, frames_per_side, step):
-    """Frame indices at `time + d * step` seconds for d in -frames_per_side..frames_per_side,
-    clamped into the video, and how many of them were clamped."""
-    wanted = [frames.frame_index(time + d * step, fps)
-              for d in range(-frames_per_side, frames_per_side + 1)]
-    window = [min(max(i, 0), n_frames - 1) for i in wanted]
-    return window, sum(w != i for w, i in zip(window, wanted))
-
-
-def plan_examples(labels, videos, frames_per_side, step):
-    """Adds to each label row its frame window, clamped-frame count and whether its own
-    second lies outside the video."""
+def plan_examples(table, videos, frames_per_side, step):
+    """Adds to each label row its frame window (chimpact.window), clamped-frame count and
+    whether its own second lies outside the video."""
     windows, clamped, outside = [], [], []
-    for row in labels.itertuples():
+    for row in table.itertuples():
         n_frames, fps = videos[row.video_id]
-        window, n = frame_window(row.time, fps, n_frames, frames_per_side, step)
-        windows.append(window)
+        indices, n = window.frame_window(row.time, fps, n_frames, frames_per_side, step)
+        windows.append(indices)
         clamped.append(n)
         outside.append(not 0 <= frames.frame_index(row.time, fps) < n_frames)
-    return labels.assign(window=windows, clamped=clamped, target_clamped=outside)
+    return table.assign(window=windows, clamped=clamped, target_clamped=outside)
 
 
 def read_frame(frames_dir, video_id, index):
     """The JPEG bytes of a frame; InputError naming it when it is missing."""
     path = frames.frame_path(frames_dir, video_id, index)
     try:
-        return io.read_bytes(path)
-    except tf.errors.NotFoundError:
+        return storage.read_bytes(path)
+    except (FileNotFoundError, tf.errors.NotFoundError):
         raise InputError(f"{path}: frame missing though the frames manifest lists it") from None
 
 
@@ -292,7 +212,7 @@ def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None):
         serialized[i] = records.serialize_example(jpegs, row.distance, row.video_id, row.time,
                                                   row.fold)
         on_example()
-    tmp = io.temp_name(path)
+    tmp = storage.temp_name(path)
     with tf.io.TFRecordWriter(tmp) as writer:
         for example in serialized:
             writer.write(example)
@@ -302,94 +222,85 @@ def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None):
 def _prepare_out_dir(out_dir, fingerprint):
     """Keeps the shards of an interrupted run with the same plan; removes any other shards."""
     tf.io.gfile.makedirs(out_dir)
-    plan_path = io.join(out_dir, PLAN)
+    plan_path = storage.join(out_dir, PLAN)
     same = (tf.io.gfile.exists(plan_path)
-            and json.loads(io.read_text(plan_path)).get("fingerprint") == fingerprint)
+            and json.loads(storage.read_text(plan_path)).get("fingerprint") == fingerprint)
     for name in tf.io.gfile.listdir(out_dir):
         stale = not same and (records.is_shard_name(name) or name == records.MANIFEST)
-        if stale or (io.is_temporary(name) and records.is_shard_name(name.split(".tmp-")[0])):
-            tf.io.gfile.remove(io.join(out_dir, name))
+        if stale or (storage.is_temporary(name) and records.is_shard_name(name.split(".tmp-")[0])):
+            tf.io.gfile.remove(storage.join(out_dir, name))
     if not same:
-        io.atomic_write(plan_path, json.dumps({"fingerprint": fingerprint}) + "\n")
+        storage.atomic_write(plan_path, json.dumps({"fingerprint": fingerprint}) + "\n")
 
 
 def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_side=5, step=1,
                    n_folds=5, group_by="video", metadata_csv=None, image_size=None, shard_mb=150,
                    shards=None, workers=1, allow_missing=False, seed=SHUFFLE_SEED, progress=True):
-    """Writes the records of `labels_csv` to `out_dir` and returns the manifest.
+    """Writes the records of `labels_csv` to `out_dir` and returns their records.Manifest.
 
-    A finished output with the same inputs is left as is; an interrupted one is completed.
+    Training rows get GroupKFold folds by video or site, or those of the table's own `fold`
+    column when it has one. A finished output with the same inputs is left as is; an
+    interrupted one is completed.
     """
     _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,
                     shards, workers)
     if not tf.io.gfile.isdir(frames_dir):
         raise InputError(f"--frames_dir={frames_dir}: folder not found")
-    labels, labels_sha256 = read_labels(labels_csv, subset)
+    table, labels_sha256 = labels.read_labels(labels_csv, subset)
     videos = read_videos(frames_dir)
-    missing = sorted(set(labels.video_id) - set(videos))
+    missing = sorted(set(table.video_id) - set(videos))
     if missing and not allow_missing:
         raise InputError(
             f"{frames_dir}: no frames for {len(missing)} video(s) of {labels_csv}: "
             f"{_listing(missing)}; --allow_missing skips their rows"
         )
-    skipped = int(labels.video_id.isin(missing).sum())
-    labels = labels[~labels.video_id.isin(missing)]
-    if labels.empty:
+    skipped = int(table.video_id.isin(missing).sum())
+    table = table[~table.video_id.isin(missing)]
+    if table.empty:
         raise InputError(f"{labels_csv}: no row has frames in {frames_dir}")
 
-    if subset == "train":
-        groups = labels.video_id
+    train = subset == "train"
+    if train and "fold" in table.columns:
+        table = table.assign(fold=given_folds(table, n_folds, labels_csv))
+    elif train:
+        groups = table.video_id
         if group_by == "site":
-            groups = labels.video_id.map(read_sites(metadata_csv, labels.video_id))
-        labels = labels.assign(fold=assign_folds(groups, n_folds))
+            groups = table.video_id.map(read_sites(metadata_csv, table.video_id))
+        table = table.assign(fold=assign_folds(groups, n_folds))
     else:
-        labels = labels.assign(fold=-1)
-    examples = plan_examples(labels, videos, frames_per_side, step)
-    stored_frames = 2 * frames_per_side + 1
+        table = table.assign(fold=-1)
+    examples = plan_examples(table, videos, frames_per_side, step)
+    stored_frames = window.stored_frames(frames_per_side)
     common_size, frame_bytes, shapes = sample_frame_size(frames_dir, examples)
     image_size = tuple(image_size or common_size)
     scale = np.mean([image_size[0] * image_size[1] / (h * w) for h, w in shapes])
     plan = plan_shards(examples, subset, lambda n: shard_counts(
         n, stored_frames, frame_bytes * scale, shard_mb, shards), seed)
 
-    train = subset == "train"
-    manifest = {
-        "schema_version": records.SCHEMA_VERSION,
-        "subset": subset,
-        "frames_per_side": frames_per_side,
-        "step": step,
-        "stored_frames": stored_frames,
-        "image_size": list(image_size),
-        "n_folds": n_folds if train else None,
-        "group_by": group_by if train else None,
-        "order": {"shuffled": True, "seed": seed} if train else {"shuffled": False},
-        "examples": len(examples),
-        "examples_per_fold": {str(f): int(n) for f, n in
-                              examples.fold.value_counts().sort_index().items()} if train else {},
-        "shards": [{"file": name, "fold": fold, "examples": len(rows)}
-                   for name, fold, rows in plan],
-        "distances": sorted(examples.distance.unique().tolist()) if train else [],
-        "distance_counts": _distance_counts(examples) if train else {},
-        "labels_csv": str(labels_csv),
-        "labels_sha256": labels_sha256,
-        "frames_dir": str(frames_dir),
-        "frames": read_decode_settings(frames_dir, labels.video_id),
-        "clamped_frames": int(examples.clamped.sum()),
-        "clamped_examples": int((examples.clamped > 0).sum()),
-        "clamped_targets": int(examples.target_clamped.sum()),
-        "missing_videos": missing,
-        "skipped_rows": skipped,
-    }
-    frames_sha256 = hashlib.sha256(io.read_bytes(frames.manifest_path(frames_dir))).hexdigest()
-    manifest["fingerprint"] = hashlib.sha256(
-        (json.dumps(manifest, sort_keys=True) + frames_sha256).encode()).hexdigest()
-    return _write(out_dir, plan, manifest, frames_dir, workers, progress)
+    manifest = records.Manifest(
+        subset=subset, frames_per_side=frames_per_side, step=step,
+        image_size=tuple(int(v) for v in image_size),
+        shards=tuple(records.Shard(name, fold, len(rows)) for name, fold, rows in plan),
+        n_folds=n_folds if train else None, group_by=group_by if train else None,
+        shuffle_seed=seed if train else None,
+        distance_counts=_distance_counts(examples) if train else {},
+        labels_csv=str(labels_csv), labels_sha256=labels_sha256, frames_dir=str(frames_dir),
+        frames=frames.decode_settings(frames_dir, table.video_id),
+        clamped_frames=int(examples.clamped.sum()),
+        clamped_examples=int((examples.clamped > 0).sum()),
+        clamped_targets=int(examples.target_clamped.sum()),
+        missing_videos=tuple(missing), skipped_rows=skipped)
+    frames_sha256 = hashlib.sha256(storage.read_bytes(frames.manifest_path(frames_dir))).hexdigest()
+    fingerprint = hashlib.sha256((manifest.to_json() + frames_sha256).encode()).hexdigest()
+    return _write(out_dir, plan, dataclasses.replace(manifest, fingerprint=fingerprint),
+                  frames_dir, workers, progress)
 
 
 def _distance_counts(examples):
     """{fold: {distance: examples}}: the label histogram of each fold (what the training folds'
     median, and a fold's likeness to the whole, are computed from)."""
-    return {str(fold): {f"{d:g}": int(n) for d, n in rows.distance.value_counts().sort_index().items()}
+    return {int(fold): {f"{d:g}": int(n)
+                        for d, n in rows.distance.value_counts().sort_index().items()}
             for fold, rows in examples.groupby("fold", sort=True)}
 
 
@@ -413,17 +324,17 @@ def _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image
 
 def _write(out_dir, plan, manifest, frames_dir, workers, progress):
     """Writes the shards of `plan` not yet written, then the manifest."""
-    if tf.io.gfile.exists(records.manifest_path(out_dir)):
-        done = json.loads(io.read_text(records.manifest_path(out_dir)))
-        if done.get("fingerprint") == manifest["fingerprint"]:
-            logging.info("%s is already complete", out_dir)
-            return done
-    _prepare_out_dir(out_dir, manifest["fingerprint"])
-    pending = [(io.join(out_dir, name), rows) for name, _, rows in plan
-               if not tf.io.gfile.exists(io.join(out_dir, name))]
-    _write_shards(pending, frames_dir, manifest["image_size"], workers, progress)
+    if storage.exists(records.manifest_path(out_dir)):
+        done = json.loads(storage.read_text(records.manifest_path(out_dir)))
+        if done.get("fingerprint") == manifest.fingerprint:
+            log.info("%s is already complete", out_dir)
+            return records.read_manifest(out_dir)
+    _prepare_out_dir(out_dir, manifest.fingerprint)
+    pending = [(storage.join(out_dir, name), rows) for name, _, rows in plan
+               if not tf.io.gfile.exists(storage.join(out_dir, name))]
+    _write_shards(pending, frames_dir, manifest.image_size, workers, progress)
     records.write_manifest(out_dir, manifest)
-    tf.io.gfile.remove(io.join(out_dir, PLAN))
+    tf.io.gfile.remove(storage.join(out_dir, PLAN))
     return manifest
 
 

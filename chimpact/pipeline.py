@@ -54,9 +54,9 @@ def make_loader(manifest, volume_size, image_size=None):
 
     Frames are resized (with antialiasing) only when the stored size is not `image_size`.
     """
-    stored = tuple(manifest["image_size"])
+    stored = tuple(manifest.image_size)
     size = tuple(int(v) for v in image_size) if image_size else stored
-    parse = records.make_parser(manifest["stored_frames"], volume_size, stored)
+    parse = records.make_parser(manifest.stored_frames, volume_size, stored)
 
     def load(serialized):
         example = parse(serialized)
@@ -68,19 +68,10 @@ def make_loader(manifest, volume_size, image_size=None):
     return load
 
 
-def fold_examples(manifest, folds):
-    """Number of examples in `folds` according to the manifest."""
-    return sum(int(manifest["examples_per_fold"][str(f)]) for f in folds)
-
-
-def median_distance(manifest, folds):
-    """The median distance of the examples of `folds`, from the manifest's label counts."""
-    counts = {}
-    for fold in folds:
-        for distance, n in manifest["distance_counts"][str(fold)].items():
-            counts[float(distance)] = counts.get(float(distance), 0) + n
-    values = np.array(sorted(counts))
-    return float(np.median(np.repeat(values, [counts[v] for v in values])))
+def replica_batch_size(batch_size, replicas):
+    """`batch_size` rounded up to a multiple of `replicas`, so that every replica gets the same
+    static share of a padded prediction batch."""
+    return -(-batch_size // replicas) * replicas
 
 
 def train_steps(n_examples, batch_size, drop_remainder):
@@ -103,13 +94,13 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
     epoch and batches per replica.
     """
     manifest = records.read_manifest(tfrec_dir)
-    paths = records.shard_paths(tfrec_dir, folds)
+    paths = manifest.shard_paths(tfrec_dir, folds)
     load = make_loader(manifest, volume_size, image_size)
     pipelines, pipeline_id, replica_batch = 1, 0, batch_size
     if input_context is not None:
         pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         replica_batch = input_context.get_per_replica_batch_size(batch_size)
-    n_examples = fold_examples(manifest, folds)
+    n_examples = manifest.examples_in(folds)
     steps = train_steps(n_examples, batch_size, drop_remainder)
     # Every pipeline reads the same number of examples per epoch, so that no replica waits.
     per_pipeline = (steps * batch_size if drop_remainder else n_examples) // pipelines
@@ -147,7 +138,7 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
     """
     manifest = records.read_manifest(tfrec_dir)
     load = make_loader(manifest, volume_size, image_size)
-    n_examples = manifest["examples"] if folds is None else fold_examples(manifest, folds)
+    n_examples = manifest.examples_in(folds)
     n_batches = -(-n_examples // batch_size)
     weight = n_batches * batch_size / max(n_examples, 1)
 
@@ -155,7 +146,7 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
         example = load(serialized)
         return example["frames"], example["distance"], tf.constant(weight, tf.float32)
 
-    paths = records.shard_paths(tfrec_dir, folds)
+    paths = manifest.shard_paths(tfrec_dir, folds)
     examples = _ordered_records(paths).map(prepare, num_parallel_calls=AUTOTUNE,
                                            deterministic=True)
     padding = tf.data.Dataset.from_tensors(tf.nest.map_structure(
@@ -174,16 +165,9 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
 
 def read_keys(tfrec_dir, folds=None):
     """DataFrame (video_id, time, distance, fold) of the examples of `folds`, in the order of
-    make_eval_dataset. Decodes one frame per example, not the whole sequence."""
-    manifest = records.read_manifest(tfrec_dir)
-    parse = records.make_parser(manifest["stored_frames"], 1, tuple(manifest["image_size"]))
-
-    def keys(serialized):
-        example = parse(serialized)
-        return {name: example[name] for name in ("video_id", "time", "distance", "fold")}
-
+    make_eval_dataset. Decodes no frame."""
     paths = records.shard_paths(tfrec_dir, folds)
-    batches = _ordered_records(paths).map(keys, num_parallel_calls=AUTOTUNE,
+    batches = _ordered_records(paths).map(records.parse_keys, num_parallel_calls=AUTOTUNE,
                                           deterministic=True).batch(_KEY_BATCH)
     parts = [pd.DataFrame(batch) for batch in batches.as_numpy_iterator()]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
@@ -201,8 +185,8 @@ def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_
     of the replicas of `strategy` (default: the model's), so any batch size works on any number
     of replicas.
     """
-    replicas = (strategy or model.distribute_strategy).num_replicas_in_sync
-    batch_size = -(-batch_size // replicas) * replicas
+    batch_size = replica_batch_size(
+        batch_size, (strategy or model.distribute_strategy).num_replicas_in_sync)
     table = read_keys(tfrec_dir, folds)
     pred = np.zeros((0, len(outputs)))
     if len(table):

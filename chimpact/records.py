@@ -1,23 +1,26 @@
-"""The sequence TFRecord schema: the one module that knows its feature names.
+"""The sequence TFRecord schema and the records manifest: the one module that knows both.
 
-An example holds the JPEG bytes of `stored_frames = 2 * frames_per_side + 1` frames centred on a
+An example holds the JPEG bytes of `window.stored_frames(frames_per_side)` frames centred on a
 labelled second, its distance (NaN for the test subset), video_id, time and fold (-1 for test).
-A records folder holds shards named by subset and fold plus `manifest.json`, written last, so a
-folder without a manifest is incomplete.
+A records folder holds shards named by subset and fold plus `manifest.json` (a `Manifest`),
+written last, so a folder without a manifest is incomplete.
 """
 
+import dataclasses
 import json
 import re
 
+import numpy as np
 import tensorflow as tf
 
-from chimpact import io
+from chimpact import storage, window
 from chimpact.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 SUBSETS = ("train", "test")
 _SHARD_PATTERN = re.compile(r"^(?:train-fold(\d+)|test)-(\d{3})-of-(\d{3})\.tfrecord$")
+_AGAIN = "re-run create_tfrecords.py"
 
 
 def shard_name(subset, fold, index, count):
@@ -32,52 +35,144 @@ def is_shard_name(name):
     return bool(_SHARD_PATTERN.match(name))
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    file: str
+    fold: int | None  # None in the test subset
+    examples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What a records folder holds; chimpact.packing makes it, every later stage asks it."""
+
+    subset: str  # train | test
+    frames_per_side: int
+    step: int  # seconds between stored frames
+    image_size: tuple  # (height, width) of the stored frames
+    shards: tuple  # Shard, in reading order
+    n_folds: int | None = None
+    group_by: str | None = None  # video | site: what no two folds share
+    shuffle_seed: int | None = None  # each fold's examples in a random order drawn from it
+    distance_counts: dict = dataclasses.field(default_factory=dict)  # {fold: {metres: examples}}
+    labels_csv: str = ""
+    labels_sha256: str = ""
+    frames_dir: str = ""
+    frames: dict | None = None  # decode settings and gamma rule of the frames (packing)
+    clamped_frames: int = 0
+    clamped_examples: int = 0
+    clamped_targets: int = 0
+    missing_videos: tuple = ()
+    skipped_rows: int = 0
+    fingerprint: str = ""
+
+    @property
+    def stored_frames(self):
+        return window.stored_frames(self.frames_per_side)
+
+    @property
+    def examples(self):
+        return sum(shard.examples for shard in self.shards)
+
+    @property
+    def examples_per_fold(self):
+        """{fold: examples} of the training subset."""
+        counts = {}
+        for shard in self.shards:
+            if shard.fold is not None:
+                counts[shard.fold] = counts.get(shard.fold, 0) + shard.examples
+        return dict(sorted(counts.items()))
+
+    @property
+    def distances(self):
+        """The distinct label values, ascending."""
+        return sorted({float(d) for fold in self.distance_counts.values() for d in fold})
+
+    def check_folds(self, folds, tfrec_dir):
+        """InputError unless every fold of `folds` exists in these (training) records."""
+        unknown = sorted({int(f) for f in folds} - set(range(self.n_folds or 0)))
+        if unknown:
+            raise InputError(f"{tfrec_dir}: folds {unknown} do not exist (the records have "
+                             f"{self.n_folds} folds)")
+
+    def examples_in(self, folds=None):
+        """Examples of `folds` (all of them when None)."""
+        return self.examples if folds is None else sum(self.examples_per_fold.get(int(f), 0)
+                                                       for f in folds)
+
+    def median_distance(self, folds):
+        """The median label of the examples of `folds`."""
+        counts = {}
+        for fold in folds:
+            for distance, n in self.distance_counts[int(fold)].items():
+                counts[float(distance)] = counts.get(float(distance), 0) + n
+        values = sorted(counts)
+        return float(np.median(np.repeat(values, [counts[v] for v in values])))
+
+    def shard_paths(self, tfrec_dir, folds=None):
+        """Paths of the shards of `folds` (all when None; the test subset has no folds)."""
+        if folds is None or self.subset == "test":
+            return [storage.join(tfrec_dir, shard.file) for shard in self.shards]
+        self.check_folds(folds, tfrec_dir)
+        wanted = {int(f) for f in folds}
+        return [storage.join(tfrec_dir, shard.file) for shard in self.shards
+                if shard.fold in wanted]
+
+    def to_json(self):
+        """manifest.json's text: the fields, plus what they imply, for whoever reads it."""
+        fields = dataclasses.asdict(self)
+        fields["distance_counts"] = {str(f): counts for f, counts in self.distance_counts.items()}
+        return json.dumps({"schema_version": SCHEMA_VERSION, **fields,
+                           "stored_frames": self.stored_frames, "examples": self.examples,
+                           "examples_per_fold": {str(f): n for f, n in
+                                                 self.examples_per_fold.items()},
+                           "distances": self.distances}, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text, path):
+        """The manifest in `text` (read from `path`); InputError naming what is wrong."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}): {_AGAIN}")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise InputError(f"{path}: schema_version {data.get('schema_version')} is not "
+                             f"{SCHEMA_VERSION}: {_AGAIN}")
+        names = {field.name for field in dataclasses.fields(cls)}
+        required = [field.name for field in dataclasses.fields(cls)
+                    if field.default is dataclasses.MISSING]
+        lacking = [name for name in required if name not in data]
+        if lacking:
+            raise InputError(f"{path}: lacks {', '.join(lacking)}: {_AGAIN}")
+        fields = {name: value for name, value in data.items() if name in names}
+        return cls(**{**fields, "image_size": tuple(fields["image_size"]),
+                      "shards": tuple(Shard(**shard) for shard in fields["shards"]),
+                      "missing_videos": tuple(fields.get("missing_videos", ())),
+                      "distance_counts": {int(f): counts for f, counts in
+                                          fields.get("distance_counts", {}).items()}})
+
+
 def manifest_path(tfrec_dir):
-    return io.join(tfrec_dir, MANIFEST)
+    return storage.join(tfrec_dir, MANIFEST)
 
 
 def write_manifest(tfrec_dir, manifest):
     """Writes manifest.json atomically; call it after every shard is complete."""
-    io.atomic_write(manifest_path(tfrec_dir), json.dumps(manifest, indent=1) + "\n")
+    storage.atomic_write(manifest_path(tfrec_dir), manifest.to_json())
 
 
 def read_manifest(tfrec_dir):
-    """The manifest of a complete records folder; InputError when it is missing."""
+    """The Manifest of a complete records folder; InputError when it is missing or unreadable."""
     path = manifest_path(tfrec_dir)
-    if not tf.io.gfile.exists(path):
-        raise InputError(
-            f"{tfrec_dir}: no {MANIFEST}, the records are missing or incomplete: "
-            "re-run create_tfrecords.py"
-        )
-    try:
-        manifest = json.loads(io.read_text(path))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}): "
-                         "re-run create_tfrecords.py") from e
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(
-            f"{path}: schema_version {manifest.get('schema_version')} is not "
-            f"{SCHEMA_VERSION}: re-run create_tfrecords.py"
-        )
-    return manifest
+    if not storage.exists(path):
+        raise InputError(f"{tfrec_dir}: no {MANIFEST}, the records are missing or incomplete: "
+                         f"{_AGAIN}")
+    return Manifest.from_json(storage.read_text(path), path)
 
 
 def shard_paths(tfrec_dir, folds=None):
-    """Paths of the shards of `folds` (all shards when None; the test subset has no folds)."""
-    manifest = read_manifest(tfrec_dir)
-    wanted = None if folds is None or manifest["subset"] == "test" else {int(f) for f in folds}
-    if wanted is not None:
-        unknown = wanted - set(range(manifest["n_folds"]))
-        if unknown:
-            raise InputError(
-                f"{tfrec_dir}: folds {sorted(unknown)} do not exist "
-                f"(the records have {manifest['n_folds']} folds)"
-            )
-    return [
-        io.join(tfrec_dir, shard["file"])
-        for shard in manifest["shards"]
-        if wanted is None or shard["fold"] in wanted
-    ]
+    """Paths of the shards of `folds` of the records in `tfrec_dir` (see Manifest.shard_paths)."""
+    return read_manifest(tfrec_dir).shard_paths(tfrec_dir, folds)
 
 
 def _bytes_feature(values):
@@ -96,25 +191,27 @@ def serialize_example(frames, distance, video_id, time, fold):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+_KEY_SPEC = {
+    "distance": tf.io.FixedLenFeature([], tf.float32),
+    "video_id": tf.io.FixedLenFeature([], tf.string),
+    "time": tf.io.FixedLenFeature([], tf.int64),
+    "fold": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def parse_keys(serialized):
+    """A serialized example's video_id, time, distance and fold, its frames left alone."""
+    return tf.io.parse_single_example(serialized, _KEY_SPEC)
+
+
 def make_parser(stored_frames, volume_size, image_size=None):
     """A function from a serialized example (scalar tf.string) to a dict of tensors.
 
     Only the `volume_size` centred frames are decoded: frames is uint8 [volume_size, H, W, 3],
     with a static H, W when `image_size` (height, width) is given, as TPUs need.
     """
-    if volume_size < 1 or volume_size % 2 == 0 or volume_size > stored_frames:
-        raise InputError(
-            f"--volume_size={volume_size}: must be odd and at most the {stored_frames} "
-            "frames stored per example"
-        )
-    features = {
-        "frames": tf.io.FixedLenFeature([stored_frames], tf.string),
-        "distance": tf.io.FixedLenFeature([], tf.float32),
-        "video_id": tf.io.FixedLenFeature([], tf.string),
-        "time": tf.io.FixedLenFeature([], tf.int64),
-        "fold": tf.io.FixedLenFeature([], tf.int64),
-    }
-    first = (stored_frames - volume_size) // 2
+    first = window.centre(stored_frames, volume_size)
+    features = {"frames": tf.io.FixedLenFeature([stored_frames], tf.string), **_KEY_SPEC}
 
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, features)
@@ -144,9 +241,9 @@ def read_examples(path):
 def describe(tfrec_dir):
     """Lines describing a records folder: its manifest, then one decoded example per shard."""
     manifest = read_manifest(tfrec_dir)
-    yield json.dumps(manifest, indent=1)
-    parse = make_parser(manifest["stored_frames"], manifest["stored_frames"])
-    for path in shard_paths(tfrec_dir):
+    yield manifest.to_json().rstrip()
+    parse = make_parser(manifest.stored_frames, manifest.stored_frames)
+    for path in manifest.shard_paths(tfrec_dir):
         for serialized in tf.data.TFRecordDataset(path).take(1):
             example = parse(serialized)
             yield (

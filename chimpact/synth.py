@@ -27,10 +27,9 @@ import sys
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 import tqdm
 
-from chimpact import io
+from chimpact import storage
 from chimpact.errors import InputError
 from chimpact.video import ffmpeg_binary
 
@@ -363,7 +362,7 @@ def encode_mp4(chunks, width, height, fps, path):
 
     Frames are piped while they are rendered, so ffmpeg encodes on one core as numpy draws on another.
     """
-    with io.local_dir() as tmp:
+    with storage.local_dir() as tmp:
         local, log = os.path.join(tmp, "video.mp4"), os.path.join(tmp, "ffmpeg.log")
         command = [
             ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-y",
@@ -387,7 +386,7 @@ def encode_mp4(chunks, width, height, fps, path):
                 message = f.read().decode(errors="replace").strip()
             raise RuntimeError(f"ffmpeg failed writing {path}: {message}")
         with open(local, "rb") as f:
-            io.atomic_write(path, f.read())
+            storage.atomic_write(path, f.read())
 
 
 def _metadata_row(plan, camera, time_s, fps, rng):
@@ -447,29 +446,29 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
                   min_duration_s=min_duration_s, max_duration_s=max_duration_s)
     if (low, high) != ANIMAL_HEIGHT_M:  # worlds written before the option keep their world.json
         params["animal_height_m"] = [low, high]
-    params_path = io.join(out_dir, "world.json")
-    if tf.io.gfile.exists(params_path):
-        existing = json.loads(io.read_text(params_path))
+    params_path = storage.join(out_dir, "world.json")
+    if storage.exists(params_path):
+        existing = json.loads(storage.read_text(params_path))
         if existing != params:
             raise InputError(f"{params_path}: {out_dir} holds another world ({existing}); "
                              "use a new --out_dir")
-    video_dir = io.join(out_dir, "videos")
-    tf.io.gfile.makedirs(video_dir)
-    io.atomic_write(params_path, json.dumps(params, indent=1, sort_keys=True))
+    video_dir = storage.join(out_dir, "videos")
+    storage.makedirs(video_dir)
+    storage.atomic_write(params_path, json.dumps(params, indent=1, sort_keys=True))
 
     plans = plan_world(n_videos, seed, fps, n_sites=n_sites, test_fraction=test_fraction,
                        overexposed_fraction=overexposed_fraction, min_duration_s=min_duration_s,
                        max_duration_s=max_duration_s, animal_height_m=(low, high))
     backgrounds = {}
-    todo = [p for p in plans if not tf.io.gfile.exists(io.join(video_dir, p.video_id))]
+    todo = [p for p in plans if not storage.exists(storage.join(video_dir, p.video_id))]
     for plan in tqdm.tqdm(todo, desc="synthetic videos", unit="video", disable=not progress):
         site_id = plan.site.site_id
         if site_id not in backgrounds:
             backgrounds[site_id] = site_background(plan.site, width, height)
         chunks = render_frames(plan, width, height, fps, background=backgrounds[site_id])
-        encode_mp4(chunks, width, height, fps, io.join(video_dir, plan.video_id))
+        encode_mp4(chunks, width, height, fps, storage.join(video_dir, plan.video_id))
     for name, table in world_tables(plans, width, height, fps, seed).items():
-        io.write_csv(table, io.join(out_dir, name))
+        storage.write_csv(table, storage.join(out_dir, name))
     return plans
 
 

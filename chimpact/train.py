@@ -2,11 +2,7 @@
 
 For each fold: Adam, MAE loss, RMSE metric, the learning rate halved after 3 epochs without
 val_loss improvement, the best epoch's weights kept, and the validation fold predicted
-(out-of-fold). Layout of `out_dir` (local or gs://):
-
-    config.json  flags.txt  oof.csv  scores.json  logs/fold{f}/ (TensorBoard)
-    fold{f}/best.weights.h5  fold{f}/history.csv  fold{f}/oof.csv (written last: fold done)
-    fold{f}/checkpoint.npz   the fold's whole training state (chimpact.checkpoint), until done
+(out-of-fold), into a model folder (chimpact.model_folder, local or gs://).
 
 After every epoch the chief writes, in this order: the weights of a new best epoch under a name
 of their own (best-e{epoch}.weights.h5), the checkpoint (the commit point), then renames the new
@@ -19,6 +15,7 @@ Under MultiWorkerMirroredStrategy every worker restores from `out_dir`, which mu
 
 import contextlib
 import json
+import logging
 import math
 import re
 
@@ -26,15 +23,12 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import augment, checkpoint, io, model, pipeline, records
+from chimpact import (augment, checkpoint, model, model_folder, pipeline, records, storage,
+                      window)
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
 
-HISTORY = "history.csv"
-OOF = "oof.csv"
-SCORES = "scores.json"
-FLAGS_FILE = "flags.txt"
-CHECKPOINT = "checkpoint.npz"
+log = logging.getLogger(__name__)
 JIT_COMPILE = ("auto", True, False)
 LR_FACTOR = 0.5
 LR_PATIENCE = 3
@@ -51,18 +45,13 @@ _FIXED_KEYS = ("backbone", "weights", "volume_size", "image_size", "lstm_units",
 def check_records(manifest, tfrec_dir, volume_size, step=None):
     """InputError unless the records are a training set serving `volume_size` frames at `step`,
     raised before anything is written."""
-    if manifest["subset"] != "train":
-        raise InputError(f"{tfrec_dir}: holds the {manifest['subset']} subset; training needs "
+    if manifest.subset != "train":
+        raise InputError(f"{tfrec_dir}: holds the {manifest.subset} subset; training needs "
                          "records made with create_tfrecords.py --subset=train")
-    if step is not None and step != manifest["step"]:
-        raise InputError(f"--step={step}: {tfrec_dir} stores frames {manifest['step']} s apart; "
+    if step is not None and step != manifest.step:
+        raise InputError(f"--step={step}: {tfrec_dir} stores frames {manifest.step} s apart; "
                          f"make records with create_tfrecords.py --step={step}")
-    # The parser refuses (InputError naming --volume_size) a volume the records cannot serve.
-    records.make_parser(manifest["stored_frames"], volume_size)
-
-
-def fold_dir(out_dir, fold):
-    return io.join(out_dir, f"fold{fold}")
+    window.centre(manifest.stored_frames, volume_size)  # InputError naming --volume_size
 
 
 def _scores(oof):
@@ -77,7 +66,7 @@ def score_table(oof):
 
 
 def _read_csv(path):
-    return io.read_csv(path, keep_default_na=False, dtype={"video_id": str})
+    return storage.read_csv(path, keep_default_na=False, dtype={"video_id": str})
 
 
 class PlateauHalving(keras.callbacks.Callback):
@@ -113,7 +102,7 @@ class PlateauHalving(keras.callbacks.Callback):
 
 def _candidate_path(directory, epoch):
     """Where a new best epoch's weights wait until the checkpoint that records them is written."""
-    return io.join(directory, f"best-e{epoch:04d}.weights.h5")
+    return storage.join(directory, f"best-e{epoch:04d}.weights.h5")
 
 
 class FoldCheckpoint(keras.callbacks.Callback):
@@ -137,13 +126,15 @@ class FoldCheckpoint(keras.callbacks.Callback):
         if improved:
             self.best_epoch, self.best = epoch, logs["val_loss"]
             model.save_weights(self.model, _candidate_path(self.directory, epoch))
-        checkpoint.save(io.join(self.directory, CHECKPOINT), self.model, {
+        checkpoint.save(storage.join(self.directory, model_folder.CHECKPOINT), self.model, {
             "epoch": epoch + 1, "rows": self.rows, "best_epoch": self.best_epoch,
             "best_val_loss": self.best})
         if improved:
             tf.io.gfile.rename(_candidate_path(self.directory, epoch),
-                               io.join(self.directory, model.BEST_WEIGHTS), overwrite=True)
-        io.write_csv(pd.DataFrame(self.rows), io.join(self.directory, HISTORY))
+                               storage.join(self.directory, model_folder.BEST_WEIGHTS),
+                               overwrite=True)
+        storage.write_csv(pd.DataFrame(self.rows),
+                          storage.join(self.directory, model_folder.HISTORY))
 
 
 def _settle(directory, progress):
@@ -153,14 +144,16 @@ def _settle(directory, progress):
         return
     for name in tf.io.gfile.listdir(directory):
         match = _CANDIDATE.match(name)
-        path = io.join(directory, name)
+        path = storage.join(directory, name)
         if match and progress and int(match[1]) == progress["best_epoch"]:
-            tf.io.gfile.rename(path, io.join(directory, model.BEST_WEIGHTS), overwrite=True)
-        elif match or io.is_temporary(name) or (
-                progress is None and name in (model.BEST_WEIGHTS, HISTORY)):
+            tf.io.gfile.rename(path, storage.join(directory, model_folder.BEST_WEIGHTS),
+                               overwrite=True)
+        elif match or storage.is_temporary(name) or (
+                progress is None and name in (model_folder.BEST_WEIGHTS, model_folder.HISTORY)):
             tf.io.gfile.remove(path)
     if progress:
-        io.write_csv(pd.DataFrame(progress["rows"]), io.join(directory, HISTORY))
+        storage.write_csv(pd.DataFrame(progress["rows"]),
+                          storage.join(directory, model_folder.HISTORY))
 
 
 def _compiled_model(settings, output_bias=0.0):
@@ -179,8 +172,8 @@ def _compiled_model(settings, output_bias=0.0):
 def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
     """Trains one fold (resuming it from its checkpoint) and writes its out-of-fold predictions.
     Returns whether its training graphs were compiled with XLA (None when nothing was left)."""
-    directory = fold_dir(out_dir, fold)
-    path = io.join(directory, CHECKPOINT)
+    directory = model_folder.fold_dir(out_dir, fold)
+    path = storage.join(directory, model_folder.CHECKPOINT)
     chief = strategies.is_chief(strategy)
     progress, arrays = checkpoint.load(path)
     if chief:
@@ -188,10 +181,10 @@ def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
     start_epoch = progress["epoch"] if progress else 0
     xla = None
     if start_epoch >= settings["epochs"]:
-        print(f"fold {fold}: all {start_epoch} epochs already trained")
+        log.info("fold %d: all %d epochs already trained", fold, start_epoch)
     else:
         if start_epoch:
-            print(f"fold {fold}: resuming at epoch {start_epoch + 1}")
+            log.info("fold %d: resuming at epoch %d", fold, start_epoch + 1)
         xla = _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose)
     if chief:
         _predict_fold(settings, tfrec_dir, out_dir, fold, strategy)
@@ -202,7 +195,7 @@ def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
 def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose):
     """Trains one fold from the checkpointed `progress` (None: from scratch) to the last epoch."""
     chief = strategies.is_chief(strategy)
-    directory = fold_dir(out_dir, fold)
+    directory = model_folder.fold_dir(out_dir, fold)
     progress = progress or {"epoch": 0, "rows": [], "best_epoch": None,
                             "best_val_loss": math.inf}
     start_epoch = progress["epoch"]
@@ -214,9 +207,9 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
     # Multi-replica training needs equal static batches on every replica (TPUs above all).
     drop_remainder = strategy.num_replicas_in_sync > 1
     manifest = records.read_manifest(tfrec_dir)
-    steps = pipeline.train_steps(pipeline.fold_examples(manifest, train_folds),
-                                 settings["batch_size"], drop_remainder)
-    output_bias = (pipeline.median_distance(manifest, train_folds)
+    steps = pipeline.train_steps(manifest.examples_in(train_folds), settings["batch_size"],
+                                 drop_remainder)
+    output_bias = (manifest.median_distance(train_folds)
                    if settings["output_bias"] == "median" else 0.0)
 
     def train_dataset(input_context):
@@ -228,17 +221,17 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
     with strategy.scope():
         network = _compiled_model(settings, output_bias)
         if arrays is not None:
-            checkpoint.restore(network, arrays, io.join(directory, CHECKPOINT))
-    print(f"fold {fold}: epochs {start_epoch + 1}-{settings['epochs']}, "
-          f"{strategy.num_replicas_in_sync} replica(s), XLA {'on' if network.jit_compile else 'off'}, "
-          f"{settings['mixed_precision']} precision")
+            checkpoint.restore(network, arrays, storage.join(directory, model_folder.CHECKPOINT))
+    log.info("fold %d: epochs %d-%d, %d replica(s), XLA %s, %s precision", fold, start_epoch + 1,
+             settings["epochs"], strategy.num_replicas_in_sync,
+             "on" if network.jit_compile else "off", settings["mixed_precision"])
     val = pipeline.make_eval_dataset(tfrec_dir, [fold], settings["volume_size"],
                                      settings["image_size"], settings["batch_size"])
     # Halving first, so that the checkpoint holds the rate the next epoch starts with.
     callbacks = [PlateauHalving([row["val_loss"] for row in progress["rows"]])]
     if chief:
         callbacks += [FoldCheckpoint(directory, progress),
-                      keras.callbacks.TensorBoard(io.join(out_dir, "logs", f"fold{fold}"))]
+                      keras.callbacks.TensorBoard(storage.join(out_dir, "logs", f"fold{fold}"))]
     network.fit(strategy.distribute_datasets_from_function(train_dataset),
                 epochs=settings["epochs"], initial_epoch=start_epoch, steps_per_epoch=steps,
                 validation_data=val, callbacks=callbacks, shuffle=False, verbose=verbose)
@@ -248,8 +241,8 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
 def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
     """Predicts the validation fold with its best weights, under the training precision and
     XLA setting; the fold's oof.csv marks it done."""
-    directory = fold_dir(out_dir, fold)
-    best = model.fold_weights_path(out_dir, fold)
+    directory = model_folder.fold_dir(out_dir, fold)
+    best = model_folder.fold_weights_path(out_dir, fold)
     if not tf.io.gfile.exists(best):
         raise InputError(f"fold {fold}: no epoch gave a finite val_loss; nothing to keep")
     # Under several workers, the chief predicts alone with a model outside the strategy.
@@ -261,11 +254,11 @@ def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
     oof = pipeline.predict(network, tfrec_dir, [fold], settings["volume_size"],
                            settings["image_size"], settings["batch_size"],
                            None if local else strategy)
-    io.write_csv(oof[["video_id", "time", "distance", "pred", "fold"]],
-                 io.join(directory, OOF))
+    storage.write_csv(oof[["video_id", "time", "distance", "pred", "fold"]],
+                 storage.join(directory, model_folder.OOF))
     scores = _scores(oof)
-    print(f"fold {fold}: val MAE {scores['mae']:.4f} RMSE {scores['rmse']:.4f} "
-          f"({len(oof)} examples)")
+    log.info("fold %d: val MAE %.4f RMSE %.4f (%d examples)", fold, scores["mae"],
+             scores["rmse"], len(oof))
 
 
 def _check_settings(settings, folds, strategy):
@@ -298,16 +291,12 @@ def _check_settings(settings, folds, strategy):
                          f"{settings['n_folds']} folds)")
 
 
-def _write_config(out_dir, settings):
-    io.atomic_write(io.join(out_dir, model.CONFIG), json.dumps(settings, indent=1) + "\n")
-
-
 def _merge_config(out_dir, settings):
     """The settings to record, keeping the folds trained earlier; InputError on a mismatch."""
-    path = io.join(out_dir, model.CONFIG)
+    path = storage.join(out_dir, model_folder.CONFIG)
     if not tf.io.gfile.exists(path):
         return settings
-    previous = model.read_config(out_dir)
+    previous = model_folder.read_config(out_dir)
     for key in _FIXED_KEYS:
         if previous.get(key) != settings[key]:
             raise InputError(f"{path}: this folder was trained with {key}={previous.get(key)}, "
@@ -330,18 +319,18 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
     strategy = strategy or tf.distribute.get_strategy()
     manifest = records.read_manifest(tfrec_dir)
     check_records(manifest, tfrec_dir, volume_size, step)
-    folds = list(range(manifest["n_folds"])) if folds is None else [int(f) for f in folds]
+    folds = list(range(manifest.n_folds)) if folds is None else [int(f) for f in folds]
     settings = {
         "backbone": backbone, "weights": weights, "volume_size": volume_size,
-        "image_size": [int(v) for v in image_size or manifest["image_size"]],
+        "image_size": [int(v) for v in image_size or manifest.image_size],
         "lstm_units": lstm_units, "dense_units": dense_units,
-        "frames_per_side": manifest["frames_per_side"], "step": manifest["step"],
-        "n_folds": manifest["n_folds"], "folds": [], "epochs": epochs,
+        "frames_per_side": manifest.frames_per_side, "step": manifest.step,
+        "n_folds": manifest.n_folds, "folds": [], "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "aug": aug, "aug_prob": aug_prob, "seed": seed,
         "mixed_precision": mixed_precision, "output_bias": output_bias,
         "jit_compile": jit_compile, "xla": None,
         "replicas": strategy.num_replicas_in_sync, "tfrec_dir": str(tfrec_dir),
-        "labels_sha256": manifest.get("labels_sha256"), "frames": manifest.get("frames"),
+        "labels_sha256": manifest.labels_sha256, "frames": manifest.frames,
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
     _check_settings(settings, folds, strategy)
@@ -349,33 +338,36 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
     chief = strategies.is_chief(strategy)
     if chief:
         tf.io.gfile.makedirs(out_dir)
-        _write_config(out_dir, settings)
+        model_folder.write_config(out_dir, settings)
         if flags_text is not None:
-            io.atomic_write(io.join(out_dir, FLAGS_FILE), flags_text)
+            storage.atomic_write(storage.join(out_dir, model_folder.FLAGS_FILE), flags_text)
 
     for fold in folds:
-        directory = fold_dir(out_dir, fold)
-        if tf.io.gfile.exists(io.join(directory, OOF)):
-            print(f"fold {fold}: already trained, skipped")
-            if chief and tf.io.gfile.exists(io.join(directory, CHECKPOINT)):
-                tf.io.gfile.remove(io.join(directory, CHECKPOINT))  # killed before removing it
+        directory = model_folder.fold_dir(out_dir, fold)
+        if tf.io.gfile.exists(storage.join(directory, model_folder.OOF)):
+            log.info("fold %d: already trained, skipped", fold)
+            if chief and tf.io.gfile.exists(storage.join(directory, model_folder.CHECKPOINT)):
+                # killed before removing it
+                tf.io.gfile.remove(storage.join(directory, model_folder.CHECKPOINT))
         else:
             xla = train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose)
             settings["xla"] = settings["xla"] if xla is None else xla
         if chief:
             settings["folds"] = sorted(set(settings["folds"]) | {fold})
-            _write_config(out_dir, settings)
+            model_folder.write_config(out_dir, settings)
     return write_scores(out_dir, settings["folds"]) if chief else None
 
 
 def write_scores(out_dir, folds):
     """Gathers the folds' predictions into oof.csv and scores.json; returns the scores."""
-    parts = [_read_csv(io.join(fold_dir(out_dir, f), OOF)) for f in folds]
+    parts = [_read_csv(storage.join(model_folder.fold_dir(out_dir, f), model_folder.OOF))
+             for f in folds]
     oof = pd.concat(parts, ignore_index=True)
-    io.write_csv(oof, io.join(out_dir, OOF))
+    storage.write_csv(oof, storage.join(out_dir, model_folder.OOF))
     scores = score_table(oof)
-    io.atomic_write(io.join(out_dir, SCORES), json.dumps(scores, indent=1) + "\n")
-    print(f"{out_dir}: out-of-fold MAE {scores['overall']['mae']:.4f} "
-          f"RMSE {scores['overall']['rmse']:.4f} over folds {folds}")
+    storage.atomic_write(storage.join(out_dir, model_folder.SCORES),
+                         json.dumps(scores, indent=1) + "\n")
+    log.info("%s: out-of-fold MAE %.4f RMSE %.4f over folds %s", out_dir,
+             scores["overall"]["mae"], scores["overall"]["rmse"], folds)
     return scores
 

@@ -27,7 +27,7 @@ import imageio_ffmpeg
 import numpy as np
 import tensorflow as tf
 
-from chimpact import io
+from chimpact import storage
 from chimpact.errors import InputError
 
 GAMMA_MODES = ("auto", "on", "off")
@@ -79,13 +79,13 @@ class DecodeOptions:
 
 
 def parse_size(text):
-    """'640x360' -> (640, 360); '' or None -> None (native size)."""
+    """'640x360' -> (640, 360); '512' -> (512, 512); '' or None -> None (native size)."""
     if not text:
         return None
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match or not all(int(v) > 0 for v in match.groups()):
-        raise InputError(f"--size={text!r} must be WIDTHxHEIGHT, e.g. 640x360")
-    return int(match[1]), int(match[2])
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(text))
+    if not match or not all(int(v) > 0 for v in match.groups() if v):
+        raise InputError(f"--size={text!r} must be WIDTHxHEIGHT, e.g. 640x360, or one SIZE")
+    return int(match[1]), int(match[2] or match[1])
 
 
 def white_ratio(frame, threshold):
@@ -152,7 +152,7 @@ def _local_video(path):
     """A local copy of `path`, after checks that give clearer reasons than ffmpeg would."""
     with contextlib.ExitStack() as stack:
         try:
-            local = stack.enter_context(io.local_copy(path))
+            local = stack.enter_context(storage.local_copy(path))
         except (OSError, tf.errors.OpError) as e:
             raise VideoError(path, f"cannot copy: {one_line(e)}") from e
         if os.path.isdir(local):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import augment, checkpoint, infer, io, model, train
+from chimpact import augment, checkpoint, infer, model_folder, storage, train
 from model_checks import TINY, finish, last_json_line, start_python
 from sequence_records import write_records
 
@@ -95,19 +95,19 @@ def test_bfloat16_folder_predicts_its_oof_rows_as_training_did(tmp_path):
                 mixed_precision="mixed_bfloat16", verbose=0, **TINY)
     oof = pd.read_csv(out / "oof.csv")
     infer.run(str(out), oof=True, batch_size=3)
-    again = oof.merge(pd.read_csv(out / infer.OOF_TTA), on=["video_id", "time"],
+    again = oof.merge(pd.read_csv(out / model_folder.OOF_TTA), on=["video_id", "time"],
                       suffixes=("", "_infer"))
     assert len(again) == len(oof) == 19
     np.testing.assert_allclose(again.pred_infer, again.pred, atol=1e-5)
 
-    # The same weights predicted in float32 (what run_infer.py did before) differ: the test
-    # would see a precision mismatch.
+    # The same weights predicted in float32 (what run_infer.py did before) differ by ten times
+    # the tolerance above: the test would see a precision mismatch.
     shutil.copytree(out, tmp_path / "f32")
-    config = model.read_config(str(out))
-    io.atomic_write(str(tmp_path / "f32" / model.CONFIG),
+    config = model_folder.read_config(str(out))
+    storage.atomic_write(str(tmp_path / "f32" / model_folder.CONFIG),
                     json.dumps({**config, "mixed_precision": "none"}))
     float32 = infer.predict_oof(str(tmp_path / "f32"))
-    assert np.abs(float32.pred.to_numpy() - oof.pred.to_numpy()).max() > 1e-3
+    assert np.abs(float32.pred.to_numpy() - oof.pred.to_numpy()).max() > 1e-4
 
 
 class Killed(Exception):
@@ -115,7 +115,7 @@ class Killed(Exception):
 
 
 @pytest.mark.slow
-def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypatch, capsys):
+def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypatch, caplog):
     write_records(tmp_path / "rec", (6, 6))
     run = dict(tfrec_dir=tmp_path / "rec", out_dir=tmp_path / "fp16", folds=[0], batch_size=4,
                mixed_precision="mixed_float16", verbose=0, **TINY)
@@ -127,9 +127,9 @@ def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypa
     with pytest.raises(Killed):
         train.train(epochs=1, **run)
     monkeypatch.undo()
-    progress, arrays = checkpoint.load(str(tmp_path / "fp16" / "fold0" / train.CHECKPOINT))
+    progress, arrays = checkpoint.load(str(tmp_path / "fp16" / "fold0" / model_folder.CHECKPOINT))
     assert progress["epoch"] == 1
-    settings = {**model.read_config(str(tmp_path / "fp16")), "lr": 1e-3}
+    settings = {**model_folder.read_config(str(tmp_path / "fp16")), "lr": 1e-3}
     network = train._compiled_model(settings)
     assert isinstance(network.optimizer, keras.optimizers.LossScaleOptimizer)
     network.optimizer.build(network.trainable_variables)
@@ -139,9 +139,9 @@ def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypa
                  if v.path.endswith("dynamic_scale"))
     assert arrays[saved[scale]] > 1  # the dynamic loss scale, starting at 2**15
 
-    capsys.readouterr()
+    caplog.set_level("INFO")
     scores = train.train(epochs=2, **run)
-    assert "fold 0: resuming at epoch 2" in capsys.readouterr().out
+    assert "fold 0: resuming at epoch 2" in caplog.messages
     history = pd.read_csv(tmp_path / "fp16" / "fold0" / "history.csv")
     assert list(history.epoch) == [0, 1] and np.isfinite(history.loss).all()
     assert np.isfinite(scores["overall"]["mae"])

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from chimpact import ensemble
 from chimpact.errors import InputError
+from model_checks import python_output
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LABELS = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 13.5, 20.0, 25.0])
@@ -262,6 +263,15 @@ def test_misaligned_oof_rows_are_one_line_errors(tmp_path, change, message):
         ensemble.run_ensemble(dirs, str(tmp_path / "out"))
     assert "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ensemble_imports_neither_tensorflow_nor_keras():
+    out = python_output("""
+        import sys
+        import chimpact.ensemble
+        print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+        """)
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """create_frames.py: which picture each frame shows, gamma rules, bad inputs, resume, gfile."""
 
 import dataclasses
-import io as pyio
+import io
 import math
 import os
 import shutil
@@ -36,7 +36,7 @@ FLASH = "flash.avi"  # a normal video whose second 2 is a white camera flash
 def read_frame(frames_dir, video_id, index):
     """RGB array of one extracted frame, through tf.io.gfile (works for ram:// too)."""
     data = tf.io.gfile.GFile(frames.frame_path(frames_dir, video_id, index), "rb").read()
-    return np.asarray(Image.open(pyio.BytesIO(data)).convert("RGB"))
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def manifest_rows(frames_dir):
@@ -272,7 +272,7 @@ def test_input_errors_are_one_line(tmp_path):
     labels = tmp_path / "labels.csv"
     for time_s in ["", "soon"]:
         labels.write_text(f"video_id,time\na.mp4,3\nb.mp4,{time_s}\n")
-        with pytest.raises(InputError, match=r"labels.csv line 3: time .* is not a finite"):
+        with pytest.raises(InputError, match=r"labels.csv line 3: time .* is not a number"):
             extract.labelled_frames(str(labels), 1.0)
 
 
@@ -316,7 +316,7 @@ def test_create_frames_cli_reports_bad_inputs(bad_dir, tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"2 ok, {len(BAD_REASONS)} failed"
     rows = manifest_rows(out)
-    assert list(rows.columns) == extract.MANIFEST_COLUMNS[1:]
+    assert list(rows.columns) == frames.MANIFEST_COLUMNS[1:]
     assert (rows.loc[["good one.mp4", "good.asf"], "status"] == "ok").all()
     for name, reason in BAD_REASONS.items():
         assert rows.loc[name].status == "error" and reason in rows.loc[name].error, name

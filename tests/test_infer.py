@@ -4,6 +4,7 @@ The model folder holds untrained tiny networks with saved weights: predictions n
 only the same whichever path computes them.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -20,7 +21,7 @@ import tensorflow as tf
 
 import sequence_records
 import videogen
-from chimpact import augment, infer, model, records, video
+from chimpact import augment, infer, labels, model, model_folder, records, video
 from chimpact.errors import InputError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -40,34 +41,26 @@ def model_dir(tmp_path_factory):
         # A bias of a few metres, so that distances look like distances.
         network.get_layer("distance").bias.assign([5.0 + fold])
         (path / f"fold{fold}").mkdir()
-        network.save_weights(model.fold_weights_path(str(path), fold))
+        network.save_weights(model_folder.fold_weights_path(str(path), fold))
     return str(path)
 
 
 @pytest.fixture(scope="module")
 def test_records(tmp_path_factory):
-    """Test-subset records of N_TEST examples in two shards; returns (dir, frames [N, 5, ...])."""
-    path = tmp_path_factory.mktemp("records")
-    rng = np.random.default_rng(0)
-    stored = 2 * CONFIG["frames_per_side"] + 1
-    examples = [sequence_records.square_frames(d, stored, CONFIG["image_size"], rng)
-                for d in rng.uniform(1, 20, N_TEST)]
-    shards = []
-    for index, rows in enumerate(np.array_split(np.arange(N_TEST), 2)):
-        name = records.shard_name("test", None, index, 2)
-        with tf.io.TFRecordWriter(str(path / name)) as writer:
-            for i in rows:
-                jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in examples[i]]
-                writer.write(records.serialize_example(jpegs, np.nan, f"v{i}.mp4", 10 * i, -1))
-        shards.append({"file": name, "fold": None, "examples": len(rows)})
-    records.write_manifest(str(path), {
-        "schema_version": records.SCHEMA_VERSION, "subset": "test", "frames_per_side": 2,
-        "step": 1, "stored_frames": stored, "image_size": CONFIG["image_size"], "n_folds": None,
-        "examples": N_TEST, "examples_per_fold": {}, "shards": shards, "distances": []})
-    parse = records.make_parser(stored, CONFIG["volume_size"])
-    decoded = [parse(s)["frames"].numpy() for name in shards
-               for s in tf.data.TFRecordDataset(str(path / name["file"]))]
-    return str(path), np.stack(decoded)
+    """Test-subset records of N_TEST examples (videos t000.mp4...) in two shards; returns (dir,
+    their decoded sequences [N, 3, ...] in video order)."""
+    path = str(tmp_path_factory.mktemp("records") / "test")
+    manifest = sequence_records.write_records(
+        path, (N_TEST,), tuple(CONFIG["image_size"]), CONFIG["frames_per_side"],
+        shards_per_fold=2, subset="test")
+    parse = records.make_parser(manifest.stored_frames, CONFIG["volume_size"])
+    decoded = [parse(s)["frames"].numpy() for shard in manifest.shard_paths(path)
+               for s in tf.data.TFRecordDataset(shard)]
+    return path, np.stack(decoded)
+
+
+KEYS = pd.DataFrame({"video_id": [sequence_records.video_id("test", 0, i) for i in range(N_TEST)],
+                     "time": CONFIG["frames_per_side"]})
 
 
 def fold_mean(model_dir, sequences, views=1):
@@ -102,16 +95,15 @@ def videos(tmp_path_factory):
 
 def test_records_submission_and_tta(model_dir, test_records, tmp_path):
     tfrec_dir, sequences = test_records
-    submission_format = pd.DataFrame({"video_id": [f"v{i}.mp4" for i in range(N_TEST)],
-                                      "time": [10 * i for i in range(N_TEST)], "distance": 1.0})
+    submission_format = KEYS.assign(distance=1.0)
     submission_format = submission_format.sample(frac=1.0, random_state=1)
     submission_format.to_csv(tmp_path / "format.csv", index=False)
 
     infer.run(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
               submission_csv=str(tmp_path / "format.csv"), out_csv=str(tmp_path / "sub.csv"))
-    preds = pd.read_csv(pathlib.Path(model_dir) / infer.TEST_PREDS)
+    preds = pd.read_csv(pathlib.Path(model_dir) / model_folder.TEST_PREDS)
     assert list(preds.columns) == ["video_id", "time", "pred"]
-    assert sorted(preds.video_id) == sorted(f"v{i}.mp4" for i in range(N_TEST))
+    assert sorted(preds.video_id) == sorted(KEYS.video_id)
     order = preds.video_id.str[1:-4].astype(int).to_numpy()
     no_tta = fold_mean(model_dir, sequences[order])
     assert np.allclose(preds.pred, no_tta, atol=1e-5)
@@ -307,7 +299,7 @@ def test_export_refuses_a_folder_with_other_files(model_dir, tmp_path):
 
 
 def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
-        model_dir, test_records, tmp_path, capsys):
+        model_dir, test_records, tmp_path, caplog):
     tfrec_dir, _ = test_records
     settings = {"fps": 1.0, "gamma": "auto", "gamma_value": 0.1, "white_threshold": 250,
                 "white_ratio": 0.2, "labelled": True, "labels_csv": "train_labels.csv",
@@ -324,15 +316,18 @@ def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
                                 ({**settings, "labelled": False, "labels_csv": ""},
                                  "labelled=False (training frames: True)"),
                                 (None, None)]:
-        records.write_manifest(str(records_dir), {**manifest, "frames": test_frames})
+        records.write_manifest(str(records_dir),
+                               dataclasses.replace(manifest, frames=test_frames))
+        caplog.clear()
         infer.predict_records(predictor, config, str(records_dir))
-        error = capsys.readouterr().err
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         if warned:
-            assert error.startswith(f"warning: --tfrec_dir={records_dir}: its frames were "
-                                    "decoded otherwise") and warned in error
-            assert error.count("\n") == 1 and "--labels_csv=submission_format.csv" in error
+            assert len(warnings) == 1 and warnings[0].startswith(
+                f"--tfrec_dir={records_dir}: its frames were decoded otherwise")
+            assert warned in warnings[0] and "--labels_csv=submission_format.csv" in warnings[0]
+            assert "\n" not in warnings[0]
         else:
-            assert "warning" not in error
+            assert warnings == []
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -350,4 +345,4 @@ def test_submission_row_without_prediction_is_an_error(tmp_path):
         tmp_path / "format.csv", index=False)
     predictions = pd.DataFrame({"video_id": ["a.mp4"], "time": [0], "pred": [3.0]})
     with pytest.raises(InputError, match=r"no prediction for video_id=b\.mp4 time=10"):
-        infer.fill_submission(str(tmp_path / "format.csv"), predictions)
+        labels.fill_submission(str(tmp_path / "format.csv"), predictions)

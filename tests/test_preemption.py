@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chimpact import model, train
+from chimpact import model, model_folder, train
 from chimpact.errors import InputError
 from model_checks import TINY, finish, start_python
 from preempted_training import EPOCHS
@@ -83,7 +83,7 @@ class Killed(Exception):
 
 
 @pytest.mark.slow
-def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_path, capsys,
+def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_path, caplog,
                                                                            monkeypatch):
     write_records(tmp_path / "rec", (6, 6))
     fold0 = tmp_path / "model" / "fold0"
@@ -100,9 +100,9 @@ def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_p
     assert not (fold0 / "oof.csv").exists()
     history, weights = pd.read_csv(fold0 / "history.csv"), (fold0 / "best.weights.h5").read_bytes()
 
-    capsys.readouterr()
+    caplog.set_level("INFO")
     train.train(**run)
-    assert "fold 0: all 2 epochs already trained" in capsys.readouterr().out
+    assert "fold 0: all 2 epochs already trained" in caplog.messages
     pd.testing.assert_frame_equal(pd.read_csv(fold0 / "history.csv"), history)
     assert (fold0 / "best.weights.h5").read_bytes() == weights
     assert len(pd.read_csv(fold0 / "oof.csv")) == 6
@@ -110,7 +110,7 @@ def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_p
     # Fold weights hold the model alone (no Adam moments), and load into an uncompiled network.
     with h5py.File(fold0 / "best.weights.h5") as weights_file:
         assert "optimizer" not in weights_file and "layers" in weights_file
-    network = model.build_from_config(model.read_config(str(tmp_path / "model")))
+    network = model.build_from_config(model_folder.read_config(str(tmp_path / "model")))
     network.load_weights(str(fold0 / "best.weights.h5"))
     with pytest.raises(InputError, match="trained with aug=none, not a1: use another"):
         train.train(**{**run, "aug": "a1"})

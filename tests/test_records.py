@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import videogen
-from chimpact import extract, frames, infer, io, packing, pipeline, records, video
+from chimpact import extract, frames, packing, pipeline, records, storage, video, window
 from chimpact.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,16 +29,16 @@ def write_frames(frames_dir, n_frames, size=(8, 8), fps=1.0):
         tf.io.gfile.makedirs(frames.video_dir(frames_dir, video_id))
         for i in range(count):
             path = frames.frame_path(frames_dir, video_id, i)
-            io.atomic_write(path, frame_jpeg(video_id, i, size))
+            storage.atomic_write(path, frame_jpeg(video_id, i, size))
     manifest = pd.DataFrame([
         {"video_id": v, "n_frames": n, "width": size[1], "height": size[0], "fps": fps,
          "duration_s": n / fps, "gamma_corrected": False, "status": "ok", "error": ""}
         for v, n in n_frames.items()], columns=frames.MANIFEST_COLUMNS)
-    io.write_csv(manifest, frames.manifest_path(frames_dir))
+    storage.write_csv(manifest, frames.manifest_path(frames_dir))
 
 
 def write_labels(path, rows, columns=("video_id", "time", "distance")):
-    io.write_csv(pd.DataFrame(rows, columns=list(columns)), path)
+    storage.write_csv(pd.DataFrame(rows, columns=list(columns)), path)
     return path
 
 
@@ -61,14 +61,14 @@ def small(tmp_path):
 def test_manifest_keeps_the_decode_settings_of_the_frames(small, tmp_path):
     frames_dir, labels = small
     table = frames.read_manifest(frames_dir)
-    off, auto = (extract.settings_text(extract.settings_dict(video.DecodeOptions(gamma=gamma),
-                                                             95, labelled=False))
+    off, auto = (frames.settings_text(frames.settings_dict(video.DecodeOptions(gamma=gamma),
+                                                           95, labelled=False))
                  for gamma in ("off", "auto"))
     table["settings"] = [off, off, auto, off]  # a.mp4, b.mp4, c.mp4, d.mp4
-    io.write_csv(table, frames.manifest_path(frames_dir))
+    storage.write_csv(table, frames.manifest_path(frames_dir))
     manifest = packing.create_records(frames_dir, labels, str(tmp_path / "tfrec"),
                                       frames_per_side=1, n_folds=2, progress=False)
-    assert manifest["frames"] == {"fps": 1.0, "gamma": "off", "gamma_value": 0.1,
+    assert manifest.frames == {"fps": 1.0, "gamma": "off", "gamma_value": 0.1,
                                   "white_threshold": 250, "white_ratio": 0.2, "labelled": False,
                                   "labels_csv": "", "videos": 3, "other_videos": 1}
 
@@ -96,9 +96,9 @@ def test_gamma_rule_travels_from_frames_to_each_subsets_records(tmp_path):
         manifest = packing.create_records(str(tmp_path / "frames"), str(tmp_path / labels),
                                           str(tmp_path / subset), subset=subset, n_folds=2,
                                           frames_per_side=1, progress=False)
-        decoded[subset] = manifest["frames"]
-        assert manifest["frames"]["labelled"] is True and manifest["frames"]["labels_csv"] == labels
-    assert infer.decode_differences(decoded["train"], decoded["test"]) == []
+        decoded[subset] = manifest.frames
+        assert manifest.frames["labelled"] is True and manifest.frames["labels_csv"] == labels
+    assert frames.decode_differences(decoded["train"], decoded["test"]) == []
 
 
 def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
@@ -117,17 +117,17 @@ def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
     assert all(e["fold"] == fold_of[e["video_id"]] for e in examples)
     assert set(fold_of.values()) == {0, 1}
     assert manifest == records.read_manifest(out)
-    assert manifest["frames"] is None  # frames manifest without a settings column
-    assert manifest["stored_frames"] == 5 and manifest["image_size"] == [8, 8]
-    assert manifest["distances"] == [0.0, 1.5, 2.0, 2.5, 3.0, 4.5, 8.0]
-    assert sum(s["examples"] for s in manifest["shards"]) == manifest["examples"] == 7
-    assert [s["file"] for s in manifest["shards"]] == [
+    assert manifest.frames is None  # frames manifest without settings
+    assert manifest.stored_frames == 5 and manifest.image_size == (8, 8)
+    assert manifest.distances == [0.0, 1.5, 2.0, 2.5, 3.0, 4.5, 8.0]
+    assert sum(s.examples for s in manifest.shards) == manifest.examples == 7
+    assert [s.file for s in manifest.shards] == [
         "train-fold0-000-of-002.tfrecord", "train-fold0-001-of-002.tfrecord",
         "train-fold1-000-of-002.tfrecord", "train-fold1-001-of-002.tfrecord"]
     assert sorted(tf.io.gfile.listdir(out)) == sorted(
-        [s["file"] for s in manifest["shards"]] + ["manifest.json"])
+        [s.file for s in manifest.shards] + ["manifest.json"])
     assert records.shard_paths(out, folds=[1]) == [
-        io.join(out, s["file"]) for s in manifest["shards"] if s["fold"] == 1]
+        storage.join(out, s.file) for s in manifest.shards if s.fold == 1]
 
     parse = records.make_parser(5, 5, image_size=(8, 8))
     parsed = next(iter(tf.data.TFRecordDataset(records.shard_paths(out)).map(parse)))
@@ -136,10 +136,10 @@ def test_round_trip_keeps_bytes_order_and_labels(small, tmp_path):
 
     again = packing.create_records(frames_dir, labels, str(tmp_path / "again"), frames_per_side=2,
                                    n_folds=2, shards=2, workers=2, progress=False)
-    assert again["shards"] == manifest["shards"]
-    for s in manifest["shards"]:
-        assert io.read_bytes(io.join(out, s["file"])) == io.read_bytes(
-            io.join(str(tmp_path / "again"), s["file"]))
+    assert again.shards == manifest.shards
+    for s in manifest.shards:
+        assert storage.read_bytes(storage.join(out, s.file)) == storage.read_bytes(
+            storage.join(str(tmp_path / "again"), s.file))
 
 
 def test_clamping_at_both_ends_and_step(small, tmp_path):
@@ -154,14 +154,14 @@ def test_clamping_at_both_ends_and_step(small, tmp_path):
     assert by_key[("c.mp4", 7)] == c(3, 5, 7, 7, 7)
     assert by_key[("c.mp4", 9)] == c(5, 7, 7, 7, 7)
     # a 0: 2, a 11: 2, c 7: 2, c 9: 3 (its own second too), d 3: 1
-    assert manifest["clamped_frames"] == 10
-    assert manifest["clamped_examples"] == 5
-    assert manifest["clamped_targets"] == 1
+    assert manifest.clamped_frames == 10
+    assert manifest.clamped_examples == 5
+    assert manifest.clamped_targets == 1
 
 
 def test_frame_window_uses_seconds_and_fps():
-    assert packing.frame_window(3, 2.0, 100, 2, 1) == ([2, 4, 6, 8, 10], 0)
-    assert packing.frame_window(1, 1.0, 3, 2, 1) == ([0, 0, 1, 2, 2], 2)
+    assert window.frame_window(3, 2.0, 100, 2, 1) == ([2, 4, 6, 8, 10], 0)
+    assert window.frame_window(1, 1.0, 3, 2, 1) == ([0, 0, 1, 2, 2], 2)
 
 
 def test_parser_decodes_only_the_centred_volume():
@@ -193,8 +193,8 @@ def test_ram_paths_resize_and_inspect():
                           [("a.mp4", 2, 1.0), ("b.mp4", 3, 1.0)])
     manifest = packing.create_records(frames_dir, labels, out, subset="test", frames_per_side=1,
                                       image_size=(8, 6), progress=False)
-    assert [s["file"] for s in manifest["shards"]] == ["test-000-of-001.tfrecord"]
-    assert manifest["image_size"] == [8, 6] and manifest["n_folds"] is None
+    assert [s.file for s in manifest.shards] == ["test-000-of-001.tfrecord"]
+    assert manifest.image_size == (8, 6) and manifest.n_folds is None
     examples = all_examples(out)
     assert [(e["video_id"], e["time"], e["fold"]) for e in examples] == [
         ("a.mp4", 2, -1), ("b.mp4", 3, -1)]
@@ -256,8 +256,8 @@ def test_test_subset_ignores_distance_and_allow_missing_skips(small, tmp_path):
     labels.write_text("video_id,time,distance\na.mp4,0,\nzz.mp4,1,-3\nb.mp4,2,nan\n")
     manifest = packing.create_records(frames_dir, str(labels), str(tmp_path / "tfrec"),
                                       subset="test", allow_missing=True, progress=False)
-    assert manifest["examples"] == 2 and manifest["skipped_rows"] == 1
-    assert manifest["missing_videos"] == ["zz.mp4"]
+    assert manifest.examples == 2 and manifest.skipped_rows == 1
+    assert manifest.missing_videos == ("zz.mp4",)
 
 
 def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
@@ -276,11 +276,11 @@ def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
     os.rename(frame + ".away", frame)
     manifest = packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2,
                                       shards=2, progress=False)
-    assert 0 < len(written) < len(manifest["shards"])
+    assert 0 < len(written) < len(manifest.shards)
     for name, mtime in written.items():
         assert os.stat(os.path.join(out, name)).st_mtime_ns == mtime
     assert sorted(os.listdir(out)) == sorted(
-        [s["file"] for s in manifest["shards"]] + ["manifest.json"])
+        [s.file for s in manifest.shards] + ["manifest.json"])
     assert len(all_examples(out)) == 7
 
     packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=1,
@@ -317,7 +317,7 @@ def test_real_label_table_packs_into_video_folds(shared_dir, tmp_path):
         os.mkdir(frames_dir / video_id)
         for i in range(count):
             os.link(jpeg, frames_dir / video_id / frames.frame_name(i))
-    io.write_csv(pd.DataFrame(
+    storage.write_csv(pd.DataFrame(
         [{"video_id": v, "n_frames": n, "width": 4, "height": 4, "fps": 1.0, "duration_s": n,
           "gamma_corrected": False, "status": "ok", "error": ""} for v, n in n_frames.items()],
         columns=frames.MANIFEST_COLUMNS), frames.manifest_path(str(frames_dir)))
@@ -326,14 +326,14 @@ def test_real_label_table_packs_into_video_folds(shared_dir, tmp_path):
     manifest = packing.create_records(str(frames_dir), labels, out, frames_per_side=1,
                                       workers=2, progress=False)
     examples = all_examples(out)
-    assert len(examples) == len(table) == manifest["examples"]
+    assert len(examples) == len(table) == manifest.examples
     assert sorted((e["video_id"], e["time"]) for e in examples) == sorted(
         zip(table.video_id, table.time))
     folds_of_video = pd.DataFrame(examples).groupby("video_id").fold.nunique()
     assert folds_of_video.max() == 1 and len(folds_of_video) == table.video_id.nunique()
-    assert sorted(manifest["examples_per_fold"]) == ["0", "1", "2", "3", "4"]
-    assert manifest["clamped_targets"] == 1
-    assert len(manifest["distances"]) == table.distance.nunique()
+    assert sorted(manifest.examples_per_fold) == [0, 1, 2, 3, 4]
+    assert manifest.clamped_targets == 1
+    assert len(manifest.distances) == table.distance.nunique()
     auxd = next(e for e in examples if (e["video_id"], e["time"]) == ("auxd.mp4", 60))
     assert auxd["distance"] == 20.0
 
@@ -341,9 +341,9 @@ def test_real_label_table_packs_into_video_folds(shared_dir, tmp_path):
     # that training reads in an epoch, which holds each of its examples exactly once.
     shuffled = distinct_videos(table.sample(frac=1.0, random_state=0).video_id)
     assert shuffled > 30  # of 32 (sorted by video, as before, gave about 5)
-    for shard in manifest["shards"]:
-        in_shard = [e["video_id"] for e in records.read_examples(io.join(out, shard["file"]))]
-        assert distinct_videos(in_shard) >= 0.85 * shuffled, shard["file"]
+    for shard in manifest.shards:
+        in_shard = [e["video_id"] for e in records.read_examples(storage.join(out, shard.file))]
+        assert distinct_videos(in_shard) >= 0.85 * shuffled, shard.file
     stream = [tf.train.Example.FromString(serialized).features.feature for serialized in
               pipeline.epoch_records(records.shard_paths(out, [1, 2, 3, 4]), 0, 0)
               .as_numpy_iterator()]

@@ -1,5 +1,6 @@
 """Training on generated records: learning, outputs, resume, and the distribution strategies."""
 
+import dataclasses
 import json
 import socket
 import textwrap
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from chimpact import io, model, pipeline, records, train
+from chimpact import model, model_folder, pipeline, records, storage, train
 from chimpact.errors import InputError
 from model_checks import ROOT, TINY, TINY_FLAGS, finish, start_python
 from sequence_records import write_records
@@ -22,16 +23,18 @@ def read_csv(path):
 
 
 @pytest.mark.slow
-def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, capsys):
-    manifest = write_records(tmp_path / "rec", (60, 60), shards_per_fold=2)
-    manifest["frames"] = {"fps": 1.0, "gamma": "off", "gamma_value": 0.1, "white_threshold": 250,
-                          "white_ratio": 0.2, "videos": 120, "other_videos": 0}
+def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, caplog):
+    manifest = dataclasses.replace(
+        write_records(tmp_path / "rec", (60, 60), shards_per_fold=2),
+        frames={"fps": 1.0, "gamma": "off", "gamma_value": 0.1, "white_threshold": 250,
+                "white_ratio": 0.2, "labelled": True, "labels_csv": "labels.csv", "videos": 120,
+                "other_videos": 0})
     records.write_manifest(str(tmp_path / "rec"), manifest)
     out_dir = "ram://learn/model"
     scores = train.train(tmp_path / "rec", out_dir, folds=[0], epochs=8, batch_size=8, lr=1e-2,
                          aug="a1", aug_prob=0.3, verbose=0, **TINY)
 
-    oof = read_csv(io.join(out_dir, "oof.csv"))
+    oof = read_csv(storage.join(out_dir, "oof.csv"))
     assert list(oof.columns) == ["video_id", "time", "distance", "pred", "fold"]
     assert sorted(oof.video_id) == [f"f0v{i:03d}.mp4" for i in range(60)]
     train_keys = pipeline.read_keys(tmp_path / "rec", [1])
@@ -39,13 +42,13 @@ def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, capsys):
     mae = np.abs(oof.pred - oof.distance).mean()
     assert mae < 0.75 * baseline, (mae, baseline)
     assert scores["folds"]["0"]["mae"] == pytest.approx(mae)
-    assert json.loads(io.read_text(io.join(out_dir, "scores.json"))) == scores
+    assert json.loads(storage.read_text(storage.join(out_dir, "scores.json"))) == scores
 
-    config = model.read_config(out_dir)
-    assert config["folds"] == [0] and config["image_size"] == manifest["image_size"]
+    config = model_folder.read_config(out_dir)
+    assert config["folds"] == [0] and config["image_size"] == list(manifest.image_size)
     assert (config["frames_per_side"], config["step"]) == (2, 1)
-    assert config["frames"] == manifest["frames"]
-    history = read_csv(io.join(out_dir, "fold0", "history.csv"))
+    assert config["frames"] == manifest.frames
+    history = read_csv(storage.join(out_dir, "fold0", "history.csv"))
     assert list(history.epoch) == list(range(8))
     assert history.val_loss.min() == pytest.approx(mae, rel=1e-4)
 
@@ -53,10 +56,10 @@ def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, capsys):
     again = pipeline.predict(fold_model, tmp_path / "rec", [0], 3, batch_size=7)
     np.testing.assert_allclose(again.pred, oof.pred, rtol=1e-4, atol=1e-4)
 
-    capsys.readouterr()
+    caplog.set_level("INFO")
     train.train(tmp_path / "rec", out_dir, folds=[0], epochs=8, batch_size=8, lr=1e-2,
                 aug="a1", aug_prob=0.3, verbose=0, **TINY)
-    assert "fold 0: already trained, skipped" in capsys.readouterr().out
+    assert "fold 0: already trained, skipped" in caplog.messages
 
 
 def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, capsys,

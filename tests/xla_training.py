@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from chimpact import infer, io, model, pipeline, train
+from chimpact import infer, model_folder, pipeline, storage, train
 
 
 def check(records, out_dir, backbone, precision, tta):
@@ -21,7 +21,7 @@ def check(records, out_dir, backbone, precision, tta):
                          lstm_units=16, dense_units=8, folds=[0], epochs=1, batch_size=4,
                          mixed_precision=precision, jit_compile=True, verbose=0)
     trained_s = time.perf_counter() - started
-    config = model.read_config(out_dir)
+    config = model_folder.read_config(out_dir)
     sequences = np.concatenate([frames for frames, _, _ in pipeline.make_eval_dataset(
         records, [1], 3, batch_size=4).as_numpy_iterator()])
     with_xla, _ = infer.load_predictor(out_dir, tta=tta, jit_compile=True)
@@ -31,7 +31,7 @@ def check(records, out_dir, backbone, precision, tta):
         infer.export(with_xla, config, f"{out_dir}/export", jit_compile=True)
         exported = tf.saved_model.load(f"{out_dir}/export")
         served = exported.serve(sequences).numpy()[:, 0].tolist()
-    history = io.read_csv(f"{out_dir}/fold0/history.csv")
+    history = storage.read_csv(f"{out_dir}/fold0/history.csv")
     return {
         "xla": config["xla"], "trained_s": trained_s, "mae": scores["overall"]["mae"],
         "losses": history["loss"].tolist(), "val_losses": history["val_loss"].tolist(),

@@ -1,7 +1,8 @@
-"""File access through tf.io.gfile, so every path may be local, gs:// or ram://.
+"""Where chimpact's files live: local paths, or gs:// (ram:// in tests) through tf.io.gfile.
 
-Writes are atomic: data goes to a temporary name beside the target, then is renamed, so a
-killed job never leaves a file that looks complete.
+TensorFlow is imported only when a remote path is met, so that a stage that reads tables only
+(ensemble.py) starts without it. Writes are atomic: data goes to a temporary name beside the
+target, then is renamed, so a killed job never leaves a file that looks complete.
 """
 
 import contextlib
@@ -13,9 +14,10 @@ import tempfile
 import uuid
 
 import pandas as pd
-import tensorflow as tf
 
 from chimpact.errors import InputError
+
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{8}")
 
 
 def is_remote(path):
@@ -23,12 +25,40 @@ def is_remote(path):
     return "://" in str(path)
 
 
+def gfile():
+    """tf.io.gfile, imported on the first remote path (see the module docstring)."""
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
 def join(*parts):
     """Joins path parts with '/', which is right for local POSIX paths and URLs alike."""
     return os.path.join(*[str(p) for p in parts])
 
 
-_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{8}")
+def exists(path):
+    return gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def makedirs(path):
+    if is_remote(path):
+        gfile().makedirs(path)
+    else:
+        os.makedirs(path, exist_ok=True)
+
+
+def open_file(path, mode="r"):
+    """A file object for `path` (text or binary `mode`), local or remote."""
+    return gfile().GFile(path, mode) if is_remote(path) else open(path, mode)
+
+
+def rename(source, target):
+    """Renames `source` to `target`, replacing it."""
+    if is_remote(target):
+        gfile().rename(source, target, overwrite=True)
+    else:
+        os.replace(source, target)
 
 
 def temp_name(path):
@@ -44,10 +74,9 @@ def is_temporary(name):
 def atomic_write(path, data):
     """Writes bytes or str to `path` through a temporary name and a rename."""
     tmp = temp_name(path)
-    mode = "wb" if isinstance(data, (bytes, bytearray)) else "w"
-    with tf.io.gfile.GFile(tmp, mode) as f:
+    with open_file(tmp, "wb" if isinstance(data, (bytes, bytearray)) else "w") as f:
         f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    rename(tmp, path)
 
 
 def write_csv(frame, path, **kwargs):
@@ -59,7 +88,7 @@ def write_csv(frame, path, **kwargs):
 
 def read_csv(path, **kwargs):
     """A CSV file (local or remote) as a pandas DataFrame; kwargs go to pandas.read_csv."""
-    with tf.io.gfile.GFile(path, "r") as f:
+    with open_file(path, "r") as f:
         return pd.read_csv(f, **kwargs)
 
 
@@ -67,7 +96,7 @@ def read_table(path, columns, label=None, absent="file not found"):
     """A CSV with at least `columns` (video_id read as text); a one-line InputError naming
     `label` (default: the path) when the file is absent (`absent` says what to do) or lacks one."""
     label = label or path
-    if not tf.io.gfile.exists(path):
+    if not exists(path):
         raise InputError(f"{label}: {absent}")
     table = read_csv(path, dtype={"video_id": str})
     lacking = [c for c in columns if c not in table.columns]
@@ -77,12 +106,12 @@ def read_table(path, columns, label=None, absent="file not found"):
 
 
 def read_text(path):
-    with tf.io.gfile.GFile(path, "r") as f:
+    with open_file(path, "r") as f:
         return f.read()
 
 
 def read_bytes(path):
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with open_file(path, "rb") as f:
         return f.read()
 
 
@@ -98,7 +127,7 @@ def local_copy(path):
         return
     with local_dir() as folder:
         local = os.path.join(folder, os.path.basename(str(path)))
-        tf.io.gfile.copy(path, local, overwrite=True)
+        gfile().copy(path, local, overwrite=True)
         yield local
 
 
