@@ -1,34 +1,43 @@
-"""create_frames.py against the reference way of extracting frames, on the same generated videos.
+"""create_frames.py against the reference's way of extracting frames and against the decode floor.
 
     python benchmarks/bench_frames.py            # 40 videos, 20-60 s, 640x360, 30 fps
-    python benchmarks/bench_frames.py --quick    # 12 shorter videos, for a smoke run
+    python benchmarks/bench_frames.py --quick    # 12 videos of 6-10 s, for a smoke run
 
-Reference: one ffmpeg process per video, one after another, `-r 1` into JPEG files, then a second
-full decode through eq=gamma for each overexposed video (it is told which ones for free). Ours:
-`python create_frames.py` end to end (start-up included), deciding overexposure itself. 10% of
-the videos are overexposed. Videos are generated once into --cache_dir. Prints videos/s of both
-and, on the last line, the ratio. Wall-clock timings on a shared machine are noisy; the CPU
-seconds printed beside them are less so.
+Three sides on the same generated videos (H.264, CRF 23, 10% overexposed), alternating, 3 runs:
+- ours: `python create_frames.py` end to end (start-up included), deciding overexposure itself;
+- reference: the 3rd place's full-size script, one ffmpeg CLI process per video, one after the
+  other, writing JPEGs, then a second full decode through eq=gamma for each overexposed video
+  (it is told which ones for free). Its `-r 1` output rate picks the pictures half a second
+  later than frame k = the picture at k s and adds a frame or two, so here it gets the fps
+  filter (the same decoding cost) and its frames can be checked against ours;
+- floor: every video decoded once to nothing (`-f null`) by as many ffmpeg processes as cores,
+  each with ffmpeg's own threads: the physical limit of this stage.
+Checks: the same videos corrected, the same number of frames, the same pictures (each of ours
+nearest to the reference's of the same index, within JPEG and colour-conversion noise).
+Prints each side's wall time, videos/s and CPU seconds per video, ours as a fraction of the
+floor, and, last, the ratio to the reference.
 """
 
+import concurrent.futures
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
+import numpy as np
 from absl import app, flags
+from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from chimpact.video import ffmpeg_binary  # noqa: E402
+import timing
+from chimpact import frames
+from chimpact.video import ffmpeg_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "12 videos of 20-30 s instead of 40 of 20-60 s.")
+flags.DEFINE_bool("quick", False, "12 videos of 6-10 s instead of 40 of 20-60 s.")
 flags.DEFINE_integer("videos", 40, "Number of videos (ignored with --quick).", lower_bound=10)
+flags.DEFINE_integer("repeats", 3, "Runs of each side (at least 3).", lower_bound=3)
 flags.DEFINE_string("size", "640x360", "Size of the generated videos.")
 flags.DEFINE_string("cache_dir", os.path.join(tempfile.gettempdir(), "chimpact-bench-frames"),
                     "Where generated videos are kept between runs.")
@@ -40,11 +49,16 @@ flags.DEFINE_integer("workers", 0, "create_frames.py --workers (0: one per core)
 SOURCE = "testsrc2=size={size}:rate=30"
 NORMAL = ",lutrgb=r=val*0.8:g=val*0.8:b=val*0.8"
 NOISE = ",format=yuv420p,noise=alls=12:allf=t"
+# Mean absolute difference (grey levels) under which two JPEGs show one picture: about 2.5 for
+# JPEG noise; up to about 8 for gamma-corrected frames, whose luma falls below video black,
+# where the RGB conversion (ours) and JPEG's full-range YUV (the reference's) clip at different
+# steps. Pictures one second apart differ by far more.
+SAME_PICTURE = 10.0
 
 
 def video_plan(quick, n_videos):
     """[(name, seconds, overexposed)]: durations spread over the range, every 10th overexposed."""
-    n_videos, low, high = (12, 20, 30) if quick else (n_videos, 20, 60)
+    n_videos, low, high = (12, 6, 10) if quick else (n_videos, 20, 60)
     plan = []
     for i in range(n_videos):
         seconds = low + (high - low) * i // (n_videos - 1)
@@ -55,7 +69,7 @@ def video_plan(quick, n_videos):
 
 
 def generate(plan, folder, size):
-    """Encodes the planned videos (H.264, CRF 23) that are not in `folder` yet."""
+    """Encodes the planned videos that are not in `folder` yet."""
     os.makedirs(folder, exist_ok=True)
     for name, seconds, overexposed in plan:
         path = os.path.join(folder, name)
@@ -70,34 +84,56 @@ def generate(plan, folder, size):
 
 
 def run_reference(plan, video_dir, out_dir):
-    """The reference: sequential ffmpeg CLI calls, a second full decode when overexposed."""
+    """One ffmpeg per video, sequentially; a second full decode through eq=gamma when told."""
     for name, _, overexposed in plan:
-        passes = [("plain", [])] + ([("gamma", ["-vf", "eq=gamma=0.1"])] if overexposed else [])
-        for kind, filters in passes:
-            folder = os.path.join(out_dir, kind, name)
-            os.makedirs(folder)
-            subprocess.run([
-                ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-nostdin",
-                "-i", os.path.join(video_dir, name), *filters, "-r", "1", "-q:v", "2",
-                os.path.join(folder, "%05d.jpg")], check=True)
+        folder = os.path.join(out_dir, name)
+        os.makedirs(folder)
+        gamma = ",eq=gamma=0.1" if overexposed else ""
+        subprocess.run([
+            ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-nostdin",
+            "-i", os.path.join(video_dir, name), "-vf", f"fps=1:round=up:start_time=0{gamma}",
+            "-start_number", "0", "-q:v", "2", os.path.join(folder, "%05d.jpg")], check=True)
 
 
-def run_ours(video_dir, out_dir, workers, *extra):
+def run_ours(video_dir, out_dir, workers):
     subprocess.run([
         sys.executable, os.path.join(ROOT, "create_frames.py"), f"--video_dir={video_dir}",
-        f"--out_dir={out_dir}", f"--workers={workers}", *extra],
+        f"--out_dir={out_dir}", f"--workers={workers}"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def timed(fn, *args):
-    """(wall seconds, CPU seconds of the child processes) of fn(*args)."""
-    def children_cpu():
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
+def run_floor(plan, video_dir):
+    """Every video decoded once to nothing, as many at a time as there are cores."""
+    def decode(name):
+        subprocess.run([ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-nostdin",
+                        "-i", os.path.join(video_dir, name), "-f", "null", "-"], check=True)
 
-    start, start_cpu = time.perf_counter(), children_cpu()
-    fn(*args)
-    return time.perf_counter() - start, children_cpu() - start_cpu
+    with concurrent.futures.ThreadPoolExecutor(timing.cores()) as pool:
+        list(pool.map(decode, [name for name, _, _ in plan]))
+
+
+def check_same_frames(plan, ours_dir, reference_dir):
+    """The same videos corrected and, for every video, the same number of frames, each showing
+    the picture of the reference's frame of the same index (nearer to it than to the frames a
+    second before and after); returns the largest mean difference in grey levels."""
+    manifest = frames.read_manifest(ours_dir).set_index("video_id")
+    corrected = {name for name in manifest.index if bool(manifest.loc[name, "gamma_corrected"])}
+    told = {name for name, _, overexposed in plan if overexposed}
+    assert corrected == told, (corrected, told)
+    worst = 0.0
+    for name, _, _ in plan:
+        def pictures(folder):
+            return [np.asarray(Image.open(os.path.join(folder, name, file)), np.float32)
+                    for file in sorted(os.listdir(os.path.join(folder, name)))]
+
+        ours, theirs = pictures(ours_dir), pictures(reference_dir)
+        assert len(ours) == len(theirs), (name, len(ours), len(theirs))
+        for k, picture in enumerate(ours):
+            near = {j: float(np.abs(picture - theirs[j]).mean())
+                    for j in range(max(0, k - 1), min(len(theirs), k + 2))}
+            assert min(near, key=near.get) == k and near[k] < SAME_PICTURE, (name, k, near)
+            worst = max(worst, near[k])
+    return worst
 
 
 def main(argv):
@@ -106,26 +142,39 @@ def main(argv):
     video_dir = os.path.join(FLAGS.cache_dir, f"{FLAGS.size}-{len(plan)}{'-quick' * FLAGS.quick}")
     print(f"generating {len(plan)} videos in {video_dir} (cached) ...", flush=True)
     generate(plan, video_dir, FLAGS.size)
-    seconds = sum(s for _, s, _ in plan)
-    print(f"{len(plan)} videos, {seconds} s of 30-fps {FLAGS.size} H.264, "
-          f"{sum(o for *_, o in plan)} overexposed, {os.cpu_count()} cores")
+    for name, _, _ in plan:  # page cache: no side reads from the disk
+        with open(os.path.join(video_dir, name), "rb") as f:
+            f.read()
     work = tempfile.mkdtemp(prefix="bench-frames-")
+
+    def fresh(side, repeat):
+        path = os.path.join(work, f"{side}-{repeat}")
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    sides = {
+        "create_frames.py": lambda r: run_ours(video_dir, fresh("ours", r), FLAGS.workers),
+        "reference (sequential ffmpeg CLI)": lambda r: run_reference(plan, video_dir,
+                                                                     fresh("reference", r)),
+        "decode floor (ffmpeg -f null)": lambda r: run_floor(plan, video_dir),
+    }
     try:
-        reference_s, reference_cpu = timed(run_reference, plan, video_dir,
-                                           os.path.join(work, "reference"))
-        ours_s, ours_cpu = timed(run_ours, video_dir, os.path.join(work, "ours"), FLAGS.workers)
-        # A re-run finds everything done: what is left is start-up and bookkeeping.
-        startup_s, _ = timed(run_ours, video_dir, os.path.join(work, "ours"), FLAGS.workers)
+        runs = timing.compare(sides, FLAGS.repeats)
+        worst = check_same_frames(plan, os.path.join(work, "ours-0"),
+                                  os.path.join(work, "reference-0"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    reference_rate, ours_rate = len(plan) / reference_s, len(plan) / ours_s
-    print(f"reference (sequential ffmpeg -r 1, 2nd decode if overexposed): "
-          f"{reference_s:.1f} s, {reference_cpu:.1f} CPU s, {reference_rate:.2f} videos/s")
-    print(f"create_frames.py: {ours_s:.1f} s, {ours_cpu:.1f} CPU s, {ours_rate:.2f} videos/s "
-          f"(of which ~{startup_s:.1f} s start-up: python, TensorFlow import, manifest)")
-    print(f"CPU time ratio reference / create_frames.py: {reference_cpu / ours_cpu:.2f}x "
-          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"ratio create_frames.py / reference (videos/s): {ours_rate / reference_rate:.2f}x")
+    seconds = sum(s for _, s, _ in plan)
+    print(f"{len(plan)} videos, {seconds} s of 30-fps {FLAGS.size} H.264, "
+          f"{sum(o for *_, o in plan)} overexposed, {timing.cores()} cores; same frames "
+          f"(largest mean difference {worst:.2f} grey levels)")
+    timing.report(runs, len(plan), "video")
+    floor = timing.ratio(runs, "create_frames.py", "decode floor (ffmpeg -f null)",
+                         "create_frames.py as a fraction of the decode floor's speed")
+    print(f"(the floor decodes each video once; overexposed ones are decoded twice by both "
+          f"extractors, so 1.00x is out of reach: {floor:.2f})")
+    timing.ratio(runs, "create_frames.py", "reference (sequential ffmpeg CLI)",
+                 "ratio create_frames.py / reference (videos/s, medians)")
 
 
 if __name__ == "__main__":

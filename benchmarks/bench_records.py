@@ -1,28 +1,36 @@
-"""Examples/s written by create_records against the reference two-stage approach.
+"""Examples/s written by create_records against the reference's two-stage approach.
 
-The reference decoded the 11 frames of each example into one .npy file, then read the .npy files
-back, encoded the frames as JPEG and packed them into TFRecords. Both run here on the same
-generated frames (224x224 JPEGs at 1 fps, labels every 10 s as in the challenge), one process:
+    python benchmarks/bench_records.py [--quick] [--videos=100] [--size=224]
 
-    PYTHONPATH=. python benchmarks/bench_records.py [--videos=100] [--size=224]
+Both sides pack the same generated frames (JPEGs at 1 fps, a label every 10 s as in the
+challenge) into records of 11 frames per example, one worker each, alternating, 3 runs:
+- ours: chimpact.packing.create_records (one shard per fold);
+- reference: its create_tfrecords.py, stage 1 reading the 11 JPEG files of each example into
+  one .npy of their bytes, stage 2 reading the .npy files back into 8 shards per fold.
+Checks: every example's frames are the same bytes, with the same distance, on both sides.
 """
 
 import os
-import time
+import shutil
+import tempfile
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from absl import app, flags
 
-from chimpact import frames, io, packing, records
+import timing
+from chimpact import frames, packing, records, storage, window
 
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "20 videos instead of --videos.")
 flags.DEFINE_integer("videos", 100, "Generated videos of 61 frames, 7 labelled seconds each.")
 flags.DEFINE_integer("size", 224, "Frame height and width in pixels.")
-flags.DEFINE_integer("frames_per_side", 5, "Frames on each side of the labelled second.")
+flags.DEFINE_integer("repeats", 3, "Runs of each side (at least 3).", lower_bound=3)
 
 N_FRAMES = 61
+FRAMES_PER_SIDE = 5
+N_FOLDS = 5
 
 
 def generate(frames_dir, labels_csv, videos, size):
@@ -41,65 +49,104 @@ def generate(frames_dir, labels_csv, videos, size):
                 f.write(jpeg.numpy())
         rows.append({"video_id": video_id, "n_frames": N_FRAMES, "width": size, "height": size,
                      "fps": 1.0, "duration_s": N_FRAMES, "gamma_corrected": False,
-                     "status": "ok", "error": ""})
+                     "status": "ok", "error": "", "settings": "", "labels_csv": ""})
         table += [(video_id, t, float(rng.integers(1, 25))) for t in range(0, N_FRAMES, 10)]
-    io.write_csv(pd.DataFrame(rows, columns=frames.MANIFEST_COLUMNS),
-                 frames.manifest_path(frames_dir))
-    io.write_csv(pd.DataFrame(table, columns=["video_id", "time", "distance"]), labels_csv)
+    storage.write_csv(pd.DataFrame(rows, columns=frames.MANIFEST_COLUMNS),
+                      frames.manifest_path(frames_dir))
+    storage.write_csv(pd.DataFrame(table, columns=["video_id", "time", "distance"]), labels_csv)
 
 
-def reference_two_stage(frames_dir, labels_csv, work_dir, frames_per_side):
-    """Stage 1: one .npy of decoded frames per example. Stage 2: .npy files to TFRecords."""
-    labels = pd.read_csv(labels_csv)
+def reference_two_stage(frames_dir, labels_csv, work_dir):
+    """Stage 1: one .npy of the 11 JPEG byte strings per example. Stage 2: .npy -> TFRecords
+    (the reference's `image` and `label` features), 8 shards per fold."""
+    table = pd.read_csv(labels_csv)
     videos = packing.read_videos(frames_dir)
-    folds = packing.assign_folds(labels.video_id, 5)
+    folds = packing.assign_folds(table.video_id, N_FOLDS)
     npy_dir = os.path.join(work_dir, "npy")
     os.makedirs(npy_dir)
-    for i, row in enumerate(labels.itertuples()):
+    for i, row in enumerate(table.itertuples()):
         n_frames, fps = videos[row.video_id]
-        window, _ = packing.frame_window(row.time, fps, n_frames, frames_per_side, 1)
-        volume = np.stack([
-            tf.io.decode_jpeg(io.read_bytes(frames.frame_path(frames_dir, row.video_id, k))).numpy()
-            for k in window])
-        np.save(os.path.join(npy_dir, f"{i:06d}.npy"), volume)
-    writers = {f: tf.io.TFRecordWriter(os.path.join(work_dir, f"fold{f}.tfrecord"))
-               for f in range(5)}
-    for i, row in enumerate(labels.itertuples()):
-        volume = np.load(os.path.join(npy_dir, f"{i:06d}.npy"))
-        jpegs = [tf.io.encode_jpeg(image).numpy() for image in volume]
-        writers[folds[i]].write(records.serialize_example(
-            jpegs, row.distance, row.video_id, row.time, folds[i]))
-    for writer in writers.values():
-        writer.close()
-    return len(labels)
+        indices, _ = window.frame_window(row.time, fps, n_frames, FRAMES_PER_SIDE, 1)
+        jpegs = []
+        for k in indices:
+            with open(frames.frame_path(frames_dir, row.video_id, k), "rb") as f:
+                jpegs.append(f.read())
+        np.save(os.path.join(npy_dir, f"{i:06d}.npy"), np.array(jpegs))
+    for fold in range(N_FOLDS):
+        rows = np.flatnonzero(folds == fold)
+        for shard, part in enumerate(np.array_split(rows, 8)):
+            path = os.path.join(work_dir, f"fold.{fold}.tfrecord-{shard:05d}-of-00008")
+            with tf.io.TFRecordWriter(path) as writer:
+                for i in part:
+                    feature = {
+                        "image_id": _bytes([f"{table.video_id[i]}_{table.time[i]:03d}".encode()]),
+                        "image": _bytes(list(np.load(os.path.join(npy_dir, f"{i:06d}.npy")))),
+                        "label": tf.train.Feature(
+                            float_list=tf.train.FloatList(value=[table.distance[i]])),
+                    }
+                    writer.write(tf.train.Example(features=tf.train.Features(
+                        feature=feature)).SerializeToString())
+    return work_dir
 
 
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def reference_examples(work_dir):
+    """{image_id: (frames' bytes, label)} of the reference's records."""
+    found = {}
+    for name in sorted(os.listdir(work_dir)):
+        if ".tfrecord-" in name:
+            for serialized in tf.data.TFRecordDataset(os.path.join(work_dir, name)):
+                feature = tf.train.Example.FromString(serialized.numpy()).features.feature
+                found[feature["image_id"].bytes_list.value[0].decode()] = (
+                    list(feature["image"].bytes_list.value), feature["label"].float_list.value[0])
+    return found
+
+
+def check_same_records(manifest, ours_dir, reference_dir):
+    """Every example of ours holds the reference's bytes and label for the same second."""
+    theirs = reference_examples(reference_dir)
+    ours = [example for path in manifest.shard_paths(ours_dir)
+            for example in records.read_examples(path)]
+    assert len(ours) == len(theirs) == manifest.examples
+    for example in ours:
+        jpegs, label = theirs[f"{example['video_id']}_{example['time']:03d}"]
+        assert example["frames"] == jpegs and example["distance"] == label, example["video_id"]
 
 
 def main(argv):
     del argv
-    with io.local_dir() as work:
+    videos = 20 if FLAGS.quick else FLAGS.videos
+    work = tempfile.mkdtemp(prefix="bench-records-")
+    try:
         frames_dir, labels_csv = os.path.join(work, "frames"), os.path.join(work, "labels.csv")
-        generate(frames_dir, labels_csv, FLAGS.videos, FLAGS.size)
-        n, ref_s = timed(reference_two_stage, frames_dir, labels_csv,
-                         os.path.join(work, "reference"), FLAGS.frames_per_side)
-        ours = {}
-        for workers in (2, 1):
-            manifest, ours[workers] = timed(
-                packing.create_records, frames_dir, labels_csv,
-                os.path.join(work, f"ours{workers}"), frames_per_side=FLAGS.frames_per_side,
-                workers=workers, shards=2, progress=False)
-            assert manifest["examples"] == n
-    print(f"{n} examples of {2 * FLAGS.frames_per_side + 1} frames, {FLAGS.size}x{FLAGS.size} px, "
-          f"{os.cpu_count()} cores")
-    print(f"reference (npy per example, then TFRecords): {n / ref_s:8.1f} examples/s")
-    print(f"ours, 2 workers:                             {n / ours[2]:8.1f} examples/s")
-    print(f"ours, 1 worker:                              {n / ours[1]:8.1f} examples/s")
-    print(f"ratio (ours 1 worker / reference): {ref_s / ours[1]:.1f}x")
+        generate(frames_dir, labels_csv, videos, FLAGS.size)
+        n = len(pd.read_csv(labels_csv))
+
+        def fresh(side, repeat):
+            path = os.path.join(work, f"{side}-{repeat}")
+            shutil.rmtree(path, ignore_errors=True)
+            return path
+
+        sides = {
+            "create_records (1 worker)": lambda r: packing.create_records(
+                frames_dir, labels_csv, fresh("ours", r), frames_per_side=FRAMES_PER_SIDE,
+                n_folds=N_FOLDS, shards=1, workers=1, progress=False),
+            "reference (npy, then TFRecords)": lambda r: reference_two_stage(
+                frames_dir, labels_csv, fresh("reference", r)),
+        }
+        runs = timing.compare(sides, FLAGS.repeats)
+        check_same_records(runs["create_records (1 worker)"]["outputs"][0],
+                           os.path.join(work, "ours-0"), os.path.join(work, "reference-0"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{n} examples of {window.stored_frames(FRAMES_PER_SIDE)} frames, "
+          f"{FLAGS.size}x{FLAGS.size} px, {timing.cores()} cores; same bytes and labels")
+    timing.report(runs, n, "example")
+    timing.ratio(runs, "create_records (1 worker)", "reference (npy, then TFRecords)",
+                 "ratio create_records / reference (examples/s, medians)")
 
 
 if __name__ == "__main__":
