@@ -3,6 +3,8 @@
     python create_tfrecords.py --frames_dir=frames --labels_csv=train_labels.csv --out_dir=tfrec
     python create_tfrecords.py --frames_dir=frames --subset=test \
         --labels_csv=submission_format.csv --out_dir=tfrec_test
+    python create_tfrecords.py --frames_dir=frames --labels_csv=train_labels.csv \
+        --boxes_csv=train_metadata.csv --out_dir=tfrec_boxes     # for run_train.py --use_boxes
     python create_tfrecords.py --inspect=tfrec
 
 Re-running an interrupted command completes it; the output is complete once manifest.json exists.
@@ -34,6 +36,10 @@ flags.DEFINE_enum("group_by", "video", ["video", "site"], "What no two folds sha
                   "camera sites (needs --metadata_csv).")
 flags.DEFINE_string("metadata_csv", None, "The challenge's train_metadata.csv (video_id, site_id),"
                     " for --group_by=site.")
+flags.DEFINE_string("boxes_csv", None, "Boxes table in the challenge's train_metadata.csv / "
+                    "test_metadata.csv layout (video_id, time, x1, y1, x2, y2 in 0..1, "
+                    "probability; other columns ignored; empty coordinates: no box): each example "
+                    "stores its animal's box, which run_train.py --use_boxes reads.")
 flags.DEFINE_list("image_size", None, "HEIGHT,WIDTH of the stored frames (one number: a "
                   "square); frames of another size are resized and re-encoded. Default: the size "
                   "they were extracted at (the most common one if videos differ).")
@@ -66,7 +72,7 @@ def main(argv):
         frames_per_side=FLAGS.frames_per_side, step=FLAGS.step, n_folds=FLAGS.n_folds,
         group_by=FLAGS.group_by, metadata_csv=FLAGS.metadata_csv, image_size=image_size,
         shard_mb=FLAGS.shard_mb, shards=FLAGS.shards, workers=FLAGS.workers,
-        allow_missing=FLAGS.allow_missing, seed=FLAGS.seed)
+        allow_missing=FLAGS.allow_missing, seed=FLAGS.seed, boxes_csv=FLAGS.boxes_csv)
     print(f"{FLAGS.out_dir}: {manifest.examples} examples in {len(manifest.shards)} shards, "
           f"{manifest.clamped_examples} with clamped frames, {manifest.skipped_rows} rows skipped")
 

@@ -3,12 +3,15 @@
     python run_infer.py --model_dir=runs/b0 --tfrec_dir=records/test --tta=4 \
         --submission_csv=data/submission_format.csv --out_csv=runs/b0/submission.csv
     python run_infer.py --model_dir=runs/b0 --video_dir=field/videos --out_csv=field/distances.csv
+    python run_infer.py --model_dir=runs/box --video_dir=field/videos \
+        --detections=field/md_results.json --annotate=field/sheets --out_csv=field/animals.csv
     python run_infer.py --model_dir=runs/b0 --export=runs/b0/export
 
 Every fold's best weights are averaged (and --tta views). --tfrec_dir writes test_preds.csv into
 the model folder (what ensemble.py reads); --submission_csv fills the format table from it.
 --video_dir decodes raw videos as create_frames.py does and predicts every second (or the rows of
---times_csv); a video that cannot be decoded gets error rows, the others finish, and the exit
+--times_csv, or with --detections each animal MegaDetector found at each snapshot moment, with
+an interval); a video that cannot be decoded gets error rows, the others finish, and the exit
 status is 1. Re-running after an interruption skips the videos already predicted.
 """
 
@@ -39,8 +42,25 @@ flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://): p
                     "distance at every second of every video into --out_csv.")
 flags.DEFINE_string("times_csv", None, "With --video_dir: a table of video_id, time rows; only "
                     "those seconds are predicted, in that order.")
+flags.DEFINE_string("detections", None, "With --video_dir: MegaDetector's batch output JSON "
+                    "for these videos (images[].file relative to --video_dir): one row per "
+                    "detection and snapshot moment, video_id, time, detection, x1, y1, x2, y2, "
+                    "conf, distance, distance_low, distance_high, error. A --use_boxes model "
+                    "gives each animal its own distance.")
+flags.DEFINE_float("min_conf", 0.2, "With --detections: detections below this confidence are "
+                   "skipped (MegaDetector's typical threshold).", lower_bound=0.0)
+flags.DEFINE_list("detection_categories", ["animal"], "With --detections: the categories "
+                  "(names in the file's detection_categories) that get a distance.")
+flags.DEFINE_float("snapshot_s", 1.0, "With --detections: seconds between snapshot moments "
+                   "t = 0, T, 2T, ...; a detection counts at the moment its frame is nearest, "
+                   "within T/2 (camera-trap distance sampling's snapshot interval).")
+flags.DEFINE_bool("keep_empty", False, "With --detections: also a row (empty distance) for "
+                  "each snapshot moment without a detection.")
+flags.DEFINE_string("annotate", None, "With --detections: folder for one contact sheet per "
+                    "video (<video_id>.jpg): its snapshot frames with each box and distance.")
 flags.DEFINE_string("out_csv", None, "Output table. Default: MODEL_DIR/submission.csv with "
-                    "--submission_csv, MODEL_DIR/video_preds.csv with --video_dir.")
+                    "--submission_csv, MODEL_DIR/video_preds.csv with --video_dir, "
+                    "MODEL_DIR/detection_distances.csv with --detections.")
 flags.DEFINE_string("export", None, "Folder for a SavedModel of the fold average (endpoint "
                     "`serve`: uint8 [batch, volume_size, H, W, 3] -> metres), loadable without "
                     "chimpact.")
@@ -66,12 +86,15 @@ def main(argv):
         out_csv=FLAGS.out_csv, video_dir=FLAGS.video_dir, times_csv=FLAGS.times_csv,
         export_dir=FLAGS.export, tta=FLAGS.tta, batch_size=FLAGS.batch_size,
         strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps,
-        jit_compile=cli.jit_compile(FLAGS.jit_compile), oof=FLAGS.oof, progress=FLAGS.progress)
+        jit_compile=cli.jit_compile(FLAGS.jit_compile), oof=FLAGS.oof,
+        detections_json=FLAGS.detections, min_conf=FLAGS.min_conf,
+        categories=tuple(FLAGS.detection_categories), snapshot_s=FLAGS.snapshot_s,
+        keep_empty=FLAGS.keep_empty, annotate_dir=FLAGS.annotate, progress=FLAGS.progress)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)
-        print(f"{len(failures)} video(s) could not be decoded; their rows have an empty distance "
-              "and the error", file=sys.stderr)
+        print(f"{len(failures)} video(s) could not be predicted; their rows have an empty "
+              "distance and the error", file=sys.stderr)
         return 1
     return 0
 

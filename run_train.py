@@ -56,6 +56,10 @@ flags.DEFINE_enum("output_bias", "median", list(model.OUTPUT_BIASES), "Where the
                   "output starts: median, the bias of its output layer at the training folds' "
                   "median distance (an MAE model then starts where a constant predictor ends); "
                   "zero, Keras' default, as the reference had (its presets keep it).")
+flags.DEFINE_bool("use_boxes", False, "Condition the distance on the example's animal box "
+                  "(records made with create_tfrecords.py --boxes_csv): the backbone's features "
+                  "inside the box beside the whole frame's, and the box's geometry. Inference "
+                  "then reads boxes too (test records with boxes, or --detections).")
 flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
 flags.DEFINE_enum("strategy", "auto", list(strategies.STRATEGIES), "tf.distribute strategy: "
                   "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default.")
@@ -97,7 +101,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, lr=FLAGS.lr, aug=FLAGS.aug, aug_prob=FLAGS.aug_prob,
         seed=FLAGS.seed, lstm_units=FLAGS.lstm_units, dense_units=FLAGS.dense_units,
         mixed_precision=FLAGS.mixed_precision, jit_compile=cli.jit_compile(FLAGS.jit_compile),
-        output_bias=FLAGS.output_bias,
+        output_bias=FLAGS.output_bias, use_boxes=FLAGS.use_boxes,
         strategy=strategy, flags_text=flags_text(),
         verbose=verbose)
 

@@ -169,10 +169,10 @@ def main(argv):
           f"{sum(o for *_, o in plan)} overexposed, {timing.cores()} cores; same frames "
           f"(largest mean difference {worst:.2f} grey levels)")
     timing.report(runs, len(plan), "video")
-    floor = timing.ratio(runs, "create_frames.py", "decode floor (ffmpeg -f null)",
-                         "create_frames.py as a fraction of the decode floor's speed")
-    print(f"(the floor decodes each video once; overexposed ones are decoded twice by both "
-          f"extractors, so 1.00x is out of reach: {floor:.2f})")
+    timing.ratio(runs, "create_frames.py", "decode floor (ffmpeg -f null)",
+                 "create_frames.py as a fraction of the decode floor's speed")
+    print("(the floor decodes each video once; both extractors decode overexposed ones twice, "
+          "so the fraction stays below 1 on a quiet machine)")
     timing.ratio(runs, "create_frames.py", "reference (sequential ffmpeg CLI)",
                  "ratio create_frames.py / reference (videos/s, medians)")
 

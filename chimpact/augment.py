@@ -1,6 +1,8 @@
 """Sequence augmentations: one random op per example, applied identically to every frame.
 
 Frames are [T, H, W, 3] tensors (uint8, or float in 0..255); every op keeps the shape and dtype.
+Each geometric op has a box op (BOX_OPS) that moves an animal's box (chimpact.boxes.VECTOR) with
+the picture: the box of the op's corners, clipped to the frame; colour ops leave boxes alone.
 Only TF ops are used (no py_function), so the ops run inside tf.data on any host, and the random
 choice comes from stateless ops seeded per example, so a run is reproducible.
 The sets follow the reference solution: `a1` geometric, `a2` adds colour, `a4` adds blur.
@@ -143,6 +145,51 @@ OPS = {
     "blur20": functools.partial(gaussian_blur, size=20),
 }
 
+
+def _move_box(box, image_size, move):
+    """`box` [..., 5] (x1, y1, x2, y2 in 0..1, present) with its corners moved by `move` (x, y in
+    pixels -> x, y in pixels), as the box of the moved corners clipped to the frame."""
+    height, width = image_size
+    x1, y1, x2, y2, present = tf.unstack(tf.cast(box, tf.float32), axis=-1)
+    xs, ys = move(tf.stack([x1, x2, x1, x2], -1) * width, tf.stack([y1, y1, y2, y2], -1) * height)
+    xs, ys = tf.clip_by_value(xs / width, 0.0, 1.0), tf.clip_by_value(ys / height, 0.0, 1.0)
+    return tf.stack([tf.reduce_min(xs, -1), tf.reduce_min(ys, -1), tf.reduce_max(xs, -1),
+                     tf.reduce_max(ys, -1), present], axis=-1)
+
+
+def _flip_box(box, image_size, horizontal):
+    height, width = image_size
+    return _move_box(box, image_size, lambda x, y: (width - x, y) if horizontal
+                     else (x, height - y))
+
+
+def _rotate_box(box, image_size, degrees, crop=1.0):
+    """The box after `rotate` (counter-clockwise about the centre), then the central `crop`."""
+    height, width = image_size
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+
+    def move(x, y):
+        dx, dy = x - width / 2, y - height / 2
+        x, y = cos * dx + sin * dy, -sin * dx + cos * dy
+        return width / 2 + x / crop, height / 2 + y / crop
+
+    return _move_box(box, image_size, move)
+
+
+def _box_op(name):
+    if name in ("flip_lr", "flip_ud"):
+        return functools.partial(_flip_box, horizontal=name == "flip_lr")
+    if name.startswith("rot"):
+        degrees = int(name[3:])
+        crop = 1.0 if degrees % 90 == 0 else CROP_FRACTION
+        return functools.partial(_rotate_box, degrees=degrees, crop=crop)
+    return lambda box, image_size: box
+
+
+# name -> function(box [..., 5], (height, width)) -> the box where OPS[name] moves the animal.
+BOX_OPS = {name: _box_op(name) for name in OPS}
+
 _A1 = ["flip_lr", "flip_ud", "rot90", "rot180", "rot270", "rot45", "rot135", "rot225", "rot315"]
 AUG_SETS = {
     "none": [],
@@ -160,20 +207,30 @@ def op_names(aug):
     return AUG_SETS[aug]
 
 
-def augment(frames, aug, prob, seed):
-    """With probability `prob`, one op of set `aug` drawn uniformly, applied to all frames.
+def augment(frames, aug, prob, seed, box=None):
+    """With probability `prob`, one op of set `aug` drawn uniformly, applied to all frames (and
+    to the animal's `box` when given: then returns (frames, box)).
 
     `seed` is a stateless seed (int tensor of shape [2]): the same seed gives the same result.
     """
-    ops = [OPS[name] for name in op_names(aug)]
-    if not ops or prob <= 0:
-        return frames
+    names = op_names(aug)
+    if not names or prob <= 0:
+        return frames if box is None else (frames, box)
     apply_seed, choice_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    chosen = tf.random.stateless_uniform([], choice_seed, 0, len(ops), dtype=tf.int32)
+    chosen = tf.random.stateless_uniform([], choice_seed, 0, len(names), dtype=tf.int32)
     applied = tf.random.stateless_uniform([], apply_seed) < prob
-    branch = tf.where(applied, chosen, len(ops))
-    branches = [functools.partial(op, frames) for op in ops] + [lambda: frames]
-    return tf.ensure_shape(tf.switch_case(branch, branches), frames.shape)
+    branch = tf.where(applied, chosen, len(names))
+    if box is None:
+        branches = [functools.partial(OPS[name], frames) for name in names] + [lambda: frames]
+        return tf.ensure_shape(tf.switch_case(branch, branches), frames.shape)
+    image_size = frames.shape[1:3]
+
+    def view(name):
+        return lambda: (OPS[name](frames), BOX_OPS[name](box, image_size))
+
+    branches = [view(name) for name in names] + [lambda: (frames, tf.cast(box, tf.float32))]
+    viewed, moved = tf.switch_case(branch, branches)
+    return tf.ensure_shape(viewed, frames.shape), tf.ensure_shape(moved, box.shape)
 
 
 IDENTITY = "identity"
@@ -190,3 +247,8 @@ def tta_names(aug, count):
 def tta_views(aug, count):
     """The first `count` test-time views: the frames as they are, then the ops of set `aug`."""
     return [lambda frames: frames] + [OPS[name] for name in tta_names(aug, count)[1:]]
+
+
+def tta_box_views(aug, count):
+    """The box ops of the views of tta_views(aug, count), in the same order."""
+    return [lambda box, image_size: box] + [BOX_OPS[name] for name in tta_names(aug, count)[1:]]

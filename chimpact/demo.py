@@ -10,7 +10,6 @@ the command) is skipped, so a re-run reuses what is done; the tools also resume 
 """
 
 import argparse
-import json
 import os
 import pathlib
 import shlex
@@ -21,7 +20,9 @@ import time
 import pandas as pd
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PRESETS = ("models/demo.flags", "models/demo-f1.flags")
+PRESETS = ("models/demo.flags", "models/demo-f1.flags", "models/demo-box.flags")
+# A share of the demo's videos shows two or three animals; each label names one by its box.
+WORLD_FLAGS = ("--max_animals=3", "--multi_fraction=0.4")
 
 
 def commands(run_dir, n_videos=100, seed=0, fps=1, size="64x48", n_folds=3, presets=PRESETS,
@@ -31,15 +32,17 @@ def commands(run_dir, n_videos=100, seed=0, fps=1, size="64x48", n_folds=3, pres
     model_dirs = [f"{models}/{pathlib.Path(p).stem}" for p in presets]
     stages = [
         ("synth", [python, "-m", "chimpact.synth", f"--out_dir={data}", f"--n_videos={n_videos}",
-                   f"--seed={seed}"]),
+                   f"--seed={seed}", *WORLD_FLAGS]),
         ("frames", [python, "create_frames.py", f"--video_dir={data}/videos", f"--out_dir={frames}",
                     f"--fps={fps}", f"--size={size}",
                     f"--labels_csv={data}/train_labels.csv,{data}/submission_format.csv"]),
         ("records-train", [python, "create_tfrecords.py", f"--frames_dir={frames}",
-                           f"--labels_csv={data}/train_labels.csv", f"--out_dir={records}/train",
+                           f"--labels_csv={data}/train_labels.csv",
+                           f"--boxes_csv={data}/train_metadata.csv", f"--out_dir={records}/train",
                            "--frames_per_side=1", "--step=1", f"--n_folds={n_folds}"]),
         ("records-test", [python, "create_tfrecords.py", f"--frames_dir={frames}", "--subset=test",
-                          f"--labels_csv={data}/submission_format.csv", f"--out_dir={records}/test",
+                          f"--labels_csv={data}/submission_format.csv",
+                          f"--boxes_csv={data}/test_metadata.csv", f"--out_dir={records}/test",
                           "--frames_per_side=1", "--step=1"]),
     ]
     for preset, model_dir in zip(presets, model_dirs):
@@ -73,41 +76,63 @@ def run_stage(name, argv, run_dir, log=print):
     log(f"[{name}] {time.time() - start:.0f} s")
 
 
+def median_baseline_errors(oof):
+    """`oof` with the error of predicting, in each fold, the median distance of the other folds
+    (the challenge's baseline)."""
+    median = {fold: oof.loc[oof.fold != fold, "distance"].median() for fold in oof.fold.unique()}
+    return oof.assign(error=(oof.distance - oof.fold.map(median)).abs())
+
+
 def median_baseline(oof):
-    """MAE of predicting, in each fold, the median distance of the other folds (the challenge's baseline)."""
-    errors = []
-    for fold, rows in oof.groupby("fold"):
-        median = oof.loc[oof.fold != fold, "distance"].median()
-        errors.append((rows.distance - median).abs())
-    return float(pd.concat(errors).mean())
+    """MAE of predicting, in each fold, the median distance of the other folds."""
+    return float(median_baseline_errors(oof).error.mean())
 
 
-def _test_mae(table, truth):
+def _test_errors(table, truth):
     merged = truth.merge(table, on=["video_id", "time"], suffixes=("", "_pred"))
-    return float((merged.distance - merged.distance_pred).abs().mean())
+    return merged.assign(error=(merged.distance - merged.distance_pred).abs())
+
+
+def _mae(errors, crowded):
+    """(MAE over all rows, MAE over the rows of videos with several animals)."""
+    return float(errors.error.mean()), float(errors.error[errors.video_id.isin(crowded)].mean())
 
 
 def score_table(run_dir, model_dirs):
-    """Rows (name, OOF MAE, test MAE) for each model, the ensemble and the median baseline."""
+    """Rows (name, OOF MAE, test MAE, OOF MAE in scenes of several animals, test MAE there) for
+    each model, the ensemble and the median baseline; the labels name one animal each."""
     run_dir = pathlib.Path(run_dir)
     truth = pd.read_csv(run_dir / "data" / "test_labels.csv")
     train = pd.read_csv(run_dir / "data" / "train_labels.csv")
+    scenes = pd.read_csv(run_dir / "data" / "scenes.csv")
+    crowded = set(scenes.video_id[scenes.animals > 1])
     rows = []
+
+    def add(name, oof, test):
+        rows.append((name, *_mae(oof, crowded), *_mae(test, crowded)))
+
     for model_dir in model_dirs:
-        scores = json.loads((pathlib.Path(model_dir) / "scores.json").read_text())
+        oof = pd.read_csv(pathlib.Path(model_dir) / "oof.csv")
         test = pd.read_csv(pathlib.Path(model_dir) / "test_preds.csv").rename(columns={"pred": "distance"})
-        rows.append((pathlib.Path(model_dir).name, scores["overall"]["mae"], _test_mae(test, truth)))
-    summary = json.loads((run_dir / "ensemble.json").read_text())
-    rows.append(("ensemble", summary["oof_mae"], _test_mae(pd.read_csv(run_dir / "submission.csv"), truth)))
+        add(pathlib.Path(model_dir).name, oof.assign(error=(oof.pred - oof.distance).abs()),
+            _test_errors(test, truth))
+    ensemble_oof = pd.read_csv(run_dir / "oof_ensemble.csv")
+    add("ensemble", ensemble_oof.assign(error=(ensemble_oof.pred - ensemble_oof.distance).abs()),
+        _test_errors(pd.read_csv(run_dir / "submission.csv"), truth))
     oof = pd.read_csv(pathlib.Path(model_dirs[0]) / "oof.csv")
-    test_median = float((truth.distance - train.distance.median()).abs().mean())
-    rows.append(("median baseline", median_baseline(oof), test_median))
-    return rows
+    baseline = median_baseline_errors(oof)
+    test_median = truth.assign(error=(truth.distance - train.distance.median()).abs())
+    add("median baseline", baseline, test_median)
+    return [(name, oof, test, oof_crowded, test_crowded)
+            for name, oof, oof_crowded, test, test_crowded in rows]
 
 
 def format_table(rows):
-    lines = [f"{'model':<18} {'OOF MAE':>8} {'test MAE':>9}"]
-    lines += [f"{name:<18} {oof:>8.3f} {test:>9.3f}" for name, oof, test in rows]
+    """The score table's text, and the ensemble's OOF MAE over the median baseline's."""
+    lines = [f"{'':<18} {'all scenes':^19} {'scenes of 2-3 animals':^23}",
+             f"{'model':<18} {'OOF MAE':>8} {'test MAE':>9}  {'OOF MAE':>10} {'test MAE':>10}"]
+    lines += [f"{name:<18} {oof:>8.3f} {test:>9.3f}  {oof_c:>10.3f} {test_c:>10.3f}"
+              for name, oof, test, oof_c, test_c in rows]
     ratio = rows[-2][1] / rows[-1][1]
     lines.append(f"ensemble / median baseline (OOF): {ratio:.2f}")
     return "\n".join(lines), ratio

@@ -35,6 +35,9 @@ NOISE = 1e-9
 BAND_EDGES = (0, 2, 4, 6, 8, 10, 15, 20, np.inf)
 
 
+OOF_ENSEMBLE = "oof_ensemble.csv"  # video_id, time, distance, pred: the blend out of fold
+
+
 def coef_grid(coef_min=0.0, coef_max=1.11, coef_step=0.01):
     """The coefficients coef_min, coef_min + step, ... up to coef_max inclusive.
 
@@ -251,7 +254,8 @@ def mae_table(summary):
 
 def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.11, coef_step=0.01,
                  round_to_labels=False, submission_csv=None, tta="none"):
-    """Fits the blend on the members' OOF rows and writes ensemble.json, submission.csv, a figure.
+    """Fits the blend on the members' OOF rows and writes ensemble.json, submission.csv,
+    oof_ensemble.csv and a figure.
 
     `tta` says what the members are (see read_predictions). submission.csv has the rows of
     test_preds.csv, or those of the `submission_csv` format table in its order when given.
@@ -290,6 +294,8 @@ def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.11, coef_step=0.0
         table = labels.fill_submission(submission_csv, table.rename(columns={"distance": "pred"}))
     storage.makedirs(out_dir)
     storage.write_csv(table, storage.join(out_dir, "submission.csv"))
+    storage.write_csv(oof[["video_id", "time", "distance"]].assign(pred=blended),
+                      storage.join(out_dir, OOF_ENSEMBLE))
     if round_to_labels:
         plot(snapped, true, storage.join(out_dir, "ensemble.png"), "ensemble OOF snapped to labels")
     else:

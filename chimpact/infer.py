@@ -19,8 +19,8 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import (augment, extract, frames, labels, model, model_folder, pipeline, records,
-                      storage, video, window)
+from chimpact import (augment, boxes, detections, extract, field, frames, labels, model,
+                      model_folder, pipeline, records, storage, video, window)
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
 from chimpact.labels import KEYS
@@ -34,28 +34,37 @@ _PARTS = ".parts"
 
 class FoldAverage(keras.Model):
     """Mean distance in metres of the fold networks under each test-time view: [batch, views]
-    (the TTA prediction is the mean of the columns).
+    (the TTA prediction is the mean of the columns); with `per_fold`, every fold's distance
+    under every view, [batch, views, folds] (what an interval is drawn from).
 
-    Takes uint8 sequences [batch, volume_size, height, width, 3]; views act on the uint8 pixels,
-    as pipeline.predict's do.
+    Takes uint8 sequences [batch, volume_size, height, width, 3], or for a box model
+    {"frames": those, "box": [batch, 5]}; views act on the uint8 pixels, as pipeline.predict's
+    do, and move the box with them.
     """
 
-    def __init__(self, fold_models, tta=1, **kwargs):
+    def __init__(self, fold_models, tta=1, per_fold=False, **kwargs):
         # float32 whatever the folds' policy: the views and the mean work on pixels and metres.
         super().__init__(dtype="float32", **kwargs)
         self.fold_models = list(fold_models)
         self.tta = tta
+        self.per_fold = per_fold
         self.views = augment.tta_views(TTA_AUG, tta)
+        self.box_views = augment.tta_box_views(TTA_AUG, tta)
 
-    def call(self, sequences):
+    def call(self, inputs):
+        sequences = inputs["frames"] if isinstance(inputs, dict) else inputs
         shape = tf.shape(sequences)
         pictures = tf.reshape(sequences, [-1, *sequences.shape[2:]])
         per_view = []
-        for view in self.views:
+        for view, box_view in zip(self.views, self.box_views):
             viewed = tf.reshape(view(pictures), shape)
-            outputs = [tf.cast(network(viewed), tf.float32) for network in self.fold_models]
-            per_view.append(tf.reduce_mean(tf.stack(outputs), axis=0))
-        return tf.concat(per_view, axis=1)
+            if isinstance(inputs, dict):
+                viewed = {"frames": viewed, "box": box_view(inputs["box"], sequences.shape[2:4])}
+            outputs = tf.concat([tf.cast(network(viewed), tf.float32)
+                                 for network in self.fold_models], axis=1)
+            per_view.append(outputs if self.per_fold
+                            else tf.reduce_mean(outputs, axis=1, keepdims=True))
+        return tf.stack(per_view, axis=1) if self.per_fold else tf.concat(per_view, axis=1)
 
 
 def view_names(tta):
@@ -66,12 +75,12 @@ def view_names(tta):
     return augment.tta_names(TTA_AUG, tta)
 
 
-def _predictor(fold_models, tta, strategy, jit_compile):
+def _predictor(fold_models, tta, strategy, jit_compile, per_fold=False):
     with strategy.scope():
-        return model.set_jit_compile(FoldAverage(fold_models, tta), jit_compile)
+        return model.set_jit_compile(FoldAverage(fold_models, tta, per_fold), jit_compile)
 
 
-def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto"):
+def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold=False):
     """(FoldAverage of every trained fold of `model_dir` under `strategy`, its config.json).
 
     The folds are built under the folder's mixed precision policy, as in training and for the
@@ -80,7 +89,8 @@ def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto"):
     config = _trained_config(model_dir)
     strategy = strategy or tf.distribute.get_strategy()
     folds = model.load_fold_models(model_dir, strategy=strategy)
-    return _predictor([folds[f] for f in sorted(folds)], tta, strategy, jit_compile), config
+    return _predictor([folds[f] for f in sorted(folds)], tta, strategy, jit_compile,
+                      per_fold), config
 
 
 def _trained_config(model_dir):
@@ -122,10 +132,12 @@ def predict_records(predictor, config, tfrec_dir, batch_size=16):
                     "False on the median frame): make the test frames with the same "
                     "create_frames.py flags, --labels_csv=submission_format.csv for the "
                     "labelled rule", tfrec_dir, "; ".join(differences))
+    use_boxes = config.get("use_boxes", False)
+    pipeline.check_boxes(manifest, tfrec_dir, use_boxes)
     names = view_names(predictor.tta)
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
                              config["image_size"], batch_size, predictor.distribute_strategy,
-                             outputs=names)
+                             outputs=names, use_boxes=use_boxes)
     return _with_views(table[KEYS + names], names)
 
 
@@ -147,7 +159,8 @@ def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="au
     for fold, network in model.load_fold_models(model_dir, strategy=strategy).items():
         predictor = _predictor([network], tta, strategy, jit_compile)
         parts.append(pipeline.predict(predictor, tfrec_dir, [fold], config["volume_size"],
-                                      config["image_size"], batch_size, strategy, outputs=names))
+                                      config["image_size"], batch_size, strategy, outputs=names,
+                                      use_boxes=config.get("use_boxes", False)))
     table = pd.concat(parts, ignore_index=True)
     return _with_views(table[KEYS + ["distance", "fold"] + names], names)
 
@@ -179,20 +192,26 @@ def check_export_dir(export_dir):
 
 def export(predictor, config, export_dir, jit_compile="auto"):
     """Writes `predictor` as a SavedModel loadable without this package (endpoint `serve`:
-    uint8 [batch, volume_size, H, W, 3] -> metres [batch, 1]) and EXPORT_INFO, written last.
+    uint8 [batch, volume_size, H, W, 3] (and a box model's boxes [batch, 5]) -> metres
+    [batch, 1]) and EXPORT_INFO, written last.
     With jit_compile=True the endpoint is marked for XLA, as run_infer.py compiles it."""
     check_export_dir(export_dir)
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
     height, width = config["image_size"]
-    signature = tf.TensorSpec([None, config["volume_size"], height, width, 3], tf.uint8)
+    signature = [tf.TensorSpec([None, config["volume_size"], height, width, 3], tf.uint8)]
+    use_boxes = config.get("use_boxes", False)
+    if use_boxes:
+        signature.append(tf.TensorSpec([None, len(boxes.VECTOR)], tf.float32))
 
-    def mean_of_views(sequences):
-        return tf.reduce_mean(predictor(sequences, training=False), axis=1, keepdims=True)
+    def mean_of_views(sequences, box=None):
+        inputs = sequences if box is None else {"frames": sequences, "box": box}
+        return tf.reduce_mean(predictor(inputs, training=False), axis=1, keepdims=True)
 
-    serve = tf.function(mean_of_views, input_signature=[signature],
+    serve = tf.function(mean_of_views, input_signature=signature,
                         jit_compile=jit_compile is True)
-    predictor(tf.zeros([1, *signature.shape[1:]], tf.uint8))  # only built models are tracked
+    # only built models are tracked
+    predictor(model_inputs(config, np.zeros([1, *signature[0].shape[1:]], np.uint8)))
     archive = keras.export.ExportArchive()
     archive.track(predictor)
     archive.add_endpoint("serve", serve)
@@ -210,6 +229,8 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     info = {
         "input": f"uint8 RGB [batch, {config['volume_size']}, {height}, {width}, 3]: the frames "
                  f"at t + k * {config['step']} s for k = -{half}..{half}, clamped to the video",
+        **({"box": "float32 [batch, 5]: x1, y1, x2, y2 in 0..1 of the animal at second t, "
+                   "then 1; no box: 0, 0, 1, 1, 0"} if use_boxes else {}),
         "output": "distance in metres [batch, 1] at second t",
         **decode_options(config), "volume_size": config["volume_size"],
         "image_size": [height, width], "step": config["step"], "folds": config["folds"],
@@ -245,37 +266,60 @@ def sequences(pictures, times, fps, frames_per_side, step, volume_size):
     return pictures[np.asarray(windows, dtype=np.int64)]
 
 
-def _predict_arrays(predictor, batch, batch_size):
-    """The TTA prediction of each of a [n, ...] array, in full batches (padded, a multiple of the
-    replicas), so that every replica gets the same static shape, as pipeline.predict's do."""
+def predict_arrays(predictor, inputs, batch_size):
+    """The predictor's output for each of [n, ...] arrays (`inputs`, or a dict of them), in full
+    batches (padded, a multiple of the replicas), so that every replica gets the same static
+    shape, as pipeline.predict's do."""
     batch_size = pipeline.replica_batch_size(
         batch_size, predictor.distribute_strategy.num_replicas_in_sync)
-    n = len(batch)
-    padding = np.zeros((-(-n // batch_size) * batch_size - n, *batch.shape[1:]), batch.dtype)
-    padded = np.concatenate([batch, padding])
-    return predictor.predict(padded, batch_size=batch_size, verbose=0)[:n].mean(axis=1)
+    arrays = inputs if isinstance(inputs, dict) else {"": inputs}
+    n = len(next(iter(arrays.values())))
+    pad = -(-n // batch_size) * batch_size - n
+    padded = {name: np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
+              for name, array in arrays.items()}
+    return predictor.predict(padded if isinstance(inputs, dict) else padded[""],
+                             batch_size=batch_size, verbose=0)[:n]
+
+
+def model_inputs(config, sequences_, box=None):
+    """What the fold networks read: the sequences, with their boxes (absent: the whole frame)
+    for a box model."""
+    if not config.get("use_boxes", False):
+        return sequences_
+    if box is None:
+        box = np.tile(np.asarray(boxes.ABSENT, np.float32), (len(sequences_), 1))
+    return {"frames": sequences_, "box": np.asarray(box, np.float32)}
+
+
+def decode_frames(config, path, fps, labelled=None):
+    """(pictures uint8 [n, H, W, 3] at the model's size, fps) of a video decoded as
+    create_frames.py decodes, with the settings of the model's training frames."""
+    height, width = config["image_size"]
+    options = decode_options(config, fps)
+    pictures, _ = video.decode_video(path, labelled_frames=labelled, size=(width, height),
+                                     **options)
+    return pictures, options["fps"]
 
 
 def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
     """(times, distances) of one video at `times` (every second when None); VideoError when the
-    video cannot be decoded. Decoding follows create_frames.py with decode_options(config, fps)."""
-    height, width = config["image_size"]
-    options = decode_options(config, fps)
-    fps = options["fps"]
+    video cannot be decoded. Decoding follows create_frames.py with decode_options(config, fps).
+    A box model sees no box (the whole frame)."""
+    fps = decode_options(config, fps)["fps"]
     labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
-    pictures, _ = video.decode_video(path, labelled_frames=labelled, size=(width, height),
-                                     **options)
+    pictures, fps = decode_frames(config, path, fps, labelled)
     times = video_seconds(len(pictures), fps) if times is None else list(times)
     distances = [np.zeros(0, np.float32)]
     # One batch of sequences at a time: a long video's sequences need not fit in memory.
     for start in range(0, len(times), batch_size):
         chunk = sequences(pictures, times[start:start + batch_size], fps,
                           config["frames_per_side"], config["step"], config["volume_size"])
-        distances.append(_predict_arrays(predictor, chunk, batch_size))
+        distances.append(predict_arrays(predictor, model_inputs(config, chunk),
+                                         batch_size).mean(axis=1))
     return times, np.concatenate(distances)
 
 
-def _parts_dir(out_csv, inputs):
+def parts_dir(out_csv, inputs):
     """Per-video results of an interrupted run with the same `inputs`, kept beside `out_csv`
     until it is written (emptied when the inputs differ), so that a re-run resumes."""
     parts = str(out_csv) + _PARTS
@@ -308,7 +352,7 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
     else:
         wanted = {v: rows["time"].tolist() for v, rows in times.groupby("video_id", sort=False)}
     times_sha = None if times is None else hashlib.sha256(times.to_csv().encode()).hexdigest()
-    parts = _parts_dir(out_csv, dict(inputs or {}, video_dir=str(video_dir),
+    parts = parts_dir(out_csv, dict(inputs or {}, video_dir=str(video_dir),
                                      decode=decode_options(config, fps), times=times_sha))
     failures, tables = {}, []
     for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
@@ -337,10 +381,13 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
 
 def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=None,
         times_csv=None, export_dir=None, tta=1, batch_size=16, strategy="auto", tpu=None,
-        fps=None, jit_compile="auto", oof=False, progress=True):
+        fps=None, jit_compile="auto", oof=False, detections_json=None,
+        min_conf=detections.MIN_CONF, categories=detections.CATEGORIES, snapshot_s=1.0,
+        keep_empty=False, annotate_dir=None, progress=True):
     """Everything run_infer.py does, in order: test records -> test_preds.csv, submission,
-    raw videos, export; or with `oof`, the training records' folds -> oof_tta.csv. Returns
-    {video_id: error} of the raw videos that failed."""
+    raw videos (every second, the `times_csv` rows, or each detection of `detections_json`),
+    export; or with `oof`, the training records' folds -> oof_tta.csv. Returns {video_id: error}
+    of the raw videos that failed."""
     if oof:
         if submission_csv or video_dir or times_csv or export_dir:
             raise InputError("--oof predicts the folds of the training records only: give the "
@@ -352,8 +399,15 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
                  model_folder.OOF_TTA,
                  " ".join(f"{name} {mae:.4f}" for name, mae in view_scores(table).items()))
         return {}
-    if times_csv and not video_dir:
-        raise InputError("--times_csv picks seconds of --video_dir videos: give --video_dir")
+    if (times_csv or detections_json) and not video_dir:
+        raise InputError("--times_csv and --detections pick what to predict in --video_dir "
+                         "videos: give --video_dir")
+    if times_csv and detections_json:
+        raise InputError("--times_csv and --detections both pick what to predict: give one")
+    if (keep_empty or annotate_dir) and not detections_json:
+        raise InputError("--keep_empty and --annotate go with --detections")
+    if snapshot_s <= 0:
+        raise InputError(f"--snapshot_s={snapshot_s}: must be positive")
     if submission_csv and video_dir:
         raise InputError("--submission_csv and --video_dir both write --out_csv: run them apart")
     if not (tfrec_dir or submission_csv or video_dir or export_dir):
@@ -362,11 +416,16 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
     if batch_size < 1:
         raise InputError(f"--batch_size={batch_size}: must be positive")
     times = labels.read_times(times_csv) if times_csv else None
+    if detections_json:
+        detected, skipped = detections.read_detections(detections_json, min_conf, categories)
+        offsets = field.error_offsets(model_dir)
+        for reason, count in skipped.items():
+            log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
     if export_dir:
         check_export_dir(export_dir)
     if tfrec_dir or video_dir:
         predictor, config = load_predictor(model_dir, strategies.make_strategy(strategy, tpu),
-                                           tta, jit_compile)
+                                           tta, jit_compile, per_fold=bool(detections_json))
     if tfrec_dir:
         storage.write_csv(predict_records(predictor, config, tfrec_dir, batch_size),
                      storage.join(model_dir, model_folder.TEST_PREDS))
@@ -374,11 +433,21 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         storage.write_csv(labels.fill_submission(submission_csv, read_predictions(model_dir)),
                      out_csv or storage.join(model_dir, "submission.csv"))
     failures = {}
-    if video_dir:
+    inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta} if (
+        video_dir) else {}
+    if video_dir and detections_json:
+        failures = field.predict_detections(
+            predictor, config, video_dir,
+            dict(inputs, detections=hashlib.sha256(storage.read_bytes(
+                detections_json)).hexdigest(), min_conf=min_conf, categories=list(categories),
+                 snapshot_s=snapshot_s, keep_empty=keep_empty, fps=fps,
+                 decode=decode_options(config, fps), annotate=str(annotate_dir or "")),
+            out_csv or storage.join(model_dir, "detection_distances.csv"), detected, offsets,
+            snapshot_s, keep_empty, fps, annotate_dir, batch_size, progress)
+    elif video_dir:
         failures = predict_videos(
             predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
-            times=times, fps=fps, batch_size=batch_size, progress=progress,
-            inputs={"model_dir": str(model_dir), "folds": config["folds"], "tta": tta})
+            times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)
     if export_dir:
         # Exported from a single-device copy: a SavedModel must not hold distributed variables.
         export(*load_predictor(model_dir, None, tta), export_dir, jit_compile)

@@ -56,8 +56,9 @@ def _load_weights(network, weights):
                              f"{network.name}: {first_line}") from e
 
 
-def _efficientnet_b0(image_size, weights):
-    """EfficientNet-B0 without top, 0..255 in, pooled 1280 features out.
+def _efficientnet_b0(image_size, weights, pooling="avg"):
+    """EfficientNet-B0 without top, 0..255 in, 1280 features out: pooled, or the feature map
+    when `pooling` is None.
 
     Always built with weights=None so that every model has the same layers whatever its
     pretraining. keras.applications adds, only for weights='imagenet', a rescaling by
@@ -67,12 +68,12 @@ def _efficientnet_b0(image_size, weights):
     """
     shape = (*image_size, 3)
     network = keras.applications.EfficientNetB0(
-        include_top=False, weights=None, input_shape=shape, pooling="avg")
+        include_top=False, weights=None, input_shape=shape, pooling=pooling)
     if weights == "none":
         return network
     if weights == "imagenet":
         pretrained = keras.applications.EfficientNetB0(
-            include_top=False, weights="imagenet", input_shape=shape, pooling="avg")
+            include_top=False, weights="imagenet", input_shape=shape, pooling=pooling)
         network.set_weights(pretrained.get_weights())
     else:
         _load_weights(network, weights)
@@ -85,7 +86,7 @@ def _efficientnet_b0(image_size, weights):
     return network
 
 
-def _tiny(image_size, weights):
+def _tiny(image_size, weights, pooling="avg"):
     """A three-convolution encoder for CPU tests and the demo; no pretrained weights. Each
     convolution is batch-normalised before its ReLU: without it, a run can stay at the constant
     median for good (its ReLUs die). The moving statistics follow the batches with momentum 0.9,
@@ -100,7 +101,9 @@ def _tiny(image_size, weights):
         x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
         x = layers.Activation("relu")(x)
-    network = keras.Model(frames, layers.GlobalAveragePooling2D()(x), name="tiny")
+    if pooling == "avg":
+        x = layers.GlobalAveragePooling2D()(x)
+    network = keras.Model(frames, x, name="tiny")
     if weights != "none":
         _load_weights(network, weights)
     return network
@@ -112,33 +115,78 @@ BACKBONES = {
 }
 
 
-def make_backbone(backbone, image_size, weights="none"):
-    """A frame encoder [N, H, W, 3] 0..255 -> [N, features]; weights: none|imagenet|PATH."""
+def make_backbone(backbone, image_size, weights="none", pooling="avg"):
+    """A frame encoder [N, H, W, 3] 0..255 -> [N, features] (pooling avg) or its feature map
+    [N, h, w, features] (pooling None); weights: none|imagenet|PATH."""
     if backbone not in BACKBONES:
         raise InputError(f"--backbone={backbone}: expected one of {', '.join(BACKBONES)}")
-    return BACKBONES[backbone](tuple(image_size), weights)
+    return BACKBONES[backbone](tuple(image_size), weights, pooling)
+
+
+class BoxPooling(layers.Layer):
+    """The mean of a feature map [N, h, w, C] weighted by how much of each cell the box [N, 5]
+    (boxes.VECTOR) covers: what the picture shows inside the box. An absent box is the whole
+    frame, so its pooling is the global average."""
+
+    def call(self, features, box):
+        height, width = features.shape[1], features.shape[2]
+        box = keras.ops.cast(box, features.dtype)
+
+        def coverage(low, high, cells):
+            edges = keras.ops.arange(cells + 1, dtype=features.dtype) / cells
+            start = keras.ops.maximum(edges[None, :-1], low[:, None])
+            end = keras.ops.minimum(edges[None, 1:], high[:, None])
+            return keras.ops.relu(end - start) * cells  # [N, cells], 1 for a cell inside
+
+        rows = coverage(box[:, 1], box[:, 3], height)
+        cols = coverage(box[:, 0], box[:, 2], width)
+        weights = rows[:, :, None, None] * cols[:, None, :, None]
+        total = keras.ops.sum(weights, axis=(1, 2))
+        return keras.ops.sum(features * weights, axis=(1, 2)) / keras.ops.maximum(total, 1e-3)
+
+
+def box_geometry(box):
+    """[B, 5] boxes.VECTOR -> [B, 9]: the corners, width, height, their logarithms (the apparent
+    size falls as 1 / distance) and whether there is a box."""
+    x1, y1, x2, y2, present = (box[:, i:i + 1] for i in range(5))
+    width, height = x2 - x1, y2 - y1
+    return keras.ops.concatenate([x1, y1, x2, y2, width, height, keras.ops.log(width + 0.01),
+                                  keras.ops.log(height + 0.01), present], axis=1)
 
 
 def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512), weights="none",
-                lstm_units=1024, dense_units=300, output_bias=0.0):
+                lstm_units=1024, dense_units=300, output_bias=0.0, use_boxes=False):
     """The CNN-LSTM: [B, volume_size, H, W, 3] frames in 0..255 -> [B, 1] float32 metres.
 
     Follows the global Keras dtype policy (mixed_float16 / mixed_bfloat16); the output layer
     stays float32. Its bias starts at `output_bias` metres: at the training labels' median, an
     MAE model starts where a constant predictor ends instead of spending its first epochs
     climbing there (OUTPUT_BIASES).
+
+    With `use_boxes` the inputs are {"frames", "box" [B, 5] (boxes.VECTOR)}: each frame's
+    features are its global average and its average inside the box (BoxPooling), and the box's
+    geometry joins the LSTM's output before the Dense layer.
     """
     height, width = image_size
-    encoder = make_backbone(backbone, image_size, weights)
+    encoder = make_backbone(backbone, image_size, weights, None if use_boxes else "avg")
     frames = keras.Input((volume_size, height, width, 3), name="frames")
     x = keras.ops.reshape(frames, (-1, height, width, 3))
     x = encoder(x)
+    if use_boxes:
+        box = keras.Input((5,), name="box")
+        per_frame = keras.ops.reshape(keras.ops.repeat(box[:, None, :], volume_size, axis=1),
+                                      (-1, 5))
+        x = keras.ops.concatenate([layers.GlobalAveragePooling2D()(x),
+                                   BoxPooling(name="box_pooling")(x, per_frame)], axis=-1)
     x = keras.ops.reshape(x, (-1, volume_size, x.shape[-1]))
     x = layers.LSTM(lstm_units, name="lstm")(x)
+    if use_boxes:
+        x = keras.ops.concatenate([x, keras.ops.cast(box_geometry(box), x.dtype)], axis=-1)
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     distance = layers.Dense(1, dtype="float32", name="distance",
                             bias_initializer=keras.initializers.Constant(output_bias))(x)
-    return keras.Model(frames, distance, name=f"{backbone}_lstm")
+    inputs = {"frames": frames, "box": box} if use_boxes else frames
+    return keras.Model(inputs, distance, name=f"{backbone}_lstm")
 
 
 def set_jit_compile(network, jit_compile):
@@ -166,7 +214,7 @@ def build_from_config(config):
     with precision(config.get("mixed_precision", "none")):
         return build_model(config["backbone"], config["volume_size"],
                            tuple(config["image_size"]), "none", config["lstm_units"],
-                           config["dense_units"])
+                           config["dense_units"], use_boxes=config.get("use_boxes", False))
 
 
 def load_fold_models(model_dir, folds=None, strategy=None):

@@ -23,7 +23,7 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold
 
-from chimpact import frames, labels, records, storage, window
+from chimpact import boxes, frames, labels, records, storage, window
 from chimpact.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,11 @@ def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None):
     for i in by_video:
         row = rows.iloc[i]
         jpegs = [reader.read(row.video_id, index) for index in row.window]
-        serialized[i] = records.serialize_example(jpegs, row.distance, row.video_id, row.time,
-                                                  row.fold)
+        with_box = "present" in rows
+        serialized[i] = records.serialize_example(
+            jpegs, row.distance, row.video_id, row.time, row.fold,
+            [row[name] for name in boxes.VECTOR] if with_box else None,
+            row["probability"] if with_box else 0.0)
         on_example()
     tmp = storage.temp_name(path)
     with tf.io.TFRecordWriter(tmp) as writer:
@@ -235,8 +238,12 @@ def _prepare_out_dir(out_dir, fingerprint):
 
 def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_side=5, step=1,
                    n_folds=5, group_by="video", metadata_csv=None, image_size=None, shard_mb=150,
-                   shards=None, workers=1, allow_missing=False, seed=SHUFFLE_SEED, progress=True):
+                   shards=None, workers=1, allow_missing=False, seed=SHUFFLE_SEED, boxes_csv=None,
+                   progress=True):
     """Writes the records of `labels_csv` to `out_dir` and returns their records.Manifest.
+
+    With `boxes_csv` (the challenge's train/test_metadata.csv layout) every example also holds
+    its animal's box, or is marked as having none.
 
     Training rows get GroupKFold folds by video or site, or those of the table's own `fold`
     column when it has one. A finished output with the same inputs is left as is; an
@@ -247,6 +254,10 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     if not tf.io.gfile.isdir(frames_dir):
         raise InputError(f"--frames_dir={frames_dir}: folder not found")
     table, labels_sha256 = labels.read_labels(labels_csv, subset)
+    boxes_sha256 = ""
+    if boxes_csv:
+        box_table, boxes_sha256 = boxes.read_boxes(boxes_csv, table, labels_csv)
+        table = pd.concat([table, box_table[boxes.VECTOR + ["probability"]]], axis=1)
     videos = read_videos(frames_dir)
     missing = sorted(set(table.video_id) - set(videos))
     if missing and not allow_missing:
@@ -284,7 +295,8 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
         n_folds=n_folds if train else None, group_by=group_by if train else None,
         shuffle_seed=seed if train else None,
         distance_counts=_distance_counts(examples) if train else {},
-        labels_csv=str(labels_csv), labels_sha256=labels_sha256, frames_dir=str(frames_dir),
+        labels_csv=str(labels_csv), labels_sha256=labels_sha256,
+        boxes_csv=str(boxes_csv or ""), boxes_sha256=boxes_sha256, frames_dir=str(frames_dir),
         frames=frames.decode_settings(frames_dir, table.video_id),
         clamped_frames=int(examples.clamped.sum()),
         clamped_examples=int((examples.clamped > 0).sum()),

@@ -6,14 +6,15 @@ blocks (the buffer holds JPEG bytes, not decoded frames), only the centred `volu
 decoded, resized only when the stored size differs, one random augmentation per example,
 batched, prefetched; all parallel and autotuned. Each epoch is its own seeded stream, so a
 resumed run continues with the stream of the epoch it resumes at, and epochs differ from one
-another. Evaluation and prediction read the records in a fixed order.
+another. Evaluation and prediction read the records in a fixed order. With `use_boxes` the model
+input is {"frames", "box"}, the box moved by each augmentation as its frames are.
 """
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import augment, records
+from chimpact import augment, boxes, records
 from chimpact.errors import InputError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -50,13 +51,14 @@ def epoch_records(paths, seed, epoch, shuffle_buffer=SHUFFLE_BUFFER):
 
 
 def make_loader(manifest, volume_size, image_size=None):
-    """serialized example -> dict(frames uint8 [volume_size, H, W, 3], distance, video_id, ...).
+    """serialized example -> dict(frames uint8 [volume_size, H, W, 3], distance, video_id, ...,
+    and box when the records have boxes).
 
     Frames are resized (with antialiasing) only when the stored size is not `image_size`.
     """
     stored = tuple(manifest.image_size)
     size = tuple(int(v) for v in image_size) if image_size else stored
-    parse = records.make_parser(manifest.stored_frames, volume_size, stored)
+    parse = records.make_parser(manifest.stored_frames, volume_size, stored, manifest.has_boxes)
 
     def load(serialized):
         example = parse(serialized)
@@ -66,6 +68,20 @@ def make_loader(manifest, volume_size, image_size=None):
         return example
 
     return load
+
+
+def check_boxes(manifest, tfrec_dir, use_boxes):
+    """InputError when a box model is given records without boxes."""
+    if use_boxes and not manifest.has_boxes:
+        raise InputError(f"{tfrec_dir}: these records have no boxes, which a --use_boxes model "
+                         "reads: make them with create_tfrecords.py --boxes_csv")
+
+
+def model_inputs(example, use_boxes):
+    """What the model reads of a loaded example: its frames, with its box when `use_boxes`."""
+    if use_boxes:
+        return {"frames": example["frames"], "box": example["box"]}
+    return example["frames"]
 
 
 def replica_batch_size(batch_size, replicas):
@@ -85,7 +101,7 @@ def train_steps(n_examples, batch_size, drop_remainder):
 
 def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32, aug="none",
                        aug_prob=0.0, seed=0, epochs=1, start_epoch=0, drop_remainder=False,
-                       shuffle_buffer=SHUFFLE_BUFFER, input_context=None):
+                       shuffle_buffer=SHUFFLE_BUFFER, input_context=None, use_boxes=False):
     """Training batches (frames uint8 [B, T, H, W, 3], distance float32 [B]) for epochs
     start_epoch..epochs-1, each epoch `train_steps(...)` batches long.
 
@@ -94,6 +110,7 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
     epoch and batches per replica.
     """
     manifest = records.read_manifest(tfrec_dir)
+    check_boxes(manifest, tfrec_dir, use_boxes)
     paths = manifest.shard_paths(tfrec_dir, folds)
     load = make_loader(manifest, volume_size, image_size)
     pipelines, pipeline_id, replica_batch = 1, 0, batch_size
@@ -115,6 +132,10 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
         def prepare(index, serialized):
             example = load(serialized)
             example_seed = tf.random.experimental.stateless_fold_in(element_seed, index)
+            if use_boxes:
+                frames, box = augment.augment(example["frames"], aug, aug_prob, example_seed,
+                                              example["box"])
+                return {"frames": frames, "box": box}, example["distance"]
             frames = augment.augment(example["frames"], aug, aug_prob, example_seed)
             return frames, example["distance"]
 
@@ -127,16 +148,17 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
 
 
 def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32,
-                      labelled=True):
+                      labelled=True, use_boxes=False):
     """Full batches of the examples of `folds` (all when None) in a fixed order, none dropped.
 
     The last batch is padded with black sequences, so shapes are static and every replica gets
     an equal, non-empty share. Yields (frames, distance, weight) where the weight is 0 for
     padding and n_padded / n for a real example, so that Keras' weighted means (loss, metrics)
     equal the plain means over the real examples; or frames alone when not `labelled` (callers
-    keep the first n predictions).
+    keep the first n predictions). With `use_boxes`, frames is {"frames", "box"} (padding: no box).
     """
     manifest = records.read_manifest(tfrec_dir)
+    check_boxes(manifest, tfrec_dir, use_boxes)
     load = make_loader(manifest, volume_size, image_size)
     n_examples = manifest.examples_in(folds)
     n_batches = -(-n_examples // batch_size)
@@ -144,13 +166,17 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
 
     def prepare(serialized):
         example = load(serialized)
-        return example["frames"], example["distance"], tf.constant(weight, tf.float32)
+        return (model_inputs(example, use_boxes), example["distance"],
+                tf.constant(weight, tf.float32))
 
     paths = manifest.shard_paths(tfrec_dir, folds)
     examples = _ordered_records(paths).map(prepare, num_parallel_calls=AUTOTUNE,
                                            deterministic=True)
     padding = tf.data.Dataset.from_tensors(tf.nest.map_structure(
         lambda spec: tf.zeros(spec.shape, spec.dtype), examples.element_spec))
+    if use_boxes:
+        padding = padding.map(lambda inputs, distance, weight: (
+            {**inputs, "box": tf.constant(boxes.ABSENT)}, distance, weight))
     examples = examples.concatenate(padding.repeat(n_batches * batch_size - n_examples))
     if not labelled:
         examples = examples.map(lambda frames, distance, weight: frames)
@@ -177,7 +203,7 @@ def read_keys(tfrec_dir, folds=None):
 
 
 def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_size=32,
-            strategy=None, outputs=("pred",)):
+            strategy=None, outputs=("pred",), use_boxes=False):
     """Predictions for every example of `folds` (all when None) exactly once.
 
     Returns a DataFrame (video_id, time, distance, fold, then one column per model output, named
@@ -191,7 +217,7 @@ def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_
     pred = np.zeros((0, len(outputs)))
     if len(table):
         batches = make_eval_dataset(tfrec_dir, folds, volume_size, image_size, batch_size,
-                                    labelled=False)
+                                    labelled=False, use_boxes=use_boxes)
         pred = model.predict(batches, verbose=0)[:len(table)]
     for i, name in enumerate(outputs):
         table[name] = pred[:, i]

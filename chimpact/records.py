@@ -1,7 +1,8 @@
 """The sequence TFRecord schema and the records manifest: the one module that knows both.
 
 An example holds the JPEG bytes of `window.stored_frames(frames_per_side)` frames centred on a
-labelled second, its distance (NaN for the test subset), video_id, time and fold (-1 for test).
+labelled second, its distance (NaN for the test subset), video_id, time and fold (-1 for test),
+and, in records made with a boxes table, the animal's box (chimpact.boxes.VECTOR) and probability.
 A records folder holds shards named by subset and fold plus `manifest.json` (a `Manifest`),
 written last, so a folder without a manifest is incomplete.
 """
@@ -13,7 +14,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from chimpact import storage, window
+from chimpact import boxes, storage, window
 from chimpact.errors import InputError
 
 SCHEMA_VERSION = 2
@@ -57,6 +58,8 @@ class Manifest:
     distance_counts: dict = dataclasses.field(default_factory=dict)  # {fold: {metres: examples}}
     labels_csv: str = ""
     labels_sha256: str = ""
+    boxes_csv: str = ""  # the boxes table the examples' boxes come from; "" when they have none
+    boxes_sha256: str = ""
     frames_dir: str = ""
     frames: dict | None = None  # decode settings and gamma rule of the frames (packing)
     clamped_frames: int = 0
@@ -69,6 +72,10 @@ class Manifest:
     @property
     def stored_frames(self):
         return window.stored_frames(self.frames_per_side)
+
+    @property
+    def has_boxes(self):
+        return bool(self.boxes_csv)
 
     @property
     def examples(self):
@@ -179,8 +186,9 @@ def _bytes_feature(values):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
 
-def serialize_example(frames, distance, video_id, time, fold):
-    """One example as bytes: `frames` is the list of JPEG bytes, oldest first."""
+def serialize_example(frames, distance, video_id, time, fold, box=None, box_probability=0.0):
+    """One example as bytes: `frames` is the list of JPEG bytes, oldest first; `box` the
+    boxes.VECTOR values when the records carry boxes."""
     feature = {
         "frames": _bytes_feature(list(frames)),
         "distance": tf.train.Feature(float_list=tf.train.FloatList(value=[float(distance)])),
@@ -188,6 +196,10 @@ def serialize_example(frames, distance, video_id, time, fold):
         "time": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(time)])),
         "fold": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(fold)])),
     }
+    if box is not None:
+        feature["box"] = tf.train.Feature(float_list=tf.train.FloatList(value=list(box)))
+        feature["box_probability"] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=[float(box_probability)]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -197,6 +209,10 @@ _KEY_SPEC = {
     "time": tf.io.FixedLenFeature([], tf.int64),
     "fold": tf.io.FixedLenFeature([], tf.int64),
 }
+_BOX_SPEC = {
+    "box": tf.io.FixedLenFeature([len(boxes.VECTOR)], tf.float32),
+    "box_probability": tf.io.FixedLenFeature([], tf.float32),
+}
 
 
 def parse_keys(serialized):
@@ -204,14 +220,16 @@ def parse_keys(serialized):
     return tf.io.parse_single_example(serialized, _KEY_SPEC)
 
 
-def make_parser(stored_frames, volume_size, image_size=None):
+def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False):
     """A function from a serialized example (scalar tf.string) to a dict of tensors.
 
     Only the `volume_size` centred frames are decoded: frames is uint8 [volume_size, H, W, 3],
-    with a static H, W when `image_size` (height, width) is given, as TPUs need.
+    with a static H, W when `image_size` (height, width) is given, as TPUs need. `with_boxes`
+    adds box (float32 [5], boxes.VECTOR) and box_probability.
     """
     first = window.centre(stored_frames, volume_size)
-    features = {"frames": tf.io.FixedLenFeature([stored_frames], tf.string), **_KEY_SPEC}
+    features = {"frames": tf.io.FixedLenFeature([stored_frames], tf.string), **_KEY_SPEC,
+                **(_BOX_SPEC if with_boxes else {})}
 
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, features)
@@ -235,6 +253,9 @@ def read_examples(path):
             "video_id": feature["video_id"].bytes_list.value[0].decode(),
             "time": feature["time"].int64_list.value[0],
             "fold": feature["fold"].int64_list.value[0],
+            **({"box": list(feature["box"].float_list.value),
+                "box_probability": feature["box_probability"].float_list.value[0]}
+               if "box" in feature else {}),
         }
 
 
@@ -242,7 +263,8 @@ def describe(tfrec_dir):
     """Lines describing a records folder: its manifest, then one decoded example per shard."""
     manifest = read_manifest(tfrec_dir)
     yield manifest.to_json().rstrip()
-    parse = make_parser(manifest.stored_frames, manifest.stored_frames)
+    parse = make_parser(manifest.stored_frames, manifest.stored_frames,
+                        with_boxes=manifest.has_boxes)
     for path in manifest.shard_paths(tfrec_dir):
         for serialized in tf.data.TFRecordDataset(path).take(1):
             example = parse(serialized)
@@ -250,4 +272,6 @@ def describe(tfrec_dir):
                 f"{path}: video_id={example['video_id'].numpy().decode()} "
                 f"time={int(example['time'])} distance={float(example['distance']):g} "
                 f"fold={int(example['fold'])} frames={tuple(example['frames'].shape)}"
+                + (f" box={[round(float(v), 4) for v in example['box']]}"
+                   if manifest.has_boxes else "")
             )

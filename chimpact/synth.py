@@ -12,7 +12,15 @@ frames stage's automatic gamma correction triggers.
     OUT/train_metadata.csv, OUT/test_metadata.csv
                                video_id, time, x1, y1, x2, y2, probability, park, site_id
     OUT/test_labels.csv        the test videos' true distances (the challenge keeps them hidden)
+    OUT/test_detections.json   MegaDetector's video output for the test videos: every animal's
+                               box at every second's frame (category 1, animal)
+    OUT/test_animals.csv       the truth behind it: video_id, time, detection, distance, box
+    OUT/scenes.csv             video_id, animals: how many animals each video shows
     OUT/world.json             the parameters; a re-run with the same ones keeps the videos written
+
+With --max_animals above 1, a share of the videos (--multi_fraction) shows 2..max_animals animals
+walking at their own distances; the labels and the metadata box always name the first one, the
+way each challenge label names one animal.
 
     python -m chimpact.synth --out_dir=runs/demo/data --n_videos=100 --seed=0
 """
@@ -69,6 +77,18 @@ class Site:
 
 
 @dataclasses.dataclass(frozen=True)
+class Companion:
+    """Another animal of a video: its own walk through the video's keyframes."""
+
+    key_frames: tuple
+    key_depths: tuple
+    key_columns: tuple
+    animal_height_m: float
+    animal_aspect: float
+    animal_colour: tuple
+
+
+@dataclasses.dataclass(frozen=True)
 class VideoPlan:
     """One video: who, where, for how long, and the animal's path through keyframes at the label times."""
 
@@ -88,6 +108,12 @@ class VideoPlan:
     overexposed: bool
     night: bool
     light_seed: int
+    companions: tuple = ()  # other animals in view (Companion), drawn after the named one
+
+    @property
+    def animals(self):
+        """The named animal (the plan itself: labels and boxes are its), then the companions."""
+        return (self, *self.companions)
 
 
 def _ids(rng, n, length, taken=()):
@@ -138,11 +164,30 @@ def _distance_walk(rng, n):
 ANIMAL_HEIGHT_M = (0.8, 0.95)  # a chimpanzee on all fours; a duiker is about 0.4, an elephant 3
 
 
+def _companions(rng, count, key_frames, n_labels, animal_height_m):
+    """`count` other animals on independent distance walks through `key_frames`."""
+    companions = []
+    for _ in range(count):
+        depths = _distance_walk(rng, n_labels)
+        companions.append(Companion(
+            key_frames=tuple(key_frames),
+            key_depths=tuple(depths) + (float(np.clip(depths[-1] * np.exp(rng.normal(0, 0.2)),
+                                                      0.0, 30.0)),),
+            key_columns=tuple(float(c) for c in rng.uniform(0.05, 0.95, len(key_frames))),
+            animal_height_m=float(rng.uniform(*animal_height_m)),
+            animal_aspect=float(rng.uniform(1.2, 1.6)),
+            animal_colour=tuple(float(c) for c in rng.uniform(20, 60) * rng.uniform(*_BROWNISH)),
+        ))
+    return tuple(companions)
+
+
 def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fraction=0.15,
                night_fraction=0.15, min_duration_s=15, max_duration_s=60,
-               animal_height_m=ANIMAL_HEIGHT_M):
+               animal_height_m=ANIMAL_HEIGHT_M, max_animals=1, multi_fraction=0.5):
     """The plans of all videos; distances are drawn independently of the site and the id.
-    Animals' heights are uniform in the (low, high) range `animal_height_m`."""
+    Animals' heights are uniform in the (low, high) range `animal_height_m`. A share
+    `multi_fraction` of the videos shows 2..`max_animals` animals (from a random stream of its
+    own, so that a world of one animal per video is the same with or without the option)."""
     if n_videos < 2:
         raise InputError(f"--n_videos={n_videos}: need at least 2 (one train, one test)")
     if not 0 < test_fraction < 1:
@@ -152,6 +197,7 @@ def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fr
     video_ids = _ids(rng, n_videos, 4)
     n_test = min(n_videos - 1, max(1, round(n_videos * test_fraction)))
     test = set(rng.choice(n_videos, n_test, replace=False).tolist())
+    crowd_rng = np.random.default_rng([seed, 3])
     plans = []
     for i, video_id in enumerate(video_ids):
         duration = int(rng.integers(min_duration_s, max_duration_s + 1))
@@ -183,6 +229,10 @@ def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fr
             night=bool(not overexposed and rng.random() < night_fraction),
             light_seed=int(rng.integers(2**31)),
         ))
+        if max_animals > 1 and crowd_rng.random() < multi_fraction:
+            count = int(crowd_rng.integers(1, max_animals))
+            plans[-1] = dataclasses.replace(plans[-1], companions=_companions(
+                crowd_rng, count, key_frames, len(label_times), animal_height_m))
     return plans
 
 
@@ -209,7 +259,8 @@ class Camera:
 
 
 def animal_box(plan, camera, frame):
-    """(left, top, right, bottom) pixels of the animal in `frame`, its depth, its facing (+1 right)."""
+    """(left, top, right, bottom) pixels of the animal `plan` (a VideoPlan: its named animal, or
+    a Companion) in `frame`, its depth, its facing (+1 right)."""
     key = np.asarray(plan.key_frames, dtype=float)
     depth = float(np.interp(frame, key, plan.key_depths))
     column = float(np.interp(frame, key, plan.key_columns))
@@ -331,20 +382,22 @@ def render_frames(plan, width, height, fps, background=None, chunk=32):
     # frame costs more than all the rest of the rendering.
     noise_bank = 2.5 * rng.standard_normal((16, height, width, 1), dtype=np.float32)
     noise_pick = rng.integers(len(noise_bank), size=n_frames)
-    colour = np.array(plan.animal_colour, dtype=np.float32)
     rows_all, cols_all = np.arange(height), np.arange(width)
     buffer = np.empty((chunk, height, width, 3), dtype=np.float32)
     for start in range(0, n_frames, chunk):
         frames = buffer[:min(chunk, n_frames - start)]
         frames[:] = scene
         for i, k in enumerate(range(start, start + len(frames))):
-            box, render_depth, facing = animal_box(plan, camera, k)
-            r0, r1 = max(int(np.floor(box[1])), 0), min(int(np.ceil(box[3])), height)
-            c0, c1 = max(int(np.floor(box[0])), 0), min(int(np.ceil(box[2])), width)
-            if r1 > r0 and c1 > c0:
-                mask, shade = _animal_layer(box, facing, k, rows_all[r0:r1], cols_all[c0:c1])
-                mask &= depth[r0:r1, c0:c1] > render_depth
-                frames[i, r0:r1, c0:c1][mask] = shade[mask][:, None] * colour
+            placed = [(animal, *animal_box(animal, camera, k)) for animal in plan.animals]
+            # Farther animals first, so that nearer ones cover them.
+            for animal, box, render_depth, facing in sorted(placed, key=lambda a: -a[2]):
+                r0, r1 = max(int(np.floor(box[1])), 0), min(int(np.ceil(box[3])), height)
+                c0, c1 = max(int(np.floor(box[0])), 0), min(int(np.ceil(box[2])), width)
+                if r1 > r0 and c1 > c0:
+                    mask, shade = _animal_layer(box, facing, k, rows_all[r0:r1], cols_all[c0:c1])
+                    mask &= depth[r0:r1, c0:c1] > render_depth
+                    colour = np.array(animal.animal_colour, dtype=np.float32)
+                    frames[i, r0:r1, c0:c1][mask] = shade[mask][:, None] * colour
         frames *= gain[start:start + len(frames), None, None, None] * tint
         if plan.night:
             frames[:] = frames.mean(axis=3, keepdims=True) * 0.8
@@ -390,12 +443,10 @@ def encode_mp4(chunks, width, height, fps, path):
 
 
 def _metadata_row(plan, camera, time_s, fps, rng):
-    """The animal's detector-style box at a label time: normalised, clipped, NaN when mostly unseen."""
-    (left, top, right, bottom), _, _ = animal_box(plan, camera, time_s * fps)
-    x1, x2 = np.clip([left / camera.width, right / camera.width], 0, 1)
-    y1, y2 = np.clip([top / camera.height, bottom / camera.height], 0, 1)
-    full_area = (right - left) * (bottom - top) / (camera.width * camera.height)
-    visible = (x2 - x1) * (y2 - y1) / max(full_area, 1e-9)
+    """The named animal's detector-style box at a label time: normalised, clipped, NaN when
+    mostly unseen."""
+    (x1, y1, x2, y2), visible = _visible_box(plan, camera, time_s * fps)
+    (_, top, _, bottom), _, _ = animal_box(plan, camera, time_s * fps)
     row = {"video_id": plan.video_id, "time": time_s, "park": plan.site.park, "site_id": plan.site.site_id}
     if visible < 0.3 or rng.random() < 0.05:
         row.update(x1=np.nan, y1=np.nan, x2=np.nan, y2=np.nan, probability=np.nan)
@@ -403,6 +454,48 @@ def _metadata_row(plan, camera, time_s, fps, rng):
         probability = visible * min(1.0, (bottom - top) / 20.0) * rng.uniform(0.7, 1.0)
         row.update(x1=x1, y1=y1, x2=x2, y2=y2, probability=max(probability, 0.01))
     return row
+
+
+def _visible_box(animal, camera, frame):
+    """The normalised, clipped box of an animal in `frame` and the share of it inside the frame."""
+    (left, top, right, bottom), _, _ = animal_box(animal, camera, frame)
+    x1, x2 = np.clip([left / camera.width, right / camera.width], 0, 1)
+    y1, y2 = np.clip([top / camera.height, bottom / camera.height], 0, 1)
+    full_area = (right - left) * (bottom - top) / (camera.width * camera.height)
+    return (x1, y1, x2, y2), (x2 - x1) * (y2 - y1) / max(full_area, 1e-9)
+
+
+def test_detections(plans, width, height, fps):
+    """(MegaDetector video output dict, truth table): at each whole second of each test video,
+    every animal at least 30% in view as a detection (category 1, animal), in animal order; the
+    truth gives each detection's distance."""
+    images, truth = [], []
+    for plan in plans:
+        if plan.subset != "test":
+            continue
+        camera = Camera.of(plan.site, width, height)
+        found = []
+        for second in range(plan.duration_s):
+            frame, j = second * fps, 0
+            for animal in plan.animals:
+                (x1, y1, x2, y2), visible = _visible_box(animal, camera, frame)
+                if visible < 0.3:
+                    continue
+                found.append({"category": "1", "conf": round(0.5 + 0.49 * visible, 3),
+                              "frame_number": frame, "bbox": [round(float(v), 6) for v in
+                                                              (x1, y1, x2 - x1, y2 - y1)]})
+                depth = float(np.interp(frame, animal.key_frames, animal.key_depths))
+                truth.append({"video_id": plan.video_id, "time": second, "detection": j,
+                              "distance": depth, "x1": x1, "y1": y1, "x2": x2, "y2": y2})
+                j += 1
+        images.append({"file": plan.video_id, "frame_rate": float(fps),
+                       "frames_processed": list(range(0, plan.duration_s * fps, fps)),
+                       "detections": found})
+    output = {"info": {"format_version": "1.4", "detector": "chimpact.synth (true boxes)"},
+              "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+              "images": images}
+    columns = ["video_id", "time", "detection", "distance", "x1", "y1", "x2", "y2"]
+    return output, pd.DataFrame(truth, columns=columns)
 
 
 def world_tables(plans, width, height, fps, seed):
@@ -426,12 +519,14 @@ def world_tables(plans, width, height, fps, seed):
         "train_metadata.csv": table(metadata["train"], METADATA_COLUMNS),
         "test_metadata.csv": table(metadata["test"], METADATA_COLUMNS),
         "test_labels.csv": test_labels,
+        "scenes.csv": pd.DataFrame({"video_id": [p.video_id for p in plans],
+                                    "animals": [len(p.animals) for p in plans]}),
     }
 
 
 def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_sites=8, test_fraction=0.2,
                 overexposed_fraction=0.15, min_duration_s=15, max_duration_s=60,
-                animal_height_m=ANIMAL_HEIGHT_M, progress=True):
+                animal_height_m=ANIMAL_HEIGHT_M, max_animals=1, multi_fraction=0.5, progress=True):
     """Generates the world into `out_dir` (local or gs://); videos already there are kept."""
     if width % 2 or height % 2 or width < 32 or height < 32:
         raise InputError(f"--width={width} --height={height}: need even sizes of at least 32 (yuv420p)")
@@ -444,8 +539,14 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
     params = dict(n_videos=n_videos, seed=seed, width=width, height=height, fps=fps, n_sites=n_sites,
                   test_fraction=test_fraction, overexposed_fraction=overexposed_fraction,
                   min_duration_s=min_duration_s, max_duration_s=max_duration_s)
-    if (low, high) != ANIMAL_HEIGHT_M:  # worlds written before the option keep their world.json
+    if max_animals < 1 or not 0 <= multi_fraction <= 1:
+        raise InputError(f"--max_animals={max_animals} --multi_fraction={multi_fraction}: need "
+                         ">= 1 and a share in 0..1")
+    # Worlds written before these options keep their world.json.
+    if (low, high) != ANIMAL_HEIGHT_M:
         params["animal_height_m"] = [low, high]
+    if max_animals > 1:
+        params.update(max_animals=max_animals, multi_fraction=multi_fraction)
     params_path = storage.join(out_dir, "world.json")
     if storage.exists(params_path):
         existing = json.loads(storage.read_text(params_path))
@@ -458,7 +559,8 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
 
     plans = plan_world(n_videos, seed, fps, n_sites=n_sites, test_fraction=test_fraction,
                        overexposed_fraction=overexposed_fraction, min_duration_s=min_duration_s,
-                       max_duration_s=max_duration_s, animal_height_m=(low, high))
+                       max_duration_s=max_duration_s, animal_height_m=(low, high),
+                       max_animals=max_animals, multi_fraction=multi_fraction)
     backgrounds = {}
     todo = [p for p in plans if not storage.exists(storage.join(video_dir, p.video_id))]
     for plan in tqdm.tqdm(todo, desc="synthetic videos", unit="video", disable=not progress):
@@ -469,6 +571,9 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
         encode_mp4(chunks, width, height, fps, storage.join(video_dir, plan.video_id))
     for name, table in world_tables(plans, width, height, fps, seed).items():
         storage.write_csv(table, storage.join(out_dir, name))
+    output, truth = test_detections(plans, width, height, fps)
+    storage.atomic_write(storage.join(out_dir, "test_detections.json"), json.dumps(output) + "\n")
+    storage.write_csv(truth.round(6), storage.join(out_dir, "test_animals.csv"))
     return plans
 
 
@@ -489,6 +594,11 @@ def main(argv=None):
     parser.add_argument("--animal_height_m", type=lambda text: tuple(float(v) for v in text.split(",")),
                         default=ANIMAL_HEIGHT_M, help="LOW,HIGH range of the animals' heights in metres "
                         "(0.8,0.95: chimpanzees; 0.3,0.5 duikers; 2.5,3.2 elephants).")
+    parser.add_argument("--max_animals", type=int, default=1,
+                        help="Most animals in one video; above 1, --multi_fraction of the videos "
+                        "show 2..max_animals at their own distances (labels name the first).")
+    parser.add_argument("--multi_fraction", type=float, default=0.5,
+                        help="Share of videos with more than one animal (with --max_animals > 1).")
     args = parser.parse_args(argv)
     try:
         plans = write_world(**vars(args))

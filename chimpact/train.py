@@ -39,12 +39,12 @@ _CANDIDATE = re.compile(r"^best-e(\d+)\.weights\.h5$")
 # (epochs is not one, so that a re-run can train unfinished folds longer).
 _FIXED_KEYS = ("backbone", "weights", "volume_size", "image_size", "lstm_units", "dense_units",
                "frames_per_side", "step", "n_folds", "labels_sha256", "aug", "aug_prob", "lr",
-               "seed", "mixed_precision", "output_bias")
+               "seed", "mixed_precision", "output_bias", "use_boxes")
 
 
-def check_records(manifest, tfrec_dir, volume_size, step=None):
-    """InputError unless the records are a training set serving `volume_size` frames at `step`,
-    raised before anything is written."""
+def check_records(manifest, tfrec_dir, volume_size, step=None, use_boxes=False):
+    """InputError unless the records are a training set serving `volume_size` frames at `step`
+    (and boxes for a `use_boxes` model), raised before anything is written."""
     if manifest.subset != "train":
         raise InputError(f"{tfrec_dir}: holds the {manifest.subset} subset; training needs "
                          "records made with create_tfrecords.py --subset=train")
@@ -52,6 +52,7 @@ def check_records(manifest, tfrec_dir, volume_size, step=None):
         raise InputError(f"--step={step}: {tfrec_dir} stores frames {manifest.step} s apart; "
                          f"make records with create_tfrecords.py --step={step}")
     window.centre(manifest.stored_frames, volume_size)  # InputError naming --volume_size
+    pipeline.check_boxes(manifest, tfrec_dir, use_boxes)
 
 
 def _scores(oof):
@@ -160,7 +161,8 @@ def _compiled_model(settings, output_bias=0.0):
     with model.precision(settings["mixed_precision"]):
         network = model.build_model(settings["backbone"], settings["volume_size"],
                                     tuple(settings["image_size"]), settings["weights"],
-                                    settings["lstm_units"], settings["dense_units"], output_bias)
+                                    settings["lstm_units"], settings["dense_units"], output_bias,
+                                    settings["use_boxes"])
     # Weighted, so that the padding of the validation batches (weight 0) does not count. Under
     # mixed_float16, compile wraps Adam in a LossScaleOptimizer (its scale is checkpointed).
     network.compile(optimizer=keras.optimizers.Adam(settings["lr"]), loss="mae",
@@ -216,7 +218,8 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
         return pipeline.make_train_dataset(
             tfrec_dir, train_folds, settings["volume_size"], settings["image_size"],
             settings["batch_size"], settings["aug"], settings["aug_prob"], settings["seed"],
-            settings["epochs"], start_epoch, drop_remainder, input_context=input_context)
+            settings["epochs"], start_epoch, drop_remainder, input_context=input_context,
+            use_boxes=settings["use_boxes"])
 
     with strategy.scope():
         network = _compiled_model(settings, output_bias)
@@ -226,7 +229,8 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
              settings["epochs"], strategy.num_replicas_in_sync,
              "on" if network.jit_compile else "off", settings["mixed_precision"])
     val = pipeline.make_eval_dataset(tfrec_dir, [fold], settings["volume_size"],
-                                     settings["image_size"], settings["batch_size"])
+                                     settings["image_size"], settings["batch_size"],
+                                     use_boxes=settings["use_boxes"])
     # Halving first, so that the checkpoint holds the rate the next epoch starts with.
     callbacks = [PlateauHalving([row["val_loss"] for row in progress["rows"]])]
     if chief:
@@ -253,7 +257,7 @@ def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
     network.load_weights(best)
     oof = pipeline.predict(network, tfrec_dir, [fold], settings["volume_size"],
                            settings["image_size"], settings["batch_size"],
-                           None if local else strategy)
+                           None if local else strategy, use_boxes=settings["use_boxes"])
     storage.write_csv(oof[["video_id", "time", "distance", "pred", "fold"]],
                  storage.join(directory, model_folder.OOF))
     scores = _scores(oof)
@@ -307,18 +311,19 @@ def _merge_config(out_dir, settings):
 def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", volume_size=7,
           step=None, image_size=None, folds=None, epochs=40, batch_size=96, lr=1e-3, aug="none",
           aug_prob=0.5, seed=0, lstm_units=1024, dense_units=300, mixed_precision="none",
-          jit_compile="auto", output_bias="median", strategy=None, flags_text=None,
-          verbose="auto"):
+          jit_compile="auto", output_bias="median", use_boxes=False, strategy=None,
+          flags_text=None, verbose="auto"):
     """Trains `folds` (default all) and writes the model folder; returns scores.json's dict.
 
     `step`, when given, must equal the records' step. `image_size` (H, W) defaults to the stored
     size. `batch_size` is the global batch. `jit_compile` (auto, True, False) is compile's: auto
     lets Keras choose (XLA on a single GPU, not on CPUs or under tf.distribute; TPUs always
-    compile with XLA). `flags_text` is saved as flags.txt.
+    compile with XLA). `use_boxes` conditions the distance on each example's box (records made
+    with --boxes_csv; model.build_model). `flags_text` is saved as flags.txt.
     """
     strategy = strategy or tf.distribute.get_strategy()
     manifest = records.read_manifest(tfrec_dir)
-    check_records(manifest, tfrec_dir, volume_size, step)
+    check_records(manifest, tfrec_dir, volume_size, step, use_boxes)
     folds = list(range(manifest.n_folds)) if folds is None else [int(f) for f in folds]
     settings = {
         "backbone": backbone, "weights": weights, "volume_size": volume_size,
@@ -327,7 +332,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "frames_per_side": manifest.frames_per_side, "step": manifest.step,
         "n_folds": manifest.n_folds, "folds": [], "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "aug": aug, "aug_prob": aug_prob, "seed": seed,
-        "mixed_precision": mixed_precision, "output_bias": output_bias,
+        "mixed_precision": mixed_precision, "output_bias": output_bias, "use_boxes": use_boxes,
         "jit_compile": jit_compile, "xla": None,
         "replicas": strategy.num_replicas_in_sync, "tfrec_dir": str(tfrec_dir),
         "labels_sha256": manifest.labels_sha256, "frames": manifest.frames,

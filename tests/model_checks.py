@@ -43,3 +43,21 @@ def python_output(code, timeout=300, **env):
 def last_json_line(output):
     """The last line of `output`, where a subprocess check prints its JSON result."""
     return json.loads(output.strip().splitlines()[-1])
+
+
+def untrained_model_folder(path, config):
+    """Writes a model folder as run_train.py leaves it at `path` (a pathlib.Path): config.json and
+    untrained folds whose output bias is 5 + fold metres, so that distances look like distances.
+    Returns the path as a string."""
+    import keras
+
+    from chimpact import model, model_folder
+
+    (path / "config.json").write_text(json.dumps(config))
+    for fold in config["folds"]:
+        keras.utils.set_random_seed(fold)
+        network = model.build_from_config(config)
+        network.get_layer("distance").bias.assign([5.0 + fold])
+        (path / f"fold{fold}").mkdir()
+        network.save_weights(model_folder.fold_weights_path(str(path), fold))
+    return str(path)

@@ -9,12 +9,16 @@ from chimpact import demo
 @pytest.mark.slow
 def test_short_demo_beats_the_median_baseline(tmp_path):
     lines = []
-    rows, ratio = demo.run_demo(tmp_path, n_videos=30, seed=1, train_overrides=("--epochs=12",),
-                                log=lines.append)
-    scores = {name: (oof, test) for name, oof, test in rows}
-    assert list(scores) == ["demo", "demo-f1", "ensemble", "median baseline"]
+    presets = ("models/demo.flags", "models/demo-box.flags")
+    rows, ratio = demo.run_demo(tmp_path, n_videos=30, seed=1, presets=presets,
+                                train_overrides=("--epochs=12",), log=lines.append)
+    scores = {name: (oof, test) for name, oof, test, _, _ in rows}
+    assert list(scores) == ["demo", "demo-box", "ensemble", "median baseline"]
     assert ratio < 1.0, "\n".join(lines)
-    assert scores["ensemble"][0] <= min(scores["demo"][0], scores["demo-f1"][0]) + 1e-9
+    assert scores["ensemble"][0] <= min(scores["demo"][0], scores["demo-box"][0]) + 1e-9
+    # The table's last two columns are the scenes of several animals: some exist, all scored.
+    assert all(0 < oof_crowded < 30 and 0 < test_crowded < 30
+               for _, _, _, oof_crowded, test_crowded in rows)
     submission = pd.read_csv(tmp_path / "submission.csv")
     expected = pd.read_csv(tmp_path / "data" / "submission_format.csv")
     assert submission[["video_id", "time"]].equals(expected[["video_id", "time"]])
@@ -23,21 +27,27 @@ def test_short_demo_beats_the_median_baseline(tmp_path):
 
     # A re-run reuses every stage.
     lines.clear()
-    assert demo.run_demo(tmp_path, n_videos=30, seed=1, train_overrides=("--epochs=12",),
-                         log=lines.append)[0] == rows
-    assert sum("skipped" in line for line in lines) == len(demo.commands(tmp_path)[0])
+    assert demo.run_demo(tmp_path, n_videos=30, seed=1, presets=presets,
+                         train_overrides=("--epochs=12",), log=lines.append)[0] == rows
+    assert sum("skipped" in line for line in lines) == len(demo.commands(
+        tmp_path, presets=presets)[0])
 
 
 def test_commands_are_the_readme_pipeline(tmp_path):
     stages, model_dirs = demo.commands(tmp_path, n_videos=7, train_overrides=("--epochs=1",))
     names = [name for name, _ in stages]
     assert names == ["synth", "frames", "records-train", "records-test", "train-demo", "infer-demo",
-                     "train-demo-f1", "infer-demo-f1", "ensemble"]
+                     "train-demo-f1", "infer-demo-f1", "train-demo-box", "infer-demo-box",
+                     "ensemble"]
     scripts = [argv[1] for _, argv in stages]
     assert scripts == ["-m", "create_frames.py", "create_tfrecords.py", "create_tfrecords.py",
-                       "run_train.py", "run_infer.py", "run_train.py", "run_infer.py", "ensemble.py"]
+                       "run_train.py", "run_infer.py", "run_train.py", "run_infer.py",
+                       "run_train.py", "run_infer.py", "ensemble.py"]
     assert stages[4][1][-1] == "--epochs=1"
-    assert model_dirs == [f"{tmp_path}/models/demo", f"{tmp_path}/models/demo-f1"]
+    assert "--max_animals=3" in stages[0][1]
+    assert f"--boxes_csv={tmp_path}/data/train_metadata.csv" in stages[2][1]
+    assert f"--boxes_csv={tmp_path}/data/test_metadata.csv" in stages[3][1]
+    assert model_dirs == [f"{tmp_path}/models/{name}" for name in ("demo", "demo-f1", "demo-box")]
 
 
 def test_median_baseline_uses_the_other_folds():

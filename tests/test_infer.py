@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +20,7 @@ import tensorflow as tf
 
 import sequence_records
 import videogen
+from model_checks import untrained_model_folder
 from chimpact import augment, infer, labels, model, model_folder, records, video
 from chimpact.errors import InputError
 
@@ -33,16 +33,7 @@ N_TEST = 7  # examples in the test records: no batch size used below divides it
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A model folder as run_train.py leaves it, with two untrained folds."""
-    path = tmp_path_factory.mktemp("model")
-    (path / "config.json").write_text(json.dumps(CONFIG))
-    for fold in CONFIG["folds"]:
-        keras.utils.set_random_seed(fold)
-        network = model.build_from_config(CONFIG)
-        # A bias of a few metres, so that distances look like distances.
-        network.get_layer("distance").bias.assign([5.0 + fold])
-        (path / f"fold{fold}").mkdir()
-        network.save_weights(model_folder.fold_weights_path(str(path), fold))
-    return str(path)
+    return untrained_model_folder(tmp_path_factory.mktemp("model"), CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +204,7 @@ def test_video_dir_every_second_with_a_corrupt_video(model_dir, videos, tmp_path
          f"--video_dir={videos}", f"--out_csv={out_csv}", "--batch_size=3", "--tta=2"],
         capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1, done.stderr[-2000:]
-    assert "1 video(s) could not be decoded" in done.stderr
+    assert "1 video(s) could not be predicted" in done.stderr
     table = pd.read_csv(out_csv)
     assert list(table.columns) == ["video_id", "time", "distance", "error"]
     assert list(table.video_id) == ["broken.mp4"] + ["four.mp4"] * 4 + ["six.avi"] * 6

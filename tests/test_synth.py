@@ -194,3 +194,36 @@ def test_writes_through_gfile():
     synth.write_world(out, progress=False, **{**SMALL, "n_videos": 2, "max_duration_s": 15})
     assert len(tf.io.gfile.listdir(f"{out}/videos")) == 2
     assert tf.io.gfile.exists(f"{out}/train_labels.csv")
+
+
+def test_crowded_scenes_keep_the_named_animal_and_draw_the_others():
+    single = synth.plan_world(20, seed=5, fps=4)
+    crowded = synth.plan_world(20, seed=5, fps=4, max_animals=3, multi_fraction=0.5)
+    # The labels name the same animal as in the world of one animal per video.
+    assert [dataclasses.replace(p, companions=()) for p in crowded] == single
+    counts = [len(p.animals) for p in crowded]
+    assert set(counts) == {1, 2, 3} and 5 <= sum(c > 1 for c in counts) <= 15
+
+    plan = next(p for p in crowded if len(p.animals) == 3)
+    camera = synth.Camera.of(plan.site, 96, 72)
+    background, _ = synth.site_background(plan.site, 96, 72)
+    frame = synth.render_video(dataclasses.replace(plan, night=False), 96, 72, 4)[0]
+    drawn = 0
+    for animal in plan.animals:
+        (left, top, right, bottom), _, _ = synth.animal_box(animal, camera, 0)
+        rows = slice(max(int(top), 0), max(int(bottom), 0))
+        cols = slice(max(int(left), 0), max(int(right), 0))
+        inside = frame[rows, cols].astype(float)
+        if inside.size and (right - left) * (bottom - top) > 20:
+            drawn += np.mean(inside.mean(-1) < background[rows, cols].mean(-1) - 30) > 0.1
+    assert drawn >= 2
+
+    output, truth = synth.test_detections(crowded, 96, 72, 4)
+    detections = [(image["file"], d["frame_number"] // 4, d["bbox"]) for image in output["images"]
+                  for d in image["detections"]]
+    assert len(detections) == len(truth) > 0
+    assert output["detection_categories"]["1"] == "animal"
+    for (file, time, (x, y, width, height)), row in zip(detections, truth.itertuples()):
+        assert (file, time) == (row.video_id, row.time)
+        np.testing.assert_allclose([x, y, x + width, y + height], [row.x1, row.y1, row.x2, row.y2],
+                                   atol=1e-5)

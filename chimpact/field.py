@@ -1,0 +1,139 @@
+"""A distance per animal for a folder of field videos and their MegaDetector output: one row per
+detection and snapshot moment, with an interval, ready for camera-trap distance sampling.
+
+Each detection used at a snapshot moment t (chimpact.detections) gets the sequence of frames the
+records would hold for second t (chimpact.window) and the detection's box, through every fold's
+network under every test-time view (infer.FoldAverage with per_fold). The distance is their
+mean; the interval runs from distance + q10 to distance + q90 of the model folder's out-of-fold
+errors (an 80% interval measured on held-out videos), widened where needed to hold every fold
+and view's own prediction, so it is never narrower than the models' disagreement.
+"""
+
+import hashlib
+import logging
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tqdm
+
+from chimpact import annotate, boxes, detections, frames, infer, model_folder, storage, video
+from chimpact.errors import InputError
+
+log = logging.getLogger(__name__)
+COLUMNS = ["video_id", "time", "detection", *boxes.COORDINATES, "conf", "distance",
+           "distance_low", "distance_high", "error"]
+QUANTILES = (0.1, 0.9)
+_NUMERIC_NA = {name: [""] for name in COLUMNS if name not in ("video_id", "error")}
+
+
+def error_offsets(model_dir):
+    """(low, high): the QUANTILES of the out-of-fold errors (true - predicted, metres) of a
+    trained model folder."""
+    path = storage.join(model_dir, model_folder.OOF)
+    if not storage.exists(path):
+        raise InputError(f"{path}: missing: the folder's training did not finish")
+    oof = storage.read_csv(path, dtype={"video_id": str})
+    return tuple(float(v) for v in np.quantile(oof.distance - oof.pred, QUANTILES))
+
+
+def interval(predictions, offsets):
+    """(distance, low, high) from [n, views, folds] predictions and error offsets (low, high):
+    the mean; the offsets around it (low not below 0), widened to hold every prediction."""
+    flat = predictions.reshape(len(predictions), -1)
+    distance = flat.mean(axis=1)
+    low = np.minimum(flat.min(axis=1), np.maximum(distance + offsets[0], 0.0))
+    high = np.maximum(flat.max(axis=1), distance + offsets[1])
+    return distance, low, high
+
+
+def snapshot_times(n_frames, fps, snapshot_s):
+    """The snapshot moments 0, T, 2T, ... whose frame lies inside a video of `n_frames`."""
+    count = int(np.floor((n_frames - 0.5) / fps / snapshot_s)) + 1
+    return [round(k * snapshot_s, 6) for k in range(count)
+            if frames.frame_index(k * snapshot_s, fps) < n_frames]
+
+
+def predict_detected_video(predictor, config, path, detected, offsets, snapshot_s=1.0,
+                           keep_empty=False, fps=None, batch_size=16):
+    """(rows (COLUMNS), pictures at the snapshot moments, their times) of one video with its
+    VideoDetections; VideoError when it cannot be decoded."""
+    pictures, fps = infer.decode_frames(config, path, fps)
+    moments = snapshot_times(len(pictures), fps, snapshot_s)
+    used = detections.snapshot_detections(detected.detections, detected.frame_rate, snapshot_s)
+    used = used[used.time.isin(moments)].reset_index(drop=True)
+    table = used[["time", "detection", *boxes.COORDINATES, "conf"]].copy()
+    table["distance"] = table["distance_low"] = table["distance_high"] = np.nan
+    if len(used):
+        parts = []
+        for start in range(0, len(used), batch_size):
+            chunk = used.iloc[start:start + batch_size]
+            frames_ = infer.sequences(pictures, chunk.time, fps, config["frames_per_side"],
+                                      config["step"], config["volume_size"])
+            box = np.column_stack([chunk[boxes.COORDINATES].to_numpy(), np.ones(len(chunk))])
+            parts.append(infer.predict_arrays(
+                predictor, infer.model_inputs(config, frames_, box), batch_size))
+        distance, low, high = interval(np.concatenate(parts), offsets)
+        table["distance"], table["distance_low"], table["distance_high"] = distance, low, high
+    if keep_empty:
+        empty = pd.DataFrame({"time": sorted(set(moments) - set(table.time))})
+        table = pd.concat([table, empty], ignore_index=True).sort_values(
+            ["time", "detection"], kind="stable", na_position="first")
+    picked = [frames.frame_index(t, fps) for t in moments]
+    return table.reset_index(drop=True), pictures[picked], moments
+
+
+def _error_row(video_id, reason):
+    return pd.DataFrame([{"video_id": video_id, "error": reason}], columns=COLUMNS)
+
+
+def _sheet_path(annotate_dir, video_id):
+    return storage.join(annotate_dir, video_id.replace("/", "_") + ".jpg")
+
+
+def predict_detections(predictor, config, video_dir, inputs, out_csv,
+                       videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
+                       annotate_dir=None, batch_size=16, progress=True):
+    """Writes `out_csv` (COLUMNS) for the `videos` (VideoDetections) of `video_dir`, in file
+    order; a video missing, failed in MegaDetector or undecodable gets one row with the error and
+    the others finish. `inputs` (what produced the rows) decides whether an
+    interrupted run's per-video results are reused. Returns {video_id: error}."""
+    if not tf.io.gfile.isdir(video_dir):
+        raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
+    if not config.get("use_boxes", False):
+        log.warning("%s was trained without boxes (run_train.py --use_boxes): every detection "
+                    "of a frame gets the same distance", config.get("tfrec_dir", "the model"))
+    parts = infer.parts_dir(out_csv, inputs)
+    if annotate_dir:
+        tf.io.gfile.makedirs(annotate_dir)
+    failures, tables = {}, []
+    for detected in tqdm.tqdm(videos, unit="video", disable=not progress):
+        video_id = detected.file
+        part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
+        path = storage.join(video_dir, video_id)
+        if detected.failure:
+            failures[video_id] = f"MegaDetector failed on it: {detected.failure}"
+        elif not tf.io.gfile.exists(path):
+            failures[video_id] = f"not found in --video_dir={video_dir}"
+        elif not tf.io.gfile.exists(part):
+            try:
+                rows, pictures, moments = predict_detected_video(
+                    predictor, config, path, detected, offsets, snapshot_s, keep_empty, fps,
+                    batch_size)
+            except video.VideoError as e:
+                failures[video_id] = e.reason
+            else:
+                if annotate_dir:
+                    annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
+                                         _sheet_path(annotate_dir, video_id))
+                storage.write_csv(rows.assign(video_id=video_id, error=""), part)
+        if video_id in failures:
+            tables.append(_error_row(video_id, failures[video_id]))
+        else:
+            tables.append(storage.read_csv(part, dtype={"video_id": str, "error": str},
+                                           keep_default_na=False, na_values=_NUMERIC_NA))
+    table = pd.concat(tables, ignore_index=True)[COLUMNS].astype({"detection": "Int64"})
+    storage.write_csv(table, out_csv)
+    tf.io.gfile.rmtree(parts)
+    return failures
+

@@ -1,0 +1,220 @@
+"""Per-animal distances from MegaDetector output: the rows, the skipped detections, the error rows,
+snapshot moments, intervals and contact sheets, with an untrained box model (the numbers need not
+be good, only the ones the documented computation gives)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import videogen
+from model_checks import untrained_model_folder
+from sequence_records import write_records
+from chimpact import boxes, detections, field, infer, model, train, video
+from chimpact.errors import InputError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
+              dense_units=4, frames_per_side=1, step=1, n_folds=2, folds=[0, 1], use_boxes=True)
+# MegaDetector boxes [x, y, width, height], and the same as corners (x1, y1, x2, y2).
+BBOX_A, BBOX_B, BBOX_C = [0.1, 0.2, 0.3, 0.5], [0.5, 0.1, 0.4, 0.8], [0.0, 0.5, 0.2, 0.2]
+BOX_A, BOX_B, BOX_C = [0.1, 0.2, 0.4, 0.7], [0.5, 0.1, 0.9, 0.9], [0.0, 0.5, 0.2, 0.7]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A box model folder as run_train.py leaves it: two untrained folds and an oof.csv whose
+    errors (true - predicted) run from -3 to +5 m."""
+    path = tmp_path_factory.mktemp("boxmodel")
+    untrained_model_folder(path, CONFIG)
+    errors = np.linspace(-3, 5, 81)
+    pd.DataFrame({"video_id": "v.mp4", "time": range(81), "distance": 10 + errors, "pred": 10.0,
+                  "fold": 0}).to_csv(path / "oof.csv", index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("field")
+    videogen.make_video(path / "four.mp4", 4, fps=5, size=(48, 32))
+    videogen.make_video(path / "six.avi", 6, fps=5, size=(40, 30), codec="mpeg4")
+    return str(path)
+
+
+def _detection(frame, bbox, conf=0.9, category="1"):
+    return {"category": category, "conf": conf, "frame_number": frame, "bbox": bbox}
+
+
+MD_OUTPUT = {
+    "info": {"format_version": "1.4"},
+    "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+    "images": [
+        {"file": "four.mp4", "frame_rate": 5.0, "frames_processed": list(range(0, 20, 5)),
+         "detections": [
+             _detection(0, BBOX_A),
+             _detection(0, BBOX_B, conf=0.1),                  # below --min_conf
+             _detection(0, BBOX_B, conf=0.95, category="2"),   # a person
+             _detection(5, BBOX_A), _detection(5, BBOX_B, conf=0.5),  # two animals at t=1
+             _detection(12, BBOX_C),  # t=2.4 s: farther from t=2 than frame 11
+             _detection(11, BBOX_B),  # t=2.2 s: the frame used at t=2
+         ]},
+        {"file": "missing.mp4", "frame_rate": 30.0, "detections": [_detection(30, BBOX_A)]},
+        {"file": "six.avi", "frame_rate": 5.0, "detections": [_detection(25, BBOX_C)]},
+        {"file": "failed.mp4", "failure": "Failed to open video"},
+    ],
+}
+
+
+def _write_json(tmp_path, data=MD_OUTPUT):
+    path = tmp_path / "md.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _run(model_dir, video_dir, md_json, out_csv, *extra):
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_infer.py"), f"--model_dir={model_dir}",
+         f"--video_dir={video_dir}", f"--detections={md_json}", f"--out_csv={out_csv}",
+         "--batch_size=3", *extra], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def _fold_distances(model_dir, video_path, times, box_rows):
+    """[n, folds]: each fold network on the sequences at `times` with the boxes `box_rows`."""
+    pictures, _ = video.decode_video(video_path, fps=1.0, size=(32, 32))
+    sequences = infer.sequences(pictures, times, 1.0, 1, 1, 3)
+    box = np.column_stack([np.asarray(box_rows, np.float32), np.ones(len(box_rows))])
+    return np.column_stack([network.predict({"frames": sequences, "box": box}, verbose=0)[:, 0]
+                            for network in model.load_fold_models(model_dir).values()])
+
+
+def test_detections_rows_skips_and_errors_are_as_documented(model_dir, video_dir, tmp_path):
+    out_csv = tmp_path / "animals.csv"
+    done = _run(model_dir, video_dir, _write_json(tmp_path), out_csv, "--annotate",
+                str(tmp_path / "sheets"))
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "missing.mp4: not found in --video_dir" in done.stderr
+    assert "failed.mp4: MegaDetector failed on it: Failed to open video" in done.stderr
+    assert "2 video(s) could not be predicted" in done.stderr
+    assert "1 detections skipped (category person)" in done.stderr
+    assert "1 detections skipped (conf below --min_conf=0.2)" in done.stderr
+
+    table = pd.read_csv(out_csv)
+    assert list(table.columns) == field.COLUMNS
+    assert list(zip(table.video_id, table.time.fillna(-1), table.detection.fillna(-1))) == [
+        ("four.mp4", 0, 0), ("four.mp4", 1, 0), ("four.mp4", 1, 1), ("four.mp4", 2, 0),
+        ("missing.mp4", -1, -1), ("six.avi", 5, 0), ("failed.mp4", -1, -1)]
+    good = table[table.error.isna()]
+    np.testing.assert_allclose(good[boxes.COORDINATES].to_numpy(),
+                               [BOX_A, BOX_A, BOX_B, BOX_B, BOX_C], atol=1e-6)
+    np.testing.assert_allclose(good.conf, [0.9, 0.9, 0.5, 0.9, 0.9])
+    errors = table[table.error.notna()]
+    assert errors.distance.isna().all() and errors.x1.isna().all()
+
+    # The distance is the fold mean for the detection's own box; two animals of one frame differ.
+    per_fold = _fold_distances(model_dir, f"{video_dir}/four.mp4", [0, 1, 1, 2],
+                               [BOX_A, BOX_A, BOX_B, BOX_B])
+    four = good[good.video_id == "four.mp4"]
+    np.testing.assert_allclose(four.distance, per_fold.mean(axis=1), atol=1e-4)
+    assert abs(four.distance.iloc[1] - four.distance.iloc[2]) > 1e-4
+    # The interval: the OOF errors' 10th and 90th percentiles around the distance (-2.2, +4.2
+    # m), widened to hold every fold's prediction.
+    np.testing.assert_allclose(four.distance_high,
+                               np.maximum(per_fold.max(axis=1), four.distance + 4.2), atol=1e-4)
+    np.testing.assert_allclose(four.distance_low, np.minimum(
+        per_fold.min(axis=1), np.maximum(four.distance - 2.2, 0)), atol=1e-4)
+    assert (good.distance_low <= good.distance).all() and (good.distance <= good.distance_high).all()
+
+    # One contact sheet per predicted video: 4 and 6 snapshot tiles of 320 x 320 (32 x 32 frames).
+    assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["four.mp4.jpg",
+                                                                         "six.avi.jpg"]
+    assert Image.open(tmp_path / "sheets" / "four.mp4.jpg").size == (4 * 320, 320)
+    assert Image.open(tmp_path / "sheets" / "six.avi.jpg").size == (6 * 320, 320)
+
+
+def test_snapshot_interval_and_empty_moments(model_dir, video_dir, tmp_path):
+    data = {**MD_OUTPUT, "images": [MD_OUTPUT["images"][0], MD_OUTPUT["images"][2]]}
+    md_json = _write_json(tmp_path, data)
+    done = _run(model_dir, video_dir, md_json, tmp_path / "two.csv", "--snapshot_s=2", "--tta=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = pd.read_csv(tmp_path / "two.csv")
+    # t=1 s is no snapshot moment at T=2; at t=0 the frame-0 animal, at t=2 frame 11's; six.avi's
+    # t=5 s detection is halfway between 4 and 6 (past its end): the earlier moment.
+    assert list(zip(two.video_id, two.time, two.detection)) == [
+        ("four.mp4", 0, 0), ("four.mp4", 2, 0), ("six.avi", 4, 0)]
+    np.testing.assert_allclose(two[boxes.COORDINATES].to_numpy(), [BOX_A, BOX_B, BOX_C],
+                               atol=1e-6)
+
+    done = _run(model_dir, video_dir, md_json, tmp_path / "empty.csv", "--keep_empty")
+    assert done.returncode == 0, done.stderr[-3000:]
+    empty = pd.read_csv(tmp_path / "empty.csv")
+    assert list(zip(empty.video_id, empty.time)) == [("four.mp4", t) for t in (0, 1, 1, 2, 3)] + [
+        ("six.avi", t) for t in range(6)]
+    assert empty.distance.isna().tolist() == [False] * 4 + [True] + [True] * 5 + [False]
+
+
+def test_snapshot_detections_takes_the_nearest_frame_within_half_a_snapshot():
+    table = pd.DataFrame([(f, "animal", 0.9, 0, 0, 1, 1) for f in (0, 3, 7, 7, 14, 28)],
+                         columns=detections.COLUMNS)
+    used = detections.snapshot_detections(table, frame_rate=10.0, snapshot_s=1.0)
+    # 0.3 s -> t=0 but frame 0 is nearer; 0.7 s -> t=1 (two animals); 1.4 s -> t=1, farther
+    # than 0.7 s; 2.8 s -> t=3.
+    assert list(zip(used.time, used.frame_number, used.detection)) == [
+        (0, 0, 0), (1, 7, 0), (1, 7, 1), (3, 28, 0)]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"images": []}, "no `detection_categories`"),
+    ({"detection_categories": {"1": "animal"}, "images": [{"file": "a.mp4", "detections": []}]},
+     r"images\[0\]: \(a.mp4\) frame_rate None is not a positive number"),
+    ({"detection_categories": {"1": "animal"}, "images": [
+        {"file": "a.mp4", "frame_rate": 30, "detections": [{"category": "1", "conf": 0.5}]}]},
+     r"images\[0\].detections\[0\] \(a.mp4\): needs category"),
+    ({"detection_categories": {"1": "animal"}, "images": [
+        {"file": "a.mp4", "frame_rate": 30, "detections": [_detection(0, [0.5, 0.5, -1, 1])]}]},
+     r"bbox \[0.5, 0.5, -1.0, 1.0\] is not \[x, y, width, height\] in 0..1"),
+    ({"detection_categories": {"2": "person"}, "images": []},
+     "--detection_categories: animal not in the file's categories"),
+])
+def test_malformed_megadetector_files_are_one_line_errors(tmp_path, data, message):
+    with pytest.raises(InputError, match=message):
+        detections.read_detections(_write_json(tmp_path, data))
+
+
+def test_box_views_compile_with_xla_and_match(model_dir, video_dir):
+    """The fold average with every test-time view moves the boxes the same under XLA."""
+    pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
+    inputs = {"frames": infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3),
+              "box": np.array([[*BOX_A, 1], [*BOX_B, 1], boxes.ABSENT], np.float32)}
+    eager, _ = infer.load_predictor(model_dir, tta=10, jit_compile=False, per_fold=True)
+    compiled, _ = infer.load_predictor(model_dir, tta=10, jit_compile=True, per_fold=True)
+    expected = eager.predict(inputs, verbose=0)
+    assert expected.shape == (3, 10, 2)
+    np.testing.assert_allclose(compiled.predict(inputs, verbose=0), expected, atol=1e-4)
+
+
+def test_a_box_model_refuses_records_without_boxes(tmp_path):
+    write_records(tmp_path / "plain", (3, 3))
+    with pytest.raises(InputError, match="these records have no boxes.*--boxes_csv"):
+        train.train(str(tmp_path / "plain"), str(tmp_path / "out"), backbone="tiny",
+                    weights="none", volume_size=3, use_boxes=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path):
+    pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
+    sequences = infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
+    box = np.array([[*BOX_A, 1], [*BOX_B, 1], boxes.ABSENT], np.float32)
+    infer.run(model_dir, export_dir=str(tmp_path / "export"), tta=2)
+    info = json.loads((tmp_path / "export" / infer.EXPORT_INFO).read_text())
+    assert "box" in info and info["tta"] == 2
+    exported = tf.saved_model.load(str(tmp_path / "export"))
+    served = exported.serve(sequences, box).numpy()
+    predictor, _ = infer.load_predictor(model_dir, tta=2)
+    expected = predictor.predict({"frames": sequences, "box": box}, verbose=0).mean(axis=1)
+    np.testing.assert_allclose(served[:, 0], expected, atol=1e-5)
