@@ -17,14 +17,13 @@ $(STAMP): $(PY) setup.py
 
 setup: $(STAMP)
 
-# Test files are spread over TEST_WORKERS processes (pytest-xdist; a file stays on one worker,
-# so its module fixtures are built once).
+# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slowest first.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 # The whole pipeline on a synthetic world (about 100 videos, 3 folds, two presets and their
 # ensemble); a re-run skips the stages already done. DEMO_ARGS passes e.g. --n_videos=40.

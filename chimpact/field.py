@@ -68,11 +68,11 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
         parts = []
         for start in range(0, len(used), batch_size):
             chunk = used.iloc[start:start + batch_size]
-            frames_ = infer.sequences(pictures, chunk.time, fps, config["frames_per_side"],
+            sequences = infer.sequences(pictures, chunk.time, fps, config["frames_per_side"],
                                       config["step"], config["volume_size"])
             box = np.column_stack([chunk[boxes.COORDINATES].to_numpy(), np.ones(len(chunk))])
             parts.append(infer.predict_arrays(
-                predictor, infer.model_inputs(config, frames_, box), batch_size))
+                predictor, infer.model_inputs(config, sequences, box), batch_size))
         distance, low, high = interval(np.concatenate(parts), offsets)
         table["distance"], table["distance_low"], table["distance_high"] = distance, low, high
     if keep_empty:

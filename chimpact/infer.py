@@ -281,14 +281,14 @@ def predict_arrays(predictor, inputs, batch_size):
                              batch_size=batch_size, verbose=0)[:n]
 
 
-def model_inputs(config, sequences_, box=None):
-    """What the fold networks read: the sequences, with their boxes (absent: the whole frame)
-    for a box model."""
+def model_inputs(config, batch, box=None):
+    """What the fold networks read of a batch of sequences: the sequences, with their boxes
+    (absent: the whole frame) for a box model."""
     if not config.get("use_boxes", False):
-        return sequences_
+        return batch
     if box is None:
-        box = np.tile(np.asarray(boxes.ABSENT, np.float32), (len(sequences_), 1))
-    return {"frames": sequences_, "box": np.asarray(box, np.float32)}
+        box = np.tile(np.asarray(boxes.ABSENT, np.float32), (len(batch), 1))
+    return {"frames": batch, "box": np.asarray(box, np.float32)}
 
 
 def decode_frames(config, path, fps, labelled=None):
@@ -404,6 +404,8 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
                          "videos: give --video_dir")
     if times_csv and detections_json:
         raise InputError("--times_csv and --detections both pick what to predict: give one")
+    if detections_json and tfrec_dir:
+        raise InputError("--detections and --tfrec_dir are two jobs: run them apart")
     if (keep_empty or annotate_dir) and not detections_json:
         raise InputError("--keep_empty and --annotate go with --detections")
     if snapshot_s <= 0:

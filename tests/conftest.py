@@ -18,3 +18,8 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip("../shared is absent")
     return SHARED
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, so that parallel workers (make test) do not end waiting on one."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

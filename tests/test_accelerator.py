@@ -67,7 +67,7 @@ def test_one_epoch_under_xla_in_each_precision_predicts_as_without(tmp_path):
     # One process per precision, side by side: XLA compiles on one core.
     jobs = {precision: start_python(["tests/xla_training.py", str(tmp_path / "rec"),
                                      str(tmp_path / precision), f"tiny:{precision}:10",
-                                     f"efficientnet_b0:{precision}:2"])
+                                     f"efficientnet_b0:{precision}:1"])
             for precision in ("none", "mixed_bfloat16")}
     for precision, job in jobs.items():
         results = last_json_line(finish(job, timeout=600))

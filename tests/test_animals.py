@@ -8,7 +8,7 @@ import pytest
 from chimpact import extract, packing, synth, video
 from model_checks import finish, start_python
 
-WORLD = dict(n_videos=56, seed=301, width=96, height=72, fps=4, max_animals=2, multi_fraction=1.0,
+WORLD = dict(n_videos=40, seed=301, width=96, height=72, fps=4, max_animals=2, multi_fraction=1.0,
              max_duration_s=40)
 
 
@@ -26,7 +26,8 @@ def test_box_model_names_the_animal_and_ranks_two_in_a_frame(tmp_path):
     # Both at once (two cores); the box model also compiles its training with XLA.
     runs = [start_python(["run_train.py", f"--flagfile=models/{preset}.flags",
                           f"--tfrec_dir={tmp_path / 'records'}",
-                          f"--out_dir={tmp_path / preset}", "--verbose=0", *extra])
+                          f"--out_dir={tmp_path / preset}", "--verbose=0", "--epochs=30",
+                          *extra])
             for preset, extra in (("demo", []), ("demo-box", ["--jit_compile=true"]))]
     for run in runs:
         finish(run, timeout=900)
@@ -52,4 +53,6 @@ def test_box_model_names_the_animal_and_ranks_two_in_a_frame(tmp_path):
         near, far = frame.sort_values("distance").itertuples()
         if far.distance - near.distance >= 2:
             ranked.append(near.distance_pred < far.distance_pred)
-    assert len(ranked) >= 30 and sum(ranked) / len(ranked) >= 0.75, (sum(ranked), len(ranked))
+    print(f"named animal OOF MAE: box model {boxed:.3f} m, without boxes {unboxed:.3f} m; "
+          f"pairs ranked right: {sum(ranked)} of {len(ranked)}")
+    assert len(ranked) >= 20 and sum(ranked) / len(ranked) >= 0.75, (sum(ranked), len(ranked))

@@ -218,3 +218,19 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
     predictor, _ = infer.load_predictor(model_dir, tta=2)
     expected = predictor.predict({"frames": sequences, "box": box}, verbose=0).mean(axis=1)
     np.testing.assert_allclose(served[:, 0], expected, atol=1e-5)
+
+
+def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_path):
+    times = pd.DataFrame({"video_id": ["four.mp4"] * 2, "time": [1, 3]})
+    times.to_csv(tmp_path / "times.csv", index=False)
+    failures = infer.run(model_dir, video_dir=video_dir, times_csv=str(tmp_path / "times.csv"),
+                         out_csv=str(tmp_path / "seconds.csv"), progress=False)
+    assert failures == {}
+    table = pd.read_csv(tmp_path / "seconds.csv")
+    pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32),
+                                     labelled_frames=[1, 3])
+    inputs = {"frames": infer.sequences(pictures, [1, 3], 1.0, 1, 1, 3),
+              "box": np.array([boxes.ABSENT] * 2, np.float32)}
+    expected = np.mean([network.predict(inputs, verbose=0)[:, 0]
+                        for network in model.load_fold_models(model_dir).values()], axis=0)
+    np.testing.assert_allclose(table.distance, expected, atol=1e-5)

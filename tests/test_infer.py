@@ -324,7 +324,12 @@ def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "nothing to do"),
     ({"tta": 11, "export_dir": "x"}, r"--tta=11: must be 1\.\.10"),
-    ({"times_csv": "t.csv"}, "--times_csv picks seconds of --video_dir"),
+    ({"times_csv": "t.csv"}, "--times_csv and --detections pick what to predict in --video_dir"),
+    ({"detections_json": "md.json"}, "give --video_dir"),
+    ({"video_dir": "v", "times_csv": "t.csv", "detections_json": "md.json"}, "give one"),
+    ({"video_dir": "v", "tfrec_dir": "r", "detections_json": "md.json"}, "run them apart"),
+    ({"video_dir": "v", "keep_empty": True}, "--keep_empty and --annotate go with --detections"),
+    ({"video_dir": "v", "detections_json": "md.json", "snapshot_s": 0}, "--snapshot_s=0"),
 ])
 def test_bad_requests_are_one_line_errors(model_dir, kwargs, message):
     with pytest.raises(InputError, match=message):

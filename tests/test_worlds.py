@@ -7,12 +7,13 @@ import pytest
 from chimpact import demo, extract, packing, synth, video
 from model_checks import finish, start_python
 
-# name -> synth.write_world arguments, plus the frames' size (create_frames.py --size).
+# name -> synth.write_world arguments, plus the frames' size (create_frames.py --size): the two
+# extremes of animal size, at other frame rates, aspects and seeds than the demo's. (More worlds,
+# measured once, are in the issue notes; CI keeps these two for time.)
 WORLDS = {
-    "small-5fps": dict(n_videos=56, seed=101, width=96, height=64, fps=5, size=(48, 32)),
-    "duikers-12fps": dict(n_videos=56, seed=102, width=128, height=72, fps=12, size=(64, 36),
+    "duikers-12fps": dict(n_videos=48, seed=102, width=128, height=72, fps=12, size=(64, 36),
                           animal_height_m=(0.3, 0.5)),
-    "elephants-square": dict(n_videos=56, seed=103, width=96, height=96, fps=4, size=(64, 64),
+    "elephants-square": dict(n_videos=48, seed=103, width=96, height=96, fps=4, size=(64, 64),
                              animal_height_m=(2.5, 3.2)),
 }
 
@@ -41,4 +42,4 @@ def test_demo_preset_beats_the_median_on_a_world_it_was_not_tuned_on(name, tmp_p
                          "--verbose=0"]), timeout=600)
     oof = pd.read_csv(tmp_path / "model" / "oof.csv")
     ratio = (oof.pred - oof.distance).abs().mean() / demo.median_baseline(oof)
-    assert len(oof) >= 120 and ratio < 0.8, (name, len(oof), ratio)
+    assert len(oof) >= 100 and ratio < 0.8, (name, len(oof), ratio)
