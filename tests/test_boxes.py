@@ -168,3 +168,17 @@ def test_pipelines_feed_frames_and_boxes(tmp_path):
     np.testing.assert_allclose(weight.numpy(), [2, 2, 0, 0])  # padding weighs nothing
     with pytest.raises(InputError, match="have no boxes"):
         pipeline.make_eval_dataset(str(tmp_path / "plain"), [1], 3, use_boxes=True)
+
+
+def test_the_real_metadata_tables_read_clean(shared_dir):
+    data = shared_dir / "data" / "deep-chimpact"
+    for labels_csv, boxes_csv, subset, rows in (("train_labels.csv", "train_metadata.csv", "train",
+                                                 15229),
+                                                ("submission_format.csv", "test_metadata.csv",
+                                                 "test", 11932)):
+        table, _ = labels.read_labels(str(data / labels_csv), subset)
+        found, _ = boxes.read_boxes(str(data / boxes_csv), table, str(data / labels_csv))
+        assert len(found) == rows and list(found.video_id) == list(table.video_id)
+        assert 0.1 < 1 - found.present.mean() < 0.2  # about 15% of the rows have no box
+        present = found[found.present == 1]
+        assert (present.x1 <= present.x2).all() and present[boxes.COORDINATES].max().max() <= 1
