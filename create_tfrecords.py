@@ -34,6 +34,9 @@ flags.DEFINE_integer("step", 1, "Seconds between stored frames.")
 flags.DEFINE_integer("n_folds", 5, "GroupKFold folds of the training data.")
 flags.DEFINE_enum("group_by", "video", ["video", "site"], "What no two folds share: videos, or "
                   "camera sites (needs --metadata_csv).")
+flags.DEFINE_bool("stratify", False, "Draw the folds with StratifiedGroupKFold so that each "
+                  "fold's distances (10 quantile bins) look like the whole's, no group in two "
+                  "folds (the 1st place's site folds: --group_by=site --stratify).")
 flags.DEFINE_string("metadata_csv", None, "The challenge's train_metadata.csv (video_id, site_id),"
                     " for --group_by=site.")
 flags.DEFINE_string("boxes_csv", None, "Boxes table in the challenge's train_metadata.csv / "
@@ -48,8 +51,8 @@ flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), 
                      "--shard_mb.")
 flags.DEFINE_integer("workers", 4, "Shards written in parallel.")
 flags.DEFINE_integer("seed", packing.SHUFFLE_SEED, "Seed of the random order in which each "
-                     "fold's examples are dealt into its shards (33, as the reference's shuffle), "
-                     "so that consecutive records mix videos.")
+                     "fold's examples are dealt into its shards (33, as the reference's shuffle), so "
+                     "that consecutive records mix videos; and of --stratify's fold draw.")
 flags.DEFINE_bool("allow_missing", False, "Skip the rows of videos without frames (counted in "
                   "the manifest) instead of failing.")
 flags.DEFINE_string("inspect", None, "Instead of writing: print the manifest of this records "
@@ -72,7 +75,8 @@ def main(argv):
         frames_per_side=FLAGS.frames_per_side, step=FLAGS.step, n_folds=FLAGS.n_folds,
         group_by=FLAGS.group_by, metadata_csv=FLAGS.metadata_csv, image_size=image_size,
         shard_mb=FLAGS.shard_mb, shards=FLAGS.shards, workers=FLAGS.workers,
-        allow_missing=FLAGS.allow_missing, seed=FLAGS.seed, boxes_csv=FLAGS.boxes_csv)
+        allow_missing=FLAGS.allow_missing, seed=FLAGS.seed, boxes_csv=FLAGS.boxes_csv,
+        stratify=FLAGS.stratify)
     print(f"{FLAGS.out_dir}: {manifest.examples} examples in {len(manifest.shards)} shards, "
           f"{manifest.clamped_examples} with clamped frames, {manifest.skipped_rows} rows skipped")
 

@@ -66,6 +66,9 @@ flags.DEFINE_string("export", None, "Folder for a SavedModel of the fold average
                     "chimpact.")
 flags.DEFINE_integer("tta", 1, "Test-time views averaged: 1 = none, then flips and rotations "
                      "(identity, flip lr, flip ud, rot90, rot180, rot270, ...).", lower_bound=1)
+flags.DEFINE_enum("aggregate", "mean", list(infer.AGGREGATES), "How the folds' and the test-time "
+                  "views' predictions combine: mean, or median (over the folds, then over the "
+                  "views, as the 1st place did).")
 flags.DEFINE_integer("batch_size", 16, "Global batch size (rounded up to a multiple of the "
                      "replicas).", lower_bound=1)
 flags.DEFINE_enum("strategy", "auto", strategies.STRATEGIES, "tf.distribute strategy.")
@@ -89,7 +92,8 @@ def main(argv):
         jit_compile=cli.jit_compile(FLAGS.jit_compile), oof=FLAGS.oof,
         detections_json=FLAGS.detections, min_conf=FLAGS.min_conf,
         categories=tuple(FLAGS.detection_categories), snapshot_s=FLAGS.snapshot_s,
-        keep_empty=FLAGS.keep_empty, annotate_dir=FLAGS.annotate, progress=FLAGS.progress)
+        keep_empty=FLAGS.keep_empty, annotate_dir=FLAGS.annotate, aggregate=FLAGS.aggregate,
+        progress=FLAGS.progress)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

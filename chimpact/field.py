@@ -4,7 +4,7 @@ detection and snapshot moment, with an interval, ready for camera-trap distance 
 Each detection used at a snapshot moment t (chimpact.detections) gets the sequence of frames the
 records would hold for second t (chimpact.window) and the detection's box, through every fold's
 network under every test-time view (infer.FoldAverage with per_fold). The distance is their
-mean; the interval runs from distance + q10 to distance + q90 of the model folder's out-of-fold
+mean (or median, run_infer.py --aggregate); the interval runs from distance + q10 to distance + q90 of the model folder's out-of-fold
 errors (an 80% interval measured on held-out videos), widened where needed to hold every fold
 and view's own prediction, so it is never narrower than the models' disagreement.
 """
@@ -37,11 +37,12 @@ def error_offsets(model_dir):
     return tuple(float(v) for v in np.quantile(oof.distance - oof.pred, QUANTILES))
 
 
-def interval(predictions, offsets):
+def interval(predictions, offsets, aggregate="mean"):
     """(distance, low, high) from [n, views, folds] predictions and error offsets (low, high):
-    the mean; the offsets around it (low not below 0), widened to hold every prediction."""
+    the mean (or median) of them all; the offsets around it (low not below 0), widened to hold
+    every prediction."""
     flat = predictions.reshape(len(predictions), -1)
-    distance = flat.mean(axis=1)
+    distance = np.median(flat, axis=1) if aggregate == "median" else flat.mean(axis=1)
     low = np.minimum(flat.min(axis=1), np.maximum(distance + offsets[0], 0.0))
     high = np.maximum(flat.max(axis=1), distance + offsets[1])
     return distance, low, high
@@ -68,12 +69,11 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
         parts = []
         for start in range(0, len(used), batch_size):
             chunk = used.iloc[start:start + batch_size]
-            sequences = infer.sequences(pictures, chunk.time, fps, config["frames_per_side"],
-                                      config["step"], config["volume_size"])
+            sequences = infer.model_sequences(config, pictures, chunk.time, fps)
             box = np.column_stack([chunk[boxes.COORDINATES].to_numpy(), np.ones(len(chunk))])
             parts.append(infer.predict_arrays(
                 predictor, infer.model_inputs(config, sequences, box), batch_size))
-        distance, low, high = interval(np.concatenate(parts), offsets)
+        distance, low, high = interval(np.concatenate(parts), offsets, predictor.aggregate)
         table["distance"], table["distance_low"], table["distance_high"] = distance, low, high
     if keep_empty:
         empty = pd.DataFrame({"time": sorted(set(moments) - set(table.time))})

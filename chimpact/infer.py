@@ -2,8 +2,9 @@
 
 All three paths run one Keras model, `FoldAverage`: each test-time view of a uint8 sequence batch
 through every fold's network, averaged over the folds in one graph, one column per view; the
-prediction is the mean of the views. So a submission, a folder of field videos and the exported
-SavedModel give the same numbers for the same frames. The same model over each fold's own
+prediction is the mean of the views (or, with aggregate median, the median over the folds, then
+over the views, as the 1st place took). So a submission, a folder of field videos and the
+exported SavedModel give the same numbers for the same frames. The same model over each fold's own
 network predicts the out-of-fold rows under the same views (`predict_oof`), so that the
 ensemble can be fitted on what it will be applied to.
 """
@@ -19,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import (augment, boxes, detections, extract, field, frames, labels, model,
+from chimpact import (augment, boxes, crop, detections, extract, field, frames, labels, model,
                       model_folder, pipeline, records, storage, video, window)
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
@@ -29,25 +30,50 @@ log = logging.getLogger(__name__)
 EXPORT_INFO = "chimpact_export.json"
 # Test-time views: identity, then the geometric augmentations (flips, right-angle rotations...).
 TTA_AUG = "a1"
+# --aggregate values: how the folds' and the views' predictions are combined.
+AGGREGATES = ("mean", "median")
 _PARTS = ".parts"
 
 
+def median(values, axis):
+    """The median of a tensor along `axis` (the mean of the middle two for an even count)."""
+    count = values.shape[axis]
+    ordered = tf.sort(values, axis=axis)
+    return (tf.gather(ordered, (count - 1) // 2, axis=axis)
+            + tf.gather(ordered, count // 2, axis=axis)) / 2.0
+
+
+def combine(values, aggregate, axis):
+    """`values` (a tensor) reduced along `axis` by AGGREGATES' `aggregate`, keeping the axis."""
+    if aggregate == "median":
+        return tf.expand_dims(median(values, axis), axis)
+    return tf.reduce_mean(values, axis=axis, keepdims=True)
+
+
+def check_aggregate(aggregate):
+    if aggregate not in AGGREGATES:
+        raise InputError(f"--aggregate={aggregate}: expected one of {', '.join(AGGREGATES)}")
+
+
 class FoldAverage(keras.Model):
-    """Mean distance in metres of the fold networks under each test-time view: [batch, views]
-    (the TTA prediction is the mean of the columns); with `per_fold`, every fold's distance
-    under every view, [batch, views, folds] (what an interval is drawn from).
+    """Distance in metres of the fold networks under each test-time view, their mean (or median,
+    `aggregate`) over the folds: [batch, views] (the TTA prediction combines the columns the
+    same way); with `per_fold`, every fold's distance under every view, [batch, views, folds]
+    (what an interval is drawn from).
 
     Takes uint8 sequences [batch, volume_size, height, width, 3], or for a box model
     {"frames": those, "box": [batch, 5]}; views act on the uint8 pixels, as pipeline.predict's
     do, and move the box with them.
     """
 
-    def __init__(self, fold_models, tta=1, per_fold=False, **kwargs):
+    def __init__(self, fold_models, tta=1, per_fold=False, aggregate="mean", **kwargs):
         # float32 whatever the folds' policy: the views and the mean work on pixels and metres.
         super().__init__(dtype="float32", **kwargs)
+        check_aggregate(aggregate)
         self.fold_models = list(fold_models)
         self.tta = tta
         self.per_fold = per_fold
+        self.aggregate = aggregate
         self.views = augment.tta_views(TTA_AUG, tta)
         self.box_views = augment.tta_box_views(TTA_AUG, tta)
 
@@ -62,8 +88,7 @@ class FoldAverage(keras.Model):
                 viewed = {"frames": viewed, "box": box_view(inputs["box"], sequences.shape[2:4])}
             outputs = tf.concat([tf.cast(network(viewed), tf.float32)
                                  for network in self.fold_models], axis=1)
-            per_view.append(outputs if self.per_fold
-                            else tf.reduce_mean(outputs, axis=1, keepdims=True))
+            per_view.append(outputs if self.per_fold else combine(outputs, self.aggregate, 1))
         return tf.stack(per_view, axis=1) if self.per_fold else tf.concat(per_view, axis=1)
 
 
@@ -75,22 +100,25 @@ def view_names(tta):
     return augment.tta_names(TTA_AUG, tta)
 
 
-def _predictor(fold_models, tta, strategy, jit_compile, per_fold=False):
+def _predictor(fold_models, tta, strategy, jit_compile, per_fold=False, aggregate="mean"):
     with strategy.scope():
-        return model.set_jit_compile(FoldAverage(fold_models, tta, per_fold), jit_compile)
+        return model.set_jit_compile(FoldAverage(fold_models, tta, per_fold, aggregate),
+                                     jit_compile)
 
 
-def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold=False):
+def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold=False,
+                   aggregate="mean"):
     """(FoldAverage of every trained fold of `model_dir` under `strategy`, its config.json).
 
     The folds are built under the folder's mixed precision policy, as in training and for the
     out-of-fold predictions; `jit_compile` (auto, True, False) is compile's."""
     view_names(tta)
+    check_aggregate(aggregate)
     config = _trained_config(model_dir)
     strategy = strategy or tf.distribute.get_strategy()
     folds = model.load_fold_models(model_dir, strategy=strategy)
     return _predictor([folds[f] for f in sorted(folds)], tta, strategy, jit_compile,
-                      per_fold), config
+                      per_fold, aggregate), config
 
 
 def _trained_config(model_dir):
@@ -110,9 +138,12 @@ def _check_serves(manifest, config, tfrec_dir):
                          f"example, the model needs {config['volume_size']}")
 
 
-def _with_views(table, names):
-    """`table` with `pred`, the mean of its view columns; the views kept when there are several."""
-    table = table.assign(pred=table[names].mean(axis=1))
+def _with_views(table, names, aggregate="mean"):
+    """`table` with `pred`, the mean (or median) of its view columns; the views kept when there
+    are several."""
+    views = table[names]
+    table = table.assign(pred=views.median(axis=1) if aggregate == "median"
+                         else views.mean(axis=1))
     return table.drop(columns=names) if names == [augment.IDENTITY] else table
 
 
@@ -137,12 +168,13 @@ def predict_records(predictor, config, tfrec_dir, batch_size=16):
     names = view_names(predictor.tta)
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
                              config["image_size"], batch_size, predictor.distribute_strategy,
-                             outputs=names, use_boxes=use_boxes)
-    return _with_views(table[KEYS + names], names)
+                             outputs=names, use_boxes=use_boxes,
+                             crop_bottom=config["crop_bottom"], fill=config["frame_fill"])
+    return _with_views(table[KEYS + names], names, predictor.aggregate)
 
 
 def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="auto",
-                batch_size=16):
+                batch_size=16, aggregate="mean"):
     """Each trained fold's network on its own validation rows under `tta` views: (video_id,
     time, distance, fold, pred, then one column per view when tta > 1). With tta=1 it repeats
     oof.csv; the views show whether TTA helps. `tfrec_dir` defaults to the training records."""
@@ -160,9 +192,11 @@ def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="au
         predictor = _predictor([network], tta, strategy, jit_compile)
         parts.append(pipeline.predict(predictor, tfrec_dir, [fold], config["volume_size"],
                                       config["image_size"], batch_size, strategy, outputs=names,
-                                      use_boxes=config.get("use_boxes", False)))
+                                      use_boxes=config["use_boxes"],
+                                      crop_bottom=config["crop_bottom"],
+                                      fill=config["frame_fill"]))
     table = pd.concat(parts, ignore_index=True)
-    return _with_views(table[KEYS + ["distance", "fold"] + names], names)
+    return _with_views(table[KEYS + ["distance", "fold"] + names], names, aggregate)
 
 
 def view_scores(oof):
@@ -192,8 +226,9 @@ def check_export_dir(export_dir):
 
 def export(predictor, config, export_dir, jit_compile="auto"):
     """Writes `predictor` as a SavedModel loadable without this package (endpoint `serve`:
-    uint8 [batch, volume_size, H, W, 3] (and a box model's boxes [batch, 5]) -> metres
-    [batch, 1]) and EXPORT_INFO, written last.
+    uint8 [batch, volume_size, H, W, 3] at the folder's image_size (and a box model's boxes
+    [batch, 5]) -> metres [batch, 1]; the --crop_bottom rows are cut inside) and EXPORT_INFO,
+    written last.
     With jit_compile=True the endpoint is marked for XLA, as run_infer.py compiles it."""
     check_export_dir(export_dir)
     if tf.io.gfile.exists(export_dir):
@@ -204,11 +239,11 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     if use_boxes:
         signature.append(tf.TensorSpec([None, len(boxes.VECTOR)], tf.float32))
 
-    def mean_of_views(sequences, box=None):
-        inputs = sequences if box is None else {"frames": sequences, "box": box}
-        return tf.reduce_mean(predictor(inputs, training=False), axis=1, keepdims=True)
+    def distance(sequences, box=None):
+        inputs = model_inputs(config, sequences, box)
+        return combine(predictor(inputs, training=False), predictor.aggregate, 1)
 
-    serve = tf.function(mean_of_views, input_signature=signature,
+    serve = tf.function(distance, input_signature=signature,
                         jit_compile=jit_compile is True)
     # only built models are tracked
     predictor(model_inputs(config, np.zeros([1, *signature[0].shape[1:]], np.uint8)))
@@ -228,13 +263,16 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     half = config["volume_size"] // 2
     info = {
         "input": f"uint8 RGB [batch, {config['volume_size']}, {height}, {width}, 3]: the frames "
-                 f"at t + k * {config['step']} s for k = -{half}..{half}, clamped to the video",
+                 f"at t + k * {config['step']} s for k = -{half}..{half}, "
+                 + ("black past the video's ends" if config["frame_fill"] == "zero"
+                    else "clamped to the video"),
+        "crop_bottom": config["crop_bottom"], "family": config["family"],
         **({"box": "float32 [batch, 5]: x1, y1, x2, y2 in 0..1 of the animal at second t, "
                    "then 1; no box: 0, 0, 1, 1, 0"} if use_boxes else {}),
         "output": "distance in metres [batch, 1] at second t",
         **decode_options(config), "volume_size": config["volume_size"],
         "image_size": [height, width], "step": config["step"], "folds": config["folds"],
-        "tta": predictor.tta, "mixed_precision": config.get("mixed_precision", "none"),
+        "tta": predictor.tta, "aggregate": predictor.aggregate, "mixed_precision": config.get("mixed_precision", "none"),
         "jit_compile": jit_compile is True,
     }
     storage.atomic_write(storage.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
@@ -258,12 +296,23 @@ def video_seconds(n_frames, fps):
             if frames.frame_index(t, fps) < n_frames]
 
 
-def sequences(pictures, times, fps, frames_per_side, step, volume_size):
+def sequences(pictures, times, fps, frames_per_side, step, volume_size, fill="clamp"):
     """[len(times), volume_size, H, W, 3]: the frames of decoded `pictures` that the records hold
-    for these seconds (chimpact.window: the same window, clamped at the ends the same way)."""
-    windows = [window.volume_window(t, fps, len(pictures), frames_per_side, step, volume_size)
-               for t in times]
-    return pictures[np.asarray(windows, dtype=np.int64)]
+    for these seconds (chimpact.window: the same window, clamped at the ends the same way, or
+    black there with fill zero)."""
+    windows, outside = zip(*[window.volume_window(t, fps, len(pictures), frames_per_side, step,
+                                                  volume_size) for t in times]) if len(
+        times) else ((), ())
+    chosen = pictures[np.asarray(windows, dtype=np.int64).reshape(len(times), volume_size)]
+    if fill == "zero":
+        chosen[np.asarray(outside, dtype=bool).reshape(len(times), volume_size)] = 0
+    return chosen
+
+
+def model_sequences(config, pictures, times, fps):
+    """sequences() with a model folder's window and fill."""
+    return sequences(pictures, times, fps, config["frames_per_side"], config["step"],
+                     config["volume_size"], config["frame_fill"])
 
 
 def predict_arrays(predictor, inputs, batch_size):
@@ -282,13 +331,18 @@ def predict_arrays(predictor, inputs, batch_size):
 
 
 def model_inputs(config, batch, box=None):
-    """What the fold networks read of a batch of sequences: the sequences, with their boxes
-    (absent: the whole frame) for a box model."""
+    """What the fold networks read of a batch of sequences at the folder's image_size (numpy or
+    tensors): the sequences less their --crop_bottom rows, with their boxes (absent: the whole
+    frame) for a box model."""
+    fraction = config.get("crop_bottom", 0.0)
+    frames = crop.crop_frames(batch, fraction)
     if not config.get("use_boxes", False):
-        return batch
+        return frames
     if box is None:
         box = np.tile(np.asarray(boxes.ABSENT, np.float32), (len(batch), 1))
-    return {"frames": batch, "box": np.asarray(box, np.float32)}
+    elif isinstance(box, np.ndarray):
+        box = box.astype(np.float32)
+    return {"frames": frames, "box": crop.crop_box(box, batch.shape[-3], fraction)}
 
 
 def decode_frames(config, path, fps, labelled=None):
@@ -299,6 +353,11 @@ def decode_frames(config, path, fps, labelled=None):
     pictures, _ = video.decode_video(path, labelled_frames=labelled, size=(width, height),
                                      **options)
     return pictures, options["fps"]
+
+
+def combine_views(values, aggregate):
+    """[n, views] predictions -> [n]: their mean or median (AGGREGATES)."""
+    return np.median(values, axis=1) if aggregate == "median" else values.mean(axis=1)
 
 
 def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
@@ -312,10 +371,9 @@ def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
     distances = [np.zeros(0, np.float32)]
     # One batch of sequences at a time: a long video's sequences need not fit in memory.
     for start in range(0, len(times), batch_size):
-        chunk = sequences(pictures, times[start:start + batch_size], fps,
-                          config["frames_per_side"], config["step"], config["volume_size"])
-        distances.append(predict_arrays(predictor, model_inputs(config, chunk),
-                                         batch_size).mean(axis=1))
+        chunk = model_sequences(config, pictures, times[start:start + batch_size], fps)
+        distances.append(combine_views(predict_arrays(predictor, model_inputs(config, chunk),
+                                                      batch_size), predictor.aggregate))
     return times, np.concatenate(distances)
 
 
@@ -383,17 +441,18 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         times_csv=None, export_dir=None, tta=1, batch_size=16, strategy="auto", tpu=None,
         fps=None, jit_compile="auto", oof=False, detections_json=None,
         min_conf=detections.MIN_CONF, categories=detections.CATEGORIES, snapshot_s=1.0,
-        keep_empty=False, annotate_dir=None, progress=True):
+        keep_empty=False, annotate_dir=None, aggregate="mean", progress=True):
     """Everything run_infer.py does, in order: test records -> test_preds.csv, submission,
     raw videos (every second, the `times_csv` rows, or each detection of `detections_json`),
-    export; or with `oof`, the training records' folds -> oof_tta.csv. Returns {video_id: error}
-    of the raw videos that failed."""
+    export; or with `oof`, the training records' folds -> oof_tta.csv. `aggregate` combines
+    the folds and views (AGGREGATES). Returns {video_id: error} of the raw videos that failed."""
+    check_aggregate(aggregate)
     if oof:
         if submission_csv or video_dir or times_csv or export_dir:
             raise InputError("--oof predicts the folds of the training records only: give the "
                              "other outputs in another command")
         table = predict_oof(model_dir, tfrec_dir, tta, strategies.make_strategy(strategy, tpu),
-                            jit_compile, batch_size)
+                            jit_compile, batch_size, aggregate)
         storage.write_csv(table, storage.join(model_dir, model_folder.OOF_TTA))
         log.info("out-of-fold MAE of each view and of their mean (pred), %s: %s",
                  model_folder.OOF_TTA,
@@ -427,7 +486,8 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         check_export_dir(export_dir)
     if tfrec_dir or video_dir:
         predictor, config = load_predictor(model_dir, strategies.make_strategy(strategy, tpu),
-                                           tta, jit_compile, per_fold=bool(detections_json))
+                                           tta, jit_compile, per_fold=bool(detections_json),
+                                           aggregate=aggregate)
     if tfrec_dir:
         storage.write_csv(predict_records(predictor, config, tfrec_dir, batch_size),
                      storage.join(model_dir, model_folder.TEST_PREDS))
@@ -435,7 +495,8 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         storage.write_csv(labels.fill_submission(submission_csv, read_predictions(model_dir)),
                      out_csv or storage.join(model_dir, "submission.csv"))
     failures = {}
-    inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta} if (
+    inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
+              "aggregate": aggregate} if (
         video_dir) else {}
     if video_dir and detections_json:
         failures = field.predict_detections(
@@ -452,5 +513,6 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
             times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)
     if export_dir:
         # Exported from a single-device copy: a SavedModel must not hold distributed variables.
-        export(*load_predictor(model_dir, None, tta), export_dir, jit_compile)
+        export(*load_predictor(model_dir, None, tta, aggregate=aggregate), export_dir,
+               jit_compile)
     return failures

@@ -1,7 +1,9 @@
-"""The CNN-LSTM distance regressor and the loading of a trained model folder, in Keras alone.
+"""The distance regressors of the three model families and the loading of a trained model
+folder, in Keras alone.
 
-A sequence [volume_size, H, W, 3] of 0..255 frames goes through a frame encoder (a backbone with
-global average pooling), an LSTM over time, Dense(relu) and a float32 Dense(1): metres.
+A sequence [volume_size, H, W, 3] of 0..255 frames goes through a backbone with global average
+pooling (per frame then an LSTM over time; once over the frames stacked on channels; or over the
+single frame), Dense(relu) and a float32 Dense(1): metres.
 The model owns its preprocessing, so callers feed raw pixels. Time is folded into the batch with a
 reshape: Keras' TimeDistributed would call the backbone once per frame in a Python loop.
 Keras and keras.ops only, no TensorFlow (files through chimpact.storage, which imports it for
@@ -15,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from chimpact import model_folder, storage
+from chimpact import crop, model_folder, storage
 from chimpact.errors import InputError
 
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -25,6 +27,8 @@ IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 OUTPUT_BIASES = ("median", "zero")
 # --mixed_precision values: the Keras dtype policy a model folder is trained and predicted under.
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+# --family values and the frames per sequence each reads by default.
+FAMILIES = {"cnn_lstm": 7, "stacked": 5, "single": 1}
 
 
 @contextlib.contextmanager
@@ -56,37 +60,44 @@ def _load_weights(network, weights):
                              f"{network.name}: {first_line}") from e
 
 
-def _efficientnet_b0(image_size, weights, pooling="avg"):
-    """EfficientNet-B0 without top, 0..255 in, 1280 features out: pooled, or the feature map
-    when `pooling` is None.
+def _normalization(network):
+    return next(layer for layer in network.layers if isinstance(layer, layers.Normalization))
 
-    Always built with weights=None so that every model has the same layers whatever its
-    pretraining. keras.applications adds, only for weights='imagenet', a rescaling by
-    1/sqrt(ImageNet stddev) after its Normalization layer (whose stored variance is the stddev, not
-    its square); that rescaling is folded into the Normalization variance here for imagenet and
-    for a weights file alike, so both get exactly the ImageNet normalisation.
+
+def _keras_application(constructor, imagenet_normalization):
+    """A backbone from keras.applications: built with weights=None so that every model has the
+    same layers whatever its pretraining, then given the ImageNet weights or a weights file.
+
+    EfficientNet V1 (`imagenet_normalization`): keras.applications adds, only for
+    weights='imagenet', a rescaling by 1/sqrt(ImageNet stddev) after its Normalization layer
+    (whose stored variance is the stddev, not its square); that rescaling is folded into the
+    Normalization variance here for imagenet and for a weights file alike, so both get exactly
+    the ImageNet normalisation. EfficientNetV2 maps 0..255 to -1..1 with no weights of its own.
     """
-    shape = (*image_size, 3)
-    network = keras.applications.EfficientNetB0(
-        include_top=False, weights=None, input_shape=shape, pooling=pooling)
-    if weights == "none":
+
+    def build(shape, weights, pooling):
+        network = constructor(include_top=False, weights=None, input_shape=shape, pooling=pooling)
+        if weights == "none":
+            return network
+        if weights == "imagenet":
+            pretrained = constructor(include_top=False, weights="imagenet", input_shape=shape,
+                                     pooling=pooling)
+            network.set_weights(pretrained.get_weights())
+        else:
+            _load_weights(network, weights)
+        if imagenet_normalization:
+            normalization = _normalization(network)
+            normalization.adapt_variance.assign(
+                keras.ops.convert_to_numpy(normalization.adapt_variance)
+                * np.array(IMAGENET_STDDEV_RGB))
+            # The layer computes with tensors snapshotted from its variables: refresh them.
+            normalization.finalize_state()
         return network
-    if weights == "imagenet":
-        pretrained = keras.applications.EfficientNetB0(
-            include_top=False, weights="imagenet", input_shape=shape, pooling=pooling)
-        network.set_weights(pretrained.get_weights())
-    else:
-        _load_weights(network, weights)
-    normalization = next(layer for layer in network.layers
-                         if isinstance(layer, layers.Normalization))
-    normalization.adapt_variance.assign(
-        keras.ops.convert_to_numpy(normalization.adapt_variance) * np.array(IMAGENET_STDDEV_RGB))
-    # The layer computes with tensors snapshotted from its variables: refresh them.
-    normalization.finalize_state()
-    return network
+
+    return build
 
 
-def _tiny(image_size, weights, pooling="avg"):
+def _tiny(shape, weights, pooling):
     """A three-convolution encoder for CPU tests and the demo; no pretrained weights. Each
     convolution is batch-normalised before its ReLU: without it, a run can stay at the constant
     median for good (its ReLUs die). The moving statistics follow the batches with momentum 0.9,
@@ -95,7 +106,7 @@ def _tiny(image_size, weights, pooling="avg"):
     across replicas, so that every replica validates with the statistics that are saved."""
     if weights == "imagenet":
         raise InputError("--weights=imagenet: the tiny backbone has no pretrained weights")
-    frames = keras.Input((*image_size, 3))
+    frames = keras.Input(shape)
     x = layers.Rescaling(1.0 / 255.0)(frames)
     for filters in (16, 32, 64):
         x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
@@ -109,18 +120,53 @@ def _tiny(image_size, weights, pooling="avg"):
     return network
 
 
+# --backbone values: builders (shape (H, W, 3), weights none|imagenet|PATH, pooling avg|None).
 BACKBONES = {
-    "efficientnet_b0": _efficientnet_b0,
+    "efficientnet_b0": _keras_application(keras.applications.EfficientNetB0, True),
+    "efficientnet_b7": _keras_application(keras.applications.EfficientNetB7, True),
+    "efficientnet_v2_s": _keras_application(keras.applications.EfficientNetV2S, False),
+    "efficientnet_v2_m": _keras_application(keras.applications.EfficientNetV2M, False),
+    "efficientnet_v2_l": _keras_application(keras.applications.EfficientNetV2L, False),
     "tiny": _tiny,
 }
 
 
-def make_backbone(backbone, image_size, weights="none", pooling="avg"):
-    """A frame encoder [N, H, W, 3] 0..255 -> [N, features] (pooling avg) or its feature map
-    [N, h, w, features] (pooling None); weights: none|imagenet|PATH."""
+def adapt_stem(source, target):
+    """Copies the weights of a 3-channel backbone `source` into its twin `target` built for
+    3 * copies channels (frames stacked on channels): equal shapes are copied; the first
+    convolution's kernel is tiled over the copies and divided by their number, per-channel
+    input statistics (Normalization) are tiled. So the adapted stem on `copies` copies of a frame
+    computes what the pretrained stem computes on that frame, and ImageNet weights still serve."""
+    for mine, theirs in zip(target.weights, source.weights):
+        value = keras.ops.convert_to_numpy(theirs)
+        if tuple(mine.shape) != value.shape:
+            axis = next(i for i, (a, b) in enumerate(zip(mine.shape, value.shape)) if a != b)
+            copies = mine.shape[axis] // value.shape[axis]
+            if mine.shape[axis] != copies * value.shape[axis]:
+                raise InputError(f"{source.name}: weight {theirs.path} {value.shape} cannot be "
+                                 f"adapted to {tuple(mine.shape)}")
+            value = np.concatenate([value] * copies, axis=axis)
+            if value.ndim == 4:  # a convolution kernel: the copies share the input's weight
+                value = value / copies
+        mine.assign(value)
+    # Normalization layers compute with tensors snapshotted from their variables.
+    for layer in target.layers:
+        if isinstance(layer, layers.Normalization) and layer.built:
+            layer.finalize_state()
+    return target
+
+
+def make_backbone(backbone, image_size, weights="none", pooling="avg", channels=3):
+    """An image encoder [N, H, W, channels] 0..255 -> [N, features] (pooling avg) or its feature
+    map [N, h, w, features] (pooling None); weights: none|imagenet|PATH, always of the 3-channel
+    backbone (adapt_stem carries them to more channels: frames stacked on channels)."""
     if backbone not in BACKBONES:
         raise InputError(f"--backbone={backbone}: expected one of {', '.join(BACKBONES)}")
-    return BACKBONES[backbone](tuple(image_size), weights, pooling)
+    build = BACKBONES[backbone]
+    if channels == 3 or weights == "none":
+        return build((*image_size, channels), weights, pooling)
+    return adapt_stem(build((*image_size, 3), weights, pooling),
+                      build((*image_size, channels), "none", pooling))
 
 
 class BoxPooling(layers.Layer):
@@ -154,39 +200,64 @@ def box_geometry(box):
                                   keras.ops.log(height + 0.01), present], axis=1)
 
 
+def check_family(family, volume_size):
+    """InputError unless `family` is known and can read `volume_size` frames per sequence."""
+    if family not in FAMILIES:
+        raise InputError(f"--family={family}: expected one of {', '.join(FAMILIES)}")
+    if family == "single" and volume_size != 1:
+        raise InputError(f"--volume_size={volume_size}: the single family reads the centre "
+                         "frame alone: use --volume_size=1")
+
+
 def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512), weights="none",
-                lstm_units=1024, dense_units=300, output_bias=0.0, use_boxes=False):
-    """The CNN-LSTM: [B, volume_size, H, W, 3] frames in 0..255 -> [B, 1] float32 metres.
+                lstm_units=1024, dense_units=300, output_bias=0.0, use_boxes=False,
+                family="cnn_lstm"):
+    """The distance model: [B, volume_size, H, W, 3] frames in 0..255 -> [B, 1] float32 metres.
+
+    `family` (FAMILIES) decides what the backbone sees: cnn_lstm, each frame, then an LSTM over
+    time (the reference); stacked, the frames concatenated on channels into one image (2nd
+    place: the stem adapted to 3 * volume_size channels); single, the one frame (1st place,
+    volume_size 1). Dense(relu) and the float32 Dense(1) follow in all three.
 
     Follows the global Keras dtype policy (mixed_float16 / mixed_bfloat16); the output layer
     stays float32. Its bias starts at `output_bias` metres: at the training labels' median, an
     MAE model starts where a constant predictor ends instead of spending its first epochs
     climbing there (OUTPUT_BIASES).
 
-    With `use_boxes` the inputs are {"frames", "box" [B, 5] (boxes.VECTOR)}: each frame's
+    With `use_boxes` the inputs are {"frames", "box" [B, 5] (boxes.VECTOR)}: each image's
     features are its global average and its average inside the box (BoxPooling), and the box's
-    geometry joins the LSTM's output before the Dense layer.
+    geometry joins the sequence's features before the Dense layer.
     """
+    check_family(family, volume_size)
     height, width = image_size
-    encoder = make_backbone(backbone, image_size, weights, None if use_boxes else "avg")
+    stacked = family == "stacked"
+    images_per_sequence = 1 if stacked else volume_size
+    encoder = make_backbone(backbone, image_size, weights, None if use_boxes else "avg",
+                            3 * volume_size if stacked else 3)
     frames = keras.Input((volume_size, height, width, 3), name="frames")
-    x = keras.ops.reshape(frames, (-1, height, width, 3))
+    if stacked:  # [B, T, H, W, 3] -> [B, H, W, T * 3], frame by frame
+        x = keras.ops.reshape(keras.ops.transpose(frames, (0, 2, 3, 1, 4)),
+                              (-1, height, width, 3 * volume_size))
+    else:
+        x = keras.ops.reshape(frames, (-1, height, width, 3))
     x = encoder(x)
     if use_boxes:
         box = keras.Input((5,), name="box")
-        per_frame = keras.ops.reshape(keras.ops.repeat(box[:, None, :], volume_size, axis=1),
-                                      (-1, 5))
+        per_image = keras.ops.reshape(
+            keras.ops.repeat(box[:, None, :], images_per_sequence, axis=1), (-1, 5))
         x = keras.ops.concatenate([layers.GlobalAveragePooling2D()(x),
-                                   BoxPooling(name="box_pooling")(x, per_frame)], axis=-1)
-    x = keras.ops.reshape(x, (-1, volume_size, x.shape[-1]))
-    x = layers.LSTM(lstm_units, name="lstm")(x)
+                                   BoxPooling(name="box_pooling")(x, per_image)], axis=-1)
+    if family == "cnn_lstm":
+        x = keras.ops.reshape(x, (-1, volume_size, x.shape[-1]))
+        x = layers.LSTM(lstm_units, name="lstm")(x)
     if use_boxes:
         x = keras.ops.concatenate([x, keras.ops.cast(box_geometry(box), x.dtype)], axis=-1)
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     distance = layers.Dense(1, dtype="float32", name="distance",
                             bias_initializer=keras.initializers.Constant(output_bias))(x)
     inputs = {"frames": frames, "box": box} if use_boxes else frames
-    return keras.Model(inputs, distance, name=f"{backbone}_lstm")
+    name = f"{backbone}_lstm" if family == "cnn_lstm" else f"{backbone}_{family}"
+    return keras.Model(inputs, distance, name=name)
 
 
 def set_jit_compile(network, jit_compile):
@@ -212,9 +283,16 @@ def build_from_config(config):
     Built with weights='none': the fold weights carry everything, pretrained or not.
     """
     with precision(config.get("mixed_precision", "none")):
-        return build_model(config["backbone"], config["volume_size"],
-                           tuple(config["image_size"]), "none", config["lstm_units"],
-                           config["dense_units"], use_boxes=config.get("use_boxes", False))
+        return build_model(config["backbone"], config["volume_size"], input_size(config), "none",
+                           config["lstm_units"], config["dense_units"],
+                           use_boxes=config.get("use_boxes", False),
+                           family=config.get("family", "cnn_lstm"))
+
+
+def input_size(config):
+    """(height, width) of the frames a model folder's networks read: its image_size less the
+    rows --crop_bottom removes."""
+    return crop.model_size(tuple(config["image_size"]), config.get("crop_bottom", 0.0))
 
 
 def load_fold_models(model_dir, folds=None, strategy=None):

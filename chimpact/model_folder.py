@@ -24,6 +24,11 @@ SCORES = "scores.json"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.npz"
 BEST_WEIGHTS = "best.weights.h5"
+# Settings that config.json gained after its first folders were written, at the value those
+# folders were trained with, so that older folders read (and resume) as they were.
+LATER_SETTINGS = {"family": "cnn_lstm", "crop_bottom": 0.0, "frame_fill": "clamp",
+                  "loss": "mae", "schedule": "plateau", "optimizer": "adam", "weight_decay": 0.0,
+                  "use_boxes": False, "mixed_precision": "none", "pseudo_labels_sha256": None}
 
 
 def fold_dir(model_dir, fold):
@@ -40,7 +45,7 @@ def read_config(model_dir):
     path = storage.join(model_dir, CONFIG)
     if not storage.exists(path):
         raise InputError(f"{model_dir}: no {CONFIG}: not a folder written by run_train.py")
-    return json.loads(storage.read_text(path))
+    return {**LATER_SETTINGS, **json.loads(storage.read_text(path))}
 
 
 def write_config(model_dir, config):

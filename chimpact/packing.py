@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tqdm
-from sklearn.model_selection import GroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from chimpact import boxes, frames, labels, records, storage, window
 from chimpact.errors import InputError
@@ -34,6 +34,8 @@ GROUP_BY = ("video", "site")
 SHUFFLE_SEED = 33
 _SIZE_SAMPLE = 64
 _JPEG_QUALITY = 95
+# Quantile bins of the distance that --stratify keeps in proportion in every fold.
+DISTANCE_BINS = 10
 _LISTED = 10
 
 
@@ -99,14 +101,27 @@ def given_folds(table, n_folds, labels_csv):
     return table.fold.to_numpy()
 
 
-def assign_folds(groups, n_folds):
-    """The GroupKFold fold of each row given its group: deterministic, no group in two folds."""
+def distance_bins(distances, bins=DISTANCE_BINS):
+    """Each distance's quantile bin (at most `bins`, fewer when values repeat): the classes that
+    stratified folds keep in proportion."""
+    return pd.qcut(np.asarray(distances, dtype=float), bins, labels=False, duplicates="drop")
+
+
+def assign_folds(groups, n_folds, distances=None, seed=SHUFFLE_SEED):
+    """The fold of each row given its group, no group in two folds: GroupKFold (deterministic),
+    or with `distances` StratifiedGroupKFold over their quantile bins (shuffled by `seed`), so
+    that each fold's distances look like the whole's (the 1st place's site folds)."""
     groups = np.asarray(groups)
     n_groups = len(np.unique(groups))
     if n_folds < 2 or n_folds > n_groups:
         raise InputError(f"--n_folds={n_folds}: must be between 2 and the {n_groups} groups")
+    if distances is None:
+        splits = GroupKFold(n_splits=n_folds).split(groups, groups=groups)
+    else:
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(groups, distance_bins(distances), groups=groups)
     folds = np.empty(len(groups), dtype=np.int64)
-    for fold, (_, rows) in enumerate(GroupKFold(n_splits=n_folds).split(groups, groups=groups)):
+    for fold, (_, rows) in enumerate(splits):
         folds[rows] = fold
     return folds
 
@@ -114,14 +129,16 @@ def assign_folds(groups, n_folds):
 def plan_examples(table, videos, frames_per_side, step):
     """Adds to each label row its frame window (chimpact.window), clamped-frame count and
     whether its own second lies outside the video."""
-    windows, clamped, outside = [], [], []
+    windows, clamped, bits, outside = [], [], [], []
     for row in table.itertuples():
         n_frames, fps = videos[row.video_id]
-        indices, n = window.frame_window(row.time, fps, n_frames, frames_per_side, step)
+        indices, past_ends = window.frame_window(row.time, fps, n_frames, frames_per_side, step)
         windows.append(indices)
-        clamped.append(n)
+        clamped.append(sum(past_ends))
+        bits.append(window.outside_bits(past_ends))
         outside.append(not 0 <= frames.frame_index(row.time, fps) < n_frames)
-    return table.assign(window=windows, clamped=clamped, target_clamped=outside)
+    return table.assign(window=windows, clamped=clamped, outside_bits=bits,
+                        target_clamped=outside)
 
 
 def read_frame(frames_dir, video_id, index):
@@ -239,14 +256,14 @@ def _prepare_out_dir(out_dir, fingerprint):
 def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_side=5, step=1,
                    n_folds=5, group_by="video", metadata_csv=None, image_size=None, shard_mb=150,
                    shards=None, workers=1, allow_missing=False, seed=SHUFFLE_SEED, boxes_csv=None,
-                   progress=True):
+                   stratify=False, progress=True):
     """Writes the records of `labels_csv` to `out_dir` and returns their records.Manifest.
 
     With `boxes_csv` (the challenge's train/test_metadata.csv layout) every example also holds
     its animal's box, or is marked as having none.
 
-    Training rows get GroupKFold folds by video or site, or those of the table's own `fold`
-    column when it has one. A finished output with the same inputs is left as is; an
+    Training rows get GroupKFold folds by video or site (StratifiedGroupKFold on distance bins
+    with `stratify`), or those of the table's own `fold` column when it has one. A finished output with the same inputs is left as is; an
     interrupted one is completed.
     """
     _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,
@@ -277,7 +294,8 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
         groups = table.video_id
         if group_by == "site":
             groups = table.video_id.map(read_sites(metadata_csv, table.video_id))
-        table = table.assign(fold=assign_folds(groups, n_folds))
+        table = table.assign(fold=assign_folds(
+            groups, n_folds, table.distance if stratify else None, seed))
     else:
         table = table.assign(fold=-1)
     examples = plan_examples(table, videos, frames_per_side, step)
@@ -293,6 +311,7 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
         image_size=tuple(int(v) for v in image_size),
         shards=tuple(records.Shard(name, fold, len(rows)) for name, fold, rows in plan),
         n_folds=n_folds if train else None, group_by=group_by if train else None,
+        stratified=bool(stratify and train and "fold" not in table.columns),
         shuffle_seed=seed if train else None,
         distance_counts=_distance_counts(examples) if train else {},
         labels_csv=str(labels_csv), labels_sha256=labels_sha256,
@@ -301,6 +320,8 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
         clamped_frames=int(examples.clamped.sum()),
         clamped_examples=int((examples.clamped > 0).sum()),
         clamped_targets=int(examples.target_clamped.sum()),
+        outside_frames=tuple((row.video_id, int(row.time), int(row.outside_bits))
+                             for row in examples[examples.clamped > 0].itertuples()),
         missing_videos=tuple(missing), skipped_rows=skipped)
     frames_sha256 = hashlib.sha256(storage.read_bytes(frames.manifest_path(frames_dir))).hexdigest()
     fingerprint = hashlib.sha256((manifest.to_json() + frames_sha256).encode()).hexdigest()

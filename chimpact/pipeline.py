@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import augment, boxes, records
+from chimpact import augment, boxes, crop, records
 from chimpact.errors import InputError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -50,21 +50,27 @@ def epoch_records(paths, seed, epoch, shuffle_buffer=SHUFFLE_BUFFER):
         block, tf.random.experimental.stateless_fold_in(epoch_seed, index))).unbatch()
 
 
-def make_loader(manifest, volume_size, image_size=None):
+def make_loader(manifest, volume_size, image_size=None, crop_bottom=0.0, outside=None):
     """serialized example -> dict(frames uint8 [volume_size, H, W, 3], distance, video_id, ...,
     and box when the records have boxes).
 
-    Frames are resized (with antialiasing) only when the stored size is not `image_size`.
+    Frames are resized (with antialiasing) only when the stored size is not `image_size`, then
+    lose their bottom `crop_bottom` (chimpact.crop), boxes with them. `outside`
+    (Manifest.frame_outside) blacks out the frames past the videos' ends.
     """
     stored = tuple(manifest.image_size)
     size = tuple(int(v) for v in image_size) if image_size else stored
-    parse = records.make_parser(manifest.stored_frames, volume_size, stored, manifest.has_boxes)
+    parse = records.make_parser(manifest.stored_frames, volume_size, stored, manifest.has_boxes,
+                                outside)
 
     def load(serialized):
         example = parse(serialized)
         if size != stored:
             resized = tf.image.resize(example["frames"], size, antialias=True)
             example["frames"] = tf.saturate_cast(tf.round(resized), tf.uint8)
+        example["frames"] = crop.crop_frames(example["frames"], crop_bottom)
+        if "box" in example:
+            example["box"] = crop.crop_box(example["box"], size[0], crop_bottom)
         return example
 
     return load
@@ -101,23 +107,31 @@ def train_steps(n_examples, batch_size, drop_remainder):
 
 def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32, aug="none",
                        aug_prob=0.0, seed=0, epochs=1, start_epoch=0, drop_remainder=False,
-                       shuffle_buffer=SHUFFLE_BUFFER, input_context=None, use_boxes=False):
+                       shuffle_buffer=SHUFFLE_BUFFER, input_context=None, use_boxes=False,
+                       crop_bottom=0.0, fill="clamp", pseudo=None):
     """Training batches (frames uint8 [B, T, H, W, 3], distance float32 [B]) for epochs
     start_epoch..epochs-1, each epoch `train_steps(...)` batches long.
 
     `batch_size` is the global batch. With a tf.distribute.InputContext (from
     strategy.distribute_datasets_from_function) each input pipeline reads its share of every
-    epoch and batches per replica.
+    epoch and batches per replica. `pseudo` (chimpact.pseudo.PseudoLabels) adds its test
+    examples, with its distances, to the examples of `folds`.
     """
     manifest = records.read_manifest(tfrec_dir)
     check_boxes(manifest, tfrec_dir, use_boxes)
     paths = manifest.shard_paths(tfrec_dir, folds)
-    load = make_loader(manifest, volume_size, image_size)
+    outside = manifest.frame_outside(fill, tfrec_dir)
+    n_examples = manifest.examples_in(folds)
+    if pseudo is not None:
+        paths += pseudo.manifest.shard_paths(pseudo.tfrec_dir)
+        n_examples += len(pseudo.table)
+        if outside is not None:
+            outside = (*outside, *pseudo.manifest.frame_outside(fill, pseudo.tfrec_dir))
+    load = make_loader(manifest, volume_size, image_size, crop_bottom, outside)
     pipelines, pipeline_id, replica_batch = 1, 0, batch_size
     if input_context is not None:
         pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         replica_batch = input_context.get_per_replica_batch_size(batch_size)
-    n_examples = manifest.examples_in(folds)
     steps = train_steps(n_examples, batch_size, drop_remainder)
     # Every pipeline reads the same number of examples per epoch, so that no replica waits.
     per_pipeline = (steps * batch_size if drop_remainder else n_examples) // pipelines
@@ -125,12 +139,21 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
         examples = epoch_records(paths, seed, epoch, shuffle_buffer)
+        if pseudo is not None:
+            # Labelled here, in a map of its own: a parallel map fused with the batch below
+            # fails when it reads the lookup table (TF 2.21: "batch_size must be greater than
+            # zero").
+            examples = examples.filter(pseudo.keeps).map(pseudo.label)
         if pipelines > 1:
             examples = examples.shard(pipelines, pipeline_id)
         element_seed = tf.random.experimental.stateless_fold_in(epoch_seed, pipeline_id)
 
-        def prepare(index, serialized):
-            example = load(serialized)
+        def prepare(index, element):
+            if pseudo is None:
+                example = load(element)
+            else:
+                serialized, distance = element
+                example = {**load(serialized), "distance": distance}
             example_seed = tf.random.experimental.stateless_fold_in(element_seed, index)
             if use_boxes:
                 frames, box = augment.augment(example["frames"], aug, aug_prob, example_seed,
@@ -148,7 +171,7 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
 
 
 def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32,
-                      labelled=True, use_boxes=False):
+                      labelled=True, use_boxes=False, crop_bottom=0.0, fill="clamp"):
     """Full batches of the examples of `folds` (all when None) in a fixed order, none dropped.
 
     The last batch is padded with black sequences, so shapes are static and every replica gets
@@ -156,10 +179,12 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
     padding and n_padded / n for a real example, so that Keras' weighted means (loss, metrics)
     equal the plain means over the real examples; or frames alone when not `labelled` (callers
     keep the first n predictions). With `use_boxes`, frames is {"frames", "box"} (padding: no box).
+    `crop_bottom` and `fill` as in make_loader.
     """
     manifest = records.read_manifest(tfrec_dir)
     check_boxes(manifest, tfrec_dir, use_boxes)
-    load = make_loader(manifest, volume_size, image_size)
+    load = make_loader(manifest, volume_size, image_size, crop_bottom,
+                       manifest.frame_outside(fill, tfrec_dir))
     n_examples = manifest.examples_in(folds)
     n_batches = -(-n_examples // batch_size)
     weight = n_batches * batch_size / max(n_examples, 1)
@@ -203,7 +228,7 @@ def read_keys(tfrec_dir, folds=None):
 
 
 def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_size=32,
-            strategy=None, outputs=("pred",), use_boxes=False):
+            strategy=None, outputs=("pred",), use_boxes=False, crop_bottom=0.0, fill="clamp"):
     """Predictions for every example of `folds` (all when None) exactly once.
 
     Returns a DataFrame (video_id, time, distance, fold, then one column per model output, named
@@ -217,7 +242,8 @@ def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_
     pred = np.zeros((0, len(outputs)))
     if len(table):
         batches = make_eval_dataset(tfrec_dir, folds, volume_size, image_size, batch_size,
-                                    labelled=False, use_boxes=use_boxes)
+                                    labelled=False, use_boxes=use_boxes,
+                                    crop_bottom=crop_bottom, fill=fill)
         pred = model.predict(batches, verbose=0)[:len(table)]
     for i, name in enumerate(outputs):
         table[name] = pred[:, i]

@@ -54,6 +54,7 @@ class Manifest:
     shards: tuple  # Shard, in reading order
     n_folds: int | None = None
     group_by: str | None = None  # video | site: what no two folds share
+    stratified: bool = False  # folds drawn with distance bins in proportion
     shuffle_seed: int | None = None  # each fold's examples in a random order drawn from it
     distance_counts: dict = dataclasses.field(default_factory=dict)  # {fold: {metres: examples}}
     labels_csv: str = ""
@@ -65,6 +66,9 @@ class Manifest:
     clamped_frames: int = 0
     clamped_examples: int = 0
     clamped_targets: int = 0
+    # (video_id, time, window.outside_bits) of each example with frames past the video's ends;
+    # None in records made before it was recorded.
+    outside_frames: tuple | None = None
     missing_videos: tuple = ()
     skipped_rows: int = 0
     fingerprint: str = ""
@@ -125,6 +129,18 @@ class Manifest:
         return [storage.join(tfrec_dir, shard.file) for shard in self.shards
                 if shard.fold in wanted]
 
+    def frame_outside(self, fill, tfrec_dir):
+        """What the parser needs to fill frames past the ends with `fill` (window.FILLS): None
+        for clamp (the stored frames), else the outside_frames; InputError for records that do
+        not record them."""
+        window.check_fill(fill)
+        if fill == "clamp":
+            return None
+        if self.outside_frames is None and self.clamped_frames:
+            raise InputError(f"{tfrec_dir}: these records do not mark the frames past the "
+                             f"videos' ends, which --frame_fill={fill} blacks out: {_AGAIN}")
+        return self.outside_frames or ()
+
     def to_json(self):
         """manifest.json's text: the fields, plus what they imply, for whoever reads it."""
         fields = dataclasses.asdict(self)
@@ -155,6 +171,8 @@ class Manifest:
         return cls(**{**fields, "image_size": tuple(fields["image_size"]),
                       "shards": tuple(Shard(**shard) for shard in fields["shards"]),
                       "missing_videos": tuple(fields.get("missing_videos", ())),
+                      "outside_frames": None if fields.get("outside_frames") is None else
+                      tuple(tuple(example) for example in fields["outside_frames"]),
                       "distance_counts": {int(f): counts for f, counts in
                                           fields.get("distance_counts", {}).items()}})
 
@@ -220,21 +238,37 @@ def parse_keys(serialized):
     return tf.io.parse_single_example(serialized, _KEY_SPEC)
 
 
-def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False):
+def _example_key(video_id, time):
+    return tf.strings.join([video_id, tf.strings.as_string(time)], separator="\t")
+
+
+def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False, outside=None):
     """A function from a serialized example (scalar tf.string) to a dict of tensors.
 
     Only the `volume_size` centred frames are decoded: frames is uint8 [volume_size, H, W, 3],
     with a static H, W when `image_size` (height, width) is given, as TPUs need. `with_boxes`
-    adds box (float32 [5], boxes.VECTOR) and box_probability.
+    adds box (float32 [5], boxes.VECTOR) and box_probability. With `outside` (a manifest's
+    outside_frames, see Manifest.frame_outside) the frames past the video's ends are black.
     """
     first = window.centre(stored_frames, volume_size)
     features = {"frames": tf.io.FixedLenFeature([stored_frames], tf.string), **_KEY_SPEC,
                 **(_BOX_SPEC if with_boxes else {})}
+    bits = None
+    if outside is not None:
+        keys = [f"{video_id}\t{time}" for video_id, time, _ in outside]
+        bits = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys or [""], tf.string),
+            tf.constant([b for _, _, b in outside] or [0], tf.int64)), default_value=0)
 
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, features)
         jpegs = example["frames"][first:first + volume_size]
         frames = tf.stack([tf.io.decode_jpeg(jpegs[i], channels=3) for i in range(volume_size)])
+        if bits is not None:
+            mask = bits.lookup(_example_key(example["video_id"], example["time"]))
+            shifts = tf.range(first, first + volume_size, dtype=tf.int64)
+            inside = tf.equal(tf.bitwise.bitwise_and(tf.bitwise.right_shift(mask, shifts), 1), 0)
+            frames = frames * tf.cast(inside, tf.uint8)[:, None, None, None]
         if image_size is not None:
             frames = tf.ensure_shape(frames, [volume_size, *image_size, 3])
         example["frames"] = frames

@@ -1,8 +1,11 @@
-"""Trains the CNN-LSTM fold by fold under a tf.distribute strategy, resumably.
+"""Trains a distance model (any family of chimpact.model) fold by fold under a tf.distribute
+strategy, resumably.
 
-For each fold: Adam, MAE loss, RMSE metric, the learning rate halved after 3 epochs without
-val_loss improvement, the best epoch's weights kept, and the validation fold predicted
-(out-of-fold), into a model folder (chimpact.model_folder, local or gs://).
+For each fold: Adam or AdamW, MAE or Huber loss, RMSE metric, the learning rate halved after 3
+epochs without val_loss improvement (plateau) or annealed along a cosine over all the epochs'
+steps, the best epoch's weights kept, and the validation fold predicted (out-of-fold), into a
+model folder (chimpact.model_folder, local or gs://). Pseudo-labelled test rows
+(chimpact.pseudo) join every fold's training set, never its validation.
 
 After every epoch the chief writes, in this order: the weights of a new best epoch under a name
 of their own (best-e{epoch}.weights.h5), the checkpoint (the commit point), then renames the new
@@ -23,8 +26,8 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import (augment, checkpoint, model, model_folder, pipeline, records, storage,
-                      window)
+from chimpact import (augment, checkpoint, crop, model, model_folder, pipeline, pseudo,
+                      records, storage, window)
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
 
@@ -37,9 +40,16 @@ LR_MIN = 1e-8
 _CANDIDATE = re.compile(r"^best-e(\d+)\.weights\.h5$")
 # Settings that define what a model folder holds: a re-run must not mix others into it
 # (epochs is not one, so that a re-run can train unfinished folds longer).
-_FIXED_KEYS = ("backbone", "weights", "volume_size", "image_size", "lstm_units", "dense_units",
-               "frames_per_side", "step", "n_folds", "labels_sha256", "aug", "aug_prob", "lr",
-               "seed", "mixed_precision", "output_bias", "use_boxes")
+_FIXED_KEYS = ("family", "backbone", "weights", "volume_size", "image_size", "crop_bottom",
+               "frame_fill", "lstm_units", "dense_units", "frames_per_side", "step", "n_folds",
+               "labels_sha256", "aug", "aug_prob", "lr", "loss", "schedule", "optimizer",
+               "weight_decay", "seed", "mixed_precision", "output_bias", "use_boxes",
+               "pseudo_labels_sha256")
+# --loss, --schedule and --optimizer values.
+LOSSES = ("mae", "huber")
+SCHEDULES = ("plateau", "cosine")
+OPTIMIZERS = ("adam", "adamw")
+HUBER_DELTA = 1.0
 
 
 def check_records(manifest, tfrec_dir, volume_size, step=None, use_boxes=False):
@@ -157,21 +167,39 @@ def _settle(directory, progress):
                           storage.join(directory, model_folder.HISTORY))
 
 
-def _compiled_model(settings, output_bias=0.0):
+def make_optimizer(settings, steps_per_epoch):
+    """Adam or AdamW at settings' lr, constant (halved on plateaus by PlateauHalving) or along a
+    cosine from lr to 0 over all the epochs' steps (its position is the optimizer's step count,
+    which the checkpoint holds)."""
+    rate = settings["lr"]
+    if settings["schedule"] == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, settings["epochs"] * steps_per_epoch)
+    if settings["optimizer"] == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=settings["weight_decay"])
+    return keras.optimizers.Adam(rate)
+
+
+def make_loss(name):
+    return keras.losses.Huber(HUBER_DELTA) if name == "huber" else "mae"
+
+
+def _compiled_model(settings, steps_per_epoch, output_bias=0.0):
     with model.precision(settings["mixed_precision"]):
         network = model.build_model(settings["backbone"], settings["volume_size"],
-                                    tuple(settings["image_size"]), settings["weights"],
+                                    model.input_size(settings), settings["weights"],
                                     settings["lstm_units"], settings["dense_units"], output_bias,
-                                    settings["use_boxes"])
+                                    settings["use_boxes"], settings["family"])
     # Weighted, so that the padding of the validation batches (weight 0) does not count. Under
-    # mixed_float16, compile wraps Adam in a LossScaleOptimizer (its scale is checkpointed).
-    network.compile(optimizer=keras.optimizers.Adam(settings["lr"]), loss="mae",
+    # mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (its scale is
+    # checkpointed).
+    network.compile(optimizer=make_optimizer(settings, steps_per_epoch),
+                    loss=make_loss(settings["loss"]),
                     weighted_metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
                     jit_compile=settings["jit_compile"])
     return network
 
 
-def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
+def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto", pseudo_labels=None):
     """Trains one fold (resuming it from its checkpoint) and writes its out-of-fold predictions.
     Returns whether its training graphs were compiled with XLA (None when nothing was left)."""
     directory = model_folder.fold_dir(out_dir, fold)
@@ -187,14 +215,16 @@ def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto"):
     else:
         if start_epoch:
             log.info("fold %d: resuming at epoch %d", fold, start_epoch + 1)
-        xla = _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose)
+        xla = _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose,
+                        pseudo_labels)
     if chief:
         _predict_fold(settings, tfrec_dir, out_dir, fold, strategy)
         tf.io.gfile.remove(path)
     return xla
 
 
-def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose):
+def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, verbose,
+              pseudo_labels=None):
     """Trains one fold from the checkpointed `progress` (None: from scratch) to the last epoch."""
     chief = strategies.is_chief(strategy)
     directory = model_folder.fold_dir(out_dir, fold)
@@ -209,8 +239,9 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
     # Multi-replica training needs equal static batches on every replica (TPUs above all).
     drop_remainder = strategy.num_replicas_in_sync > 1
     manifest = records.read_manifest(tfrec_dir)
-    steps = pipeline.train_steps(manifest.examples_in(train_folds), settings["batch_size"],
-                                 drop_remainder)
+    n_pseudo = 0 if pseudo_labels is None else len(pseudo_labels.table)
+    steps = pipeline.train_steps(manifest.examples_in(train_folds) + n_pseudo,
+                                 settings["batch_size"], drop_remainder)
     output_bias = (manifest.median_distance(train_folds)
                    if settings["output_bias"] == "median" else 0.0)
 
@@ -219,10 +250,11 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
             tfrec_dir, train_folds, settings["volume_size"], settings["image_size"],
             settings["batch_size"], settings["aug"], settings["aug_prob"], settings["seed"],
             settings["epochs"], start_epoch, drop_remainder, input_context=input_context,
-            use_boxes=settings["use_boxes"])
+            use_boxes=settings["use_boxes"], crop_bottom=settings["crop_bottom"],
+            fill=settings["frame_fill"], pseudo=pseudo_labels)
 
     with strategy.scope():
-        network = _compiled_model(settings, output_bias)
+        network = _compiled_model(settings, steps, output_bias)
         if arrays is not None:
             checkpoint.restore(network, arrays, storage.join(directory, model_folder.CHECKPOINT))
     log.info("fold %d: epochs %d-%d, %d replica(s), XLA %s, %s precision", fold, start_epoch + 1,
@@ -230,9 +262,12 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
              "on" if network.jit_compile else "off", settings["mixed_precision"])
     val = pipeline.make_eval_dataset(tfrec_dir, [fold], settings["volume_size"],
                                      settings["image_size"], settings["batch_size"],
-                                     use_boxes=settings["use_boxes"])
+                                     use_boxes=settings["use_boxes"],
+                                     crop_bottom=settings["crop_bottom"],
+                                     fill=settings["frame_fill"])
     # Halving first, so that the checkpoint holds the rate the next epoch starts with.
-    callbacks = [PlateauHalving([row["val_loss"] for row in progress["rows"]])]
+    callbacks = ([PlateauHalving([row["val_loss"] for row in progress["rows"]])]
+                 if settings["schedule"] == "plateau" else [])
     if chief:
         callbacks += [FoldCheckpoint(directory, progress),
                       keras.callbacks.TensorBoard(storage.join(out_dir, "logs", f"fold{fold}"))]
@@ -257,7 +292,8 @@ def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
     network.load_weights(best)
     oof = pipeline.predict(network, tfrec_dir, [fold], settings["volume_size"],
                            settings["image_size"], settings["batch_size"],
-                           None if local else strategy, use_boxes=settings["use_boxes"])
+                           None if local else strategy, use_boxes=settings["use_boxes"],
+                           crop_bottom=settings["crop_bottom"], fill=settings["frame_fill"])
     storage.write_csv(oof[["video_id", "time", "distance", "pred", "fold"]],
                  storage.join(directory, model_folder.OOF))
     scores = _scores(oof)
@@ -280,6 +316,15 @@ def _check_settings(settings, folds, strategy):
     if settings["mixed_precision"] not in model.PRECISIONS:
         raise InputError(f"--mixed_precision={settings['mixed_precision']}: expected one of "
                          f"{', '.join(model.PRECISIONS)}")
+    for name, allowed in (("loss", LOSSES), ("schedule", SCHEDULES),
+                          ("optimizer", OPTIMIZERS)):
+        if settings[name] not in allowed:
+            raise InputError(f"--{name}={settings[name]}: expected one of {', '.join(allowed)}")
+    if settings["weight_decay"] < 0:
+        raise InputError(f"--weight_decay={settings['weight_decay']}: must not be negative")
+    model.check_family(settings["family"], settings["volume_size"])
+    crop.check(settings["crop_bottom"])
+    window.check_fill(settings["frame_fill"])
     if settings["output_bias"] not in model.OUTPUT_BIASES:
         raise InputError(f"--output_bias={settings['output_bias']}: expected one of "
                          f"{', '.join(model.OUTPUT_BIASES)}")
@@ -308,34 +353,51 @@ def _merge_config(out_dir, settings):
     return {**settings, "folds": previous.get("folds", []), "xla": previous.get("xla")}
 
 
-def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", volume_size=7,
+def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", volume_size=None,
           step=None, image_size=None, folds=None, epochs=40, batch_size=96, lr=1e-3, aug="none",
           aug_prob=0.5, seed=0, lstm_units=1024, dense_units=300, mixed_precision="none",
-          jit_compile="auto", output_bias="median", use_boxes=False, strategy=None,
+          jit_compile="auto", output_bias="median", use_boxes=False, family="cnn_lstm",
+          crop_bottom=0.0, frame_fill="clamp", loss="mae", schedule="plateau", optimizer="adam",
+          weight_decay=0.0, pseudo_labels_csv=None, pseudo_tfrec_dir=None, strategy=None,
           flags_text=None, verbose="auto"):
     """Trains `folds` (default all) and writes the model folder; returns scores.json's dict.
 
-    `step`, when given, must equal the records' step. `image_size` (H, W) defaults to the stored
-    size. `batch_size` is the global batch. `jit_compile` (auto, True, False) is compile's: auto
-    lets Keras choose (XLA on a single GPU, not on CPUs or under tf.distribute; TPUs always
-    compile with XLA). `use_boxes` conditions the distance on each example's box (records made
-    with --boxes_csv; model.build_model). `flags_text` is saved as flags.txt.
+    `family` is model.FAMILIES' (cnn_lstm, stacked, single); `volume_size` defaults to the
+    family's. `step`, when given, must equal the records' step. `image_size` (H, W) defaults to
+    the stored size; `crop_bottom` removes that share of its rows at the bottom (chimpact.crop);
+    `frame_fill` (window.FILLS) says what the frames past a video's ends are. `batch_size` is the
+    global batch. `jit_compile` (auto, True, False) is compile's: auto lets Keras choose (XLA on
+    a single GPU, not on CPUs or under tf.distribute; TPUs always compile with XLA). `use_boxes`
+    conditions the distance on each example's box (records made with --boxes_csv;
+    model.build_model). `pseudo_labels_csv` (with the test records `pseudo_tfrec_dir`) adds
+    pseudo-labelled test rows to every fold's training set (chimpact.pseudo). `flags_text` is
+    saved as flags.txt.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    if family not in model.FAMILIES:
+        raise InputError(f"--family={family}: expected one of {', '.join(model.FAMILIES)}")
+    volume_size = volume_size or model.FAMILIES[family]
     manifest = records.read_manifest(tfrec_dir)
     check_records(manifest, tfrec_dir, volume_size, step, use_boxes)
+    pseudo_labels = None
+    if pseudo_labels_csv:
+        pseudo_labels = pseudo.read_pseudo_labels(pseudo_labels_csv, pseudo_tfrec_dir, manifest,
+                                                  use_boxes)
     folds = list(range(manifest.n_folds)) if folds is None else [int(f) for f in folds]
     settings = {
-        "backbone": backbone, "weights": weights, "volume_size": volume_size,
+        "family": family, "backbone": backbone, "weights": weights, "volume_size": volume_size,
         "image_size": [int(v) for v in image_size or manifest.image_size],
+        "crop_bottom": crop_bottom, "frame_fill": frame_fill,
         "lstm_units": lstm_units, "dense_units": dense_units,
         "frames_per_side": manifest.frames_per_side, "step": manifest.step,
         "n_folds": manifest.n_folds, "folds": [], "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "aug": aug, "aug_prob": aug_prob, "seed": seed,
-        "mixed_precision": mixed_precision, "output_bias": output_bias, "use_boxes": use_boxes,
-        "jit_compile": jit_compile, "xla": None,
+        "batch_size": batch_size, "lr": lr, "loss": loss, "schedule": schedule,
+        "optimizer": optimizer, "weight_decay": weight_decay, "aug": aug, "aug_prob": aug_prob,
+        "seed": seed, "mixed_precision": mixed_precision, "output_bias": output_bias,
+        "use_boxes": use_boxes, "jit_compile": jit_compile, "xla": None,
         "replicas": strategy.num_replicas_in_sync, "tfrec_dir": str(tfrec_dir),
         "labels_sha256": manifest.labels_sha256, "frames": manifest.frames,
+        "pseudo_labels_sha256": None, **pseudo.describe(pseudo_labels),
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
     _check_settings(settings, folds, strategy)
@@ -355,7 +417,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
                 # killed before removing it
                 tf.io.gfile.remove(storage.join(directory, model_folder.CHECKPOINT))
         else:
-            xla = train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose)
+            xla = train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose, pseudo_labels)
             settings["xla"] = settings["xla"] if xla is None else xla
         if chief:
             settings["folds"] = sorted(set(settings["folds"]) | {fold})

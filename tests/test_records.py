@@ -1,5 +1,6 @@
 """create_tfrecords.py and the record schema, on tiny generated frames in the frames layout."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -157,11 +158,28 @@ def test_clamping_at_both_ends_and_step(small, tmp_path):
     assert manifest.clamped_frames == 10
     assert manifest.clamped_examples == 5
     assert manifest.clamped_targets == 1
+    # --frame_fill=zero: the frames past the ends black, the others as stored.
+    assert manifest.frame_outside("clamp", out) is None
+    parse = records.make_parser(5, 5, (8, 8), outside=manifest.frame_outside("zero", out))
+    filled = {(e["video_id"].numpy().decode(), int(e["time"])): e["frames"].numpy()
+              for e in tf.data.TFRecordDataset(records.shard_paths(out)).map(parse)}
+    decoded = lambda data: tf.io.decode_jpeg(data).numpy()  # noqa: E731
+    black = {("a.mp4", 0): [0, 1], ("c.mp4", 7): [3, 4], ("c.mp4", 9): [2, 3, 4],
+             ("a.mp4", 5): []}
+    for key, outside in black.items():
+        for d in range(5):
+            expected = 0 if d in outside else decoded(by_key[key][d])
+            np.testing.assert_array_equal(filled[key][d], expected * np.ones((8, 8, 3)))
+    old = dataclasses.replace(manifest, outside_frames=None)
+    with pytest.raises(InputError, match="do not mark the frames past"):
+        old.frame_outside("zero", out)
 
 
 def test_frame_window_uses_seconds_and_fps():
-    assert window.frame_window(3, 2.0, 100, 2, 1) == ([2, 4, 6, 8, 10], 0)
-    assert window.frame_window(1, 1.0, 3, 2, 1) == ([0, 0, 1, 2, 2], 2)
+    assert window.frame_window(3, 2.0, 100, 2, 1) == ([2, 4, 6, 8, 10], [False] * 5)
+    assert window.frame_window(1, 1.0, 3, 2, 1) == ([0, 0, 1, 2, 2],
+                                                    [True, False, False, False, True])
+    assert window.outside_bits([True, False, False, False, True]) == 0b10001
 
 
 def test_parser_decodes_only_the_centred_volume():

@@ -1,0 +1,83 @@
+"""Pseudo-labels (run_train.py --pseudo_labels): test rows with given distances, an ensemble's
+submission, added to every fold's training set and never to its validation, the 2nd place's
+second round. The rows are read from the test records, which must serve the model's sequences
+as the training records do.
+"""
+
+import dataclasses
+
+import pandas as pd
+import tensorflow as tf
+
+from chimpact import labels, pipeline, records
+from chimpact.errors import InputError
+from chimpact.labels import KEYS
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabels:
+    tfrec_dir: str  # the test records holding the rows
+    manifest: records.Manifest
+    table: pd.DataFrame  # video_id, time, distance
+    sha256: str  # of the pseudo-label table
+
+    def __post_init__(self):
+        keys = [f"{v}\t{t}" for v, t in zip(self.table.video_id, self.table.time)]
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.string), tf.constant(self.table.distance, tf.float32)),
+            default_value=float("nan"))
+        object.__setattr__(self, "_distances", table)
+
+    def _lookup(self, example):
+        key = tf.strings.join([example["video_id"], tf.strings.as_string(example["time"])],
+                              separator="\t")
+        return self._distances.lookup(key)
+
+    def keeps(self, serialized):
+        """True for a training example, or a test example that has a pseudo-label."""
+        example = records.parse_keys(serialized)
+        return (example["fold"] >= 0) | ~tf.math.is_nan(self._lookup(example))
+
+    def label(self, serialized):
+        """(serialized, the example's label): its own for a training example, its pseudo-label
+        for a test one."""
+        example = records.parse_keys(serialized)
+        return serialized, tf.where(example["fold"] >= 0, example["distance"],
+                                    self._lookup(example))
+
+
+def read_pseudo_labels(labels_csv, tfrec_dir, train_manifest, use_boxes=False):
+    """The PseudoLabels of the table `labels_csv` (video_id, time, distance: a submission) whose
+    rows are in the test records `tfrec_dir`; InputError for a row that is not, or for records
+    that do not hold sequences as the training records do."""
+    if not tfrec_dir:
+        raise InputError("--pseudo_labels needs --pseudo_tfrec_dir: the test records holding "
+                         "its rows")
+    table, sha256 = labels.read_labels(labels_csv, "train")
+    manifest = records.read_manifest(tfrec_dir)
+    if manifest.subset != "test":
+        raise InputError(f"--pseudo_tfrec_dir={tfrec_dir}: holds {manifest.subset} records: "
+                         "give the test records (create_tfrecords.py --subset=test)")
+    for name in ("frames_per_side", "step", "image_size"):
+        if getattr(manifest, name) != getattr(train_manifest, name):
+            raise InputError(f"--pseudo_tfrec_dir={tfrec_dir}: {name} "
+                             f"{getattr(manifest, name)}, the training records have "
+                             f"{getattr(train_manifest, name)}: make both with the same flags")
+    pipeline.check_boxes(manifest, tfrec_dir, use_boxes)
+    held = pipeline.read_keys(tfrec_dir)
+    merged = table.merge(held[KEYS], on=KEYS, how="left", indicator=True)
+    missing = merged[merged["_merge"] == "left_only"]
+    if len(missing):
+        row = missing.iloc[0]
+        raise InputError(f"--pseudo_labels={labels_csv} line {row.line}: video_id={row.video_id} "
+                         f"time={row.time} is not in the test records {tfrec_dir} "
+                         f"({len(missing)} rows are not)")
+    return PseudoLabels(str(tfrec_dir), manifest, table[KEYS + ["distance"]], sha256)
+
+
+def describe(pseudo):
+    """config.json's record of the pseudo-labels a model was trained with ({} without)."""
+    if pseudo is None:
+        return {}
+    return {"pseudo_labels_sha256": pseudo.sha256, "pseudo_tfrec_dir": pseudo.tfrec_dir,
+            "pseudo_examples": len(pseudo.table)}

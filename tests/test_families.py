@@ -1,0 +1,271 @@
+"""The three model families (cnn_lstm, stacked, single) through training, records inference, raw
+frames and the export; the stem adaptation; the info-bar crop; pseudo-labels; site folds; the
+fold/view median; the three-family ensemble."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from chimpact import (crop, ensemble, infer, model, model_folder, packing, pipeline, pseudo,
+                      records, storage, train)
+from chimpact.errors import InputError
+from sequence_records import write_records
+
+IMAGE_SIZE = (32, 48)  # non-square, as the 16:9 presets; EfficientNets need 32 rows
+CROP = 0.25  # 8 of the 32 rows
+FAMILY_SETTINGS = {  # what each family's preset changes besides the family
+    "cnn_lstm": dict(volume_size=3),  # the default 7 is more than the 5 frames stored
+    "stacked": dict(frame_fill="zero", optimizer="adamw", weight_decay=0.01, schedule="cosine"),
+    "single": dict(loss="huber", crop_bottom=CROP),
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """(train records with 2 folds, test records): IMAGE_SIZE frames, 5 per example."""
+    base = tmp_path_factory.mktemp("families")
+    write_records(base / "train", examples_per_fold=(8, 8), image_size=IMAGE_SIZE, seed=3)
+    write_records(base / "test", examples_per_fold=(6,), image_size=IMAGE_SIZE, seed=4,
+                  subset="test")
+    return str(base / "train"), str(base / "test")
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    """{family: model folder}: each family trained one epoch under XLA, the tiny backbone,
+    its test records predicted and exported."""
+    train_dir, test_dir = world
+    base = tmp_path_factory.mktemp("family-models")
+    folders = {}
+    for family, settings in FAMILY_SETTINGS.items():
+        out = str(base / family)
+        train.train(train_dir, out, family=family, backbone="tiny", weights="none",
+                    lstm_units=16, dense_units=16, epochs=1, batch_size=4, lr=3e-3,
+                    jit_compile=True, verbose=0, **settings)
+        infer.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", jit_compile=True,
+                  progress=False)
+        folders[family] = out
+    return folders
+
+
+@pytest.mark.parametrize("family", list(FAMILY_SETTINGS))
+def test_each_family_trains_predicts_every_example_once_and_exports(family, world, trained):
+    train_dir, test_dir = world
+    out = trained[family]
+    config = model_folder.read_config(out)
+    assert config["family"] == family and config["xla"] is True
+    assert config["volume_size"] == FAMILY_SETTINGS[family].get("volume_size",
+                                                                model.FAMILIES[family])
+    oof = storage.read_csv(f"{out}/oof.csv", dtype={"video_id": str})
+    assert sorted(oof.video_id) == sorted(pipeline.read_keys(train_dir).video_id)
+    assert np.isfinite(oof.pred).all()
+    preds = storage.read_csv(f"{out}/test_preds.csv", dtype={"video_id": str})
+    keys = pipeline.read_keys(test_dir)
+    assert list(preds.video_id) == list(keys.video_id)
+    # The export takes the frames at image_size, clamped or black past the ends as the family
+    # was trained, and cuts the crop itself: it repeats test_preds.
+    sequences = np.concatenate([frames for frames, _, _ in pipeline.make_eval_dataset(
+        test_dir, None, config["volume_size"], batch_size=6,
+        fill=config["frame_fill"]).as_numpy_iterator()])
+    assert sequences.shape[1:] == (config["volume_size"], *IMAGE_SIZE, 3)
+    exported = tf.saved_model.load(f"{out}/export")
+    served = exported.serve(sequences).numpy()[:, 0]
+    np.testing.assert_allclose(served, preds.pred, atol=1e-4)
+    info = json.loads(storage.read_text(f"{out}/export/{infer.EXPORT_INFO}"))
+    assert info["family"] == family and info["crop_bottom"] == config["crop_bottom"]
+    # Reloaded folds predict what training's out-of-fold pass did.
+    fold_models = model.load_fold_models(out)
+    first = oof[oof.fold == 0]
+    again = pipeline.predict(fold_models[0], train_dir, [0], config["volume_size"],
+                             config["image_size"], 4, crop_bottom=config["crop_bottom"],
+                             fill=config["frame_fill"])
+    np.testing.assert_allclose(again.set_index("video_id").loc[first.video_id].pred,
+                               first.pred, atol=1e-4)
+
+
+def test_info_bar_crop_removes_the_same_rows_on_every_path(world, trained):
+    train_dir, _ = world
+    out = trained["single"]
+    config = model_folder.read_config(out)
+    kept = crop.kept_rows(IMAGE_SIZE[0], CROP)
+    assert kept == 24 and model.input_size(config) == (24, IMAGE_SIZE[1])
+    manifest = records.read_manifest(train_dir)
+    serialized = next(iter(tf.data.TFRecordDataset(manifest.shard_paths(train_dir))))
+    full = pipeline.make_loader(manifest, 1)(serialized)["frames"].numpy()
+    # records (training, validation, test records): the loader
+    cut = pipeline.make_loader(manifest, 1, crop_bottom=CROP)(serialized)["frames"].numpy()
+    np.testing.assert_array_equal(cut, full[:, :kept])
+    batches = pipeline.make_train_dataset(train_dir, [0], 1, batch_size=4, crop_bottom=CROP)
+    assert next(iter(batches))[0].shape == (4, 1, kept, IMAGE_SIZE[1], 3)
+    # raw videos and detections: infer.model_inputs
+    np.testing.assert_array_equal(infer.model_inputs(config, full[None]), full[None, :, :kept])
+    # the export: the bar's pixels do not matter, the rest does
+    exported = tf.saved_model.load(f"{out}/export")
+    barred = full[None].copy()
+    barred[:, :, kept:] = 255 - barred[:, :, kept:]
+    np.testing.assert_allclose(exported.serve(barred).numpy(), exported.serve(full[None]).numpy(),
+                               atol=1e-6)
+    predictor, _ = infer.load_predictor(out)
+    np.testing.assert_allclose(exported.serve(full[None]).numpy(),
+                               predictor.predict(full[None, :, :kept], verbose=0), atol=1e-5)
+    # boxes follow: y in 0..1 of the kept rows
+    box = np.array([[0.1, 0.3, 0.5, 0.9, 1.0]], np.float32)
+    np.testing.assert_allclose(crop.crop_box(box, 32, CROP), [[0.1, 0.4, 0.5, 1.0, 1.0]],
+                               atol=1e-6)
+
+
+def test_stem_adaptation_keeps_what_the_pretrained_stem_computes(tmp_path):
+    """The 15-channel stem on five copies of a frame equals the 3-channel stem on the frame."""
+    keras.utils.set_random_seed(0)
+    source = model.make_backbone("efficientnet_b0", (32, 32), "none", pooling=None)
+    # a pretrained-like network: weights and normalisation statistics that are not the defaults
+    source.set_weights([np.random.default_rng(i).normal(0.5, 0.3, w.shape).astype(np.float32)
+                        if "normalization" in w.path else w.numpy()
+                        for i, w in enumerate(source.weights)])
+    path = str(tmp_path / "b0.weights.h5")
+    source.save_weights(path)
+    three = model.make_backbone("efficientnet_b0", (32, 32), path, pooling=None)
+    fifteen = model.make_backbone("efficientnet_b0", (32, 32), path, pooling=None, channels=15)
+    assert fifteen.get_layer("stem_conv").kernel.shape == (3, 3, 15, 32)
+    frame = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    stem = lambda network: keras.Model(network.input,  # noqa: E731
+                                       network.get_layer("stem_activation").output)
+    expected = np.asarray(stem(three)(frame))
+    adapted = np.asarray(stem(fifteen)(np.concatenate([frame] * 5, axis=-1)))
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(adapted, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(fifteen(np.concatenate([frame] * 5, axis=-1))),
+                               np.asarray(three(frame)), rtol=1e-3, atol=1e-4)
+    # the tiny backbone's first convolution too, from its weights file
+    tiny = model.make_backbone("tiny", (16, 16), "none")
+    tiny.save_weights(str(tmp_path / "tiny.weights.h5"))
+    stacked = model.make_backbone("tiny", (16, 16), str(tmp_path / "tiny.weights.h5"),
+                                  channels=9)
+    small = frame[:, :16, :16]
+    np.testing.assert_allclose(np.asarray(stacked(np.concatenate([small] * 3, axis=-1))),
+                               np.asarray(tiny(small)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["stacked", "single"])
+def test_efficientnet_families_train_predict_and_export(family, world, tmp_path):
+    train_dir, test_dir = world
+    out = str(tmp_path / family)
+    scores = train.train(train_dir, out, family=family, backbone="efficientnet_b0",
+                         weights="none", dense_units=8, folds=[0], epochs=1, batch_size=8,
+                         verbose=0)
+    assert np.isfinite(scores["overall"]["mae"])
+    infer.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", progress=False)
+    config = model_folder.read_config(out)
+    sequences = np.concatenate([frames for frames, _, _ in pipeline.make_eval_dataset(
+        test_dir, None, config["volume_size"], batch_size=6).as_numpy_iterator()])
+    exported = tf.saved_model.load(f"{out}/export")
+    served = exported.serve(sequences).numpy()[:, 0]
+    preds = storage.read_csv(f"{out}/test_preds.csv")
+    np.testing.assert_allclose(served, preds.pred, atol=1e-4)
+
+
+def test_three_families_ensemble_at_least_as_good_as_its_best_member(trained, tmp_path):
+    summary = ensemble.run_ensemble(list(trained.values()), str(tmp_path / "blend"))
+    best = min(summary["model_oof_mae"].values())
+    assert summary["oof_mae"] <= best + 1e-9
+    assert len(summary["model_oof_mae"]) == 3
+
+
+def test_median_over_folds_and_views(trained, world):
+    _, test_dir = world
+    out = trained["cnn_lstm"]
+    each, _ = infer.load_predictor(out, tta=3, per_fold=True)
+    median, _ = infer.load_predictor(out, tta=3, aggregate="median")
+    sequences = np.concatenate([frames for frames, _, _ in pipeline.make_eval_dataset(
+        test_dir, None, 3, batch_size=6).as_numpy_iterator()])
+    per_fold = each.predict(sequences, verbose=0)  # [n, views, folds]
+    np.testing.assert_allclose(median.predict(sequences, verbose=0),
+                               np.median(per_fold, axis=2), atol=1e-5)
+    config = model_folder.read_config(out)
+    table = infer.predict_records(median, config, test_dir, batch_size=6)
+    np.testing.assert_allclose(table.pred, np.median(np.median(per_fold, axis=2), axis=1),
+                               atol=1e-5)
+    with pytest.raises(InputError, match="--aggregate=max"):
+        infer.load_predictor(out, aggregate="max")
+
+
+def test_pseudo_labels_join_training_never_validation(world, tmp_path):
+    train_dir, test_dir = world
+    keys = pipeline.read_keys(test_dir)
+    table = keys.iloc[:4][["video_id", "time"]].assign(distance=77.0)
+    table.to_csv(tmp_path / "pseudo.csv", index=False)
+    labels = pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), test_dir,
+                                       records.read_manifest(train_dir))
+    dataset = pipeline.make_train_dataset(train_dir, [1], 3, batch_size=4, pseudo=labels)
+    distances = np.concatenate([d for _, d in dataset.as_numpy_iterator()])
+    train_distances = pipeline.read_keys(train_dir, [1]).distance
+    assert len(distances) == len(train_distances) + 4
+    assert (distances == 77.0).sum() == 4
+    np.testing.assert_array_equal(np.sort(distances[distances != 77.0]), np.sort(train_distances))
+    val = np.concatenate([d for _, d, _ in pipeline.make_eval_dataset(
+        train_dir, [0], 3, batch_size=4).as_numpy_iterator()])
+    assert not (val == 77.0).any()
+    # through training: the folder records them, every fold's OOF rows are its own
+    out = str(tmp_path / "model")
+    train.train(train_dir, out, backbone="tiny", weights="none", volume_size=3, lstm_units=8,
+                dense_units=8, epochs=1, batch_size=4, verbose=0,
+                pseudo_labels_csv=str(tmp_path / "pseudo.csv"), pseudo_tfrec_dir=test_dir)
+    config = model_folder.read_config(out)
+    assert config["pseudo_examples"] == 4 and config["pseudo_labels_sha256"]
+    oof = storage.read_csv(f"{out}/oof.csv")
+    assert len(oof) == 16 and 77.0 not in set(oof.distance)
+
+
+def test_pseudo_label_rows_must_be_test_records_rows(world, tmp_path):
+    train_dir, test_dir = world
+    manifest = records.read_manifest(train_dir)
+    rows = pd.DataFrame({"video_id": ["t000.mp4", "nowhere.mp4"], "time": [2, 2],
+                         "distance": [3.0, 4.0]})
+    rows.to_csv(tmp_path / "pseudo.csv", index=False)
+    with pytest.raises(InputError, match=r"line 3: video_id=nowhere.mp4 time=2 is not in the "
+                                         r"test records"):
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), test_dir, manifest)
+    with pytest.raises(InputError, match="holds train records"):
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), train_dir, manifest)
+    with pytest.raises(InputError, match="needs --pseudo_tfrec_dir"):
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), None, manifest)
+
+
+def _fold_likeness(folds, bins):
+    """The largest total variation distance between a fold's distance-bin shares and the whole's."""
+    whole = np.bincount(bins) / len(bins)
+    return max(0.5 * np.abs(np.bincount(bins[folds == f], minlength=len(whole))
+                            / np.sum(folds == f) - whole).sum() for f in np.unique(folds))
+
+
+def test_site_folds_stratified_by_distance():
+    # 60 sites whose cameras see animals at their own typical distances, as real sites do
+    rng = np.random.default_rng(0)
+    site_of_row = rng.integers(0, 60, 6000)
+    typical = rng.uniform(2, 20, 60)
+    distances = np.round(np.clip(rng.normal(typical[site_of_row], 2.0), 0, 25) * 2) / 2
+    sites = np.array([f"site{s}" for s in site_of_row])
+    bins = packing.distance_bins(distances)
+    plain = packing.assign_folds(sites, 5)
+    stratified = packing.assign_folds(sites, 5, distances)
+    for folds in (plain, stratified):
+        assert pd.Series(folds).groupby(sites).nunique().max() == 1  # no site in two folds
+    assert _fold_likeness(stratified, bins) < 0.1
+    assert _fold_likeness(stratified, bins) < 0.6 * _fold_likeness(plain, bins)
+
+
+def test_real_site_folds_stratified(shared_dir):
+    data = shared_dir / "data" / "deep-chimpact"
+    labels = pd.read_csv(data / "train_labels.csv")
+    sites = labels.video_id.map(packing.read_sites(str(data / "train_metadata.csv"),
+                                                   labels.video_id))
+    folds = packing.assign_folds(sites, 5, labels.distance)
+    assert pd.Series(folds).groupby(sites.to_numpy()).nunique().max() == 1
+    # measured: at most 0.027 of the rows' distance bins differ from the whole's per fold
+    # (0.147 without --stratify)
+    assert _fold_likeness(folds, packing.distance_bins(labels.distance)) < 0.05
