@@ -269,3 +269,18 @@ def test_real_site_folds_stratified(shared_dir):
     # measured: at most 0.027 of the rows' distance bins differ from the whole's per fold
     # (0.147 without --stratify)
     assert _fold_likeness(folds, packing.distance_bins(labels.distance)) < 0.05
+
+
+def test_optimizer_schedule_and_loss_settings():
+    settings = {"lr": 1e-3, "schedule": "cosine", "epochs": 4, "optimizer": "adamw",
+                "weight_decay": 5e-6}
+    optimizer = train.make_optimizer(settings, steps_per_epoch=10)
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 5e-6
+    schedule = optimizer._learning_rate
+    assert [round(float(schedule(step)), 7) for step in (0, 20, 40)] == [1e-3, 5e-4, 0.0]
+    plain = train.make_optimizer({**settings, "schedule": "plateau", "optimizer": "adam"}, 10)
+    assert type(plain) is keras.optimizers.Adam
+    assert float(plain.learning_rate) == pytest.approx(1e-3)
+    huber = train.make_loss("huber")
+    errors = huber(np.array([[0.0], [0.0]]), np.array([[0.5], [3.0]]))
+    assert float(errors) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)

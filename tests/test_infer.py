@@ -175,6 +175,12 @@ def test_sequences_take_the_records_window(videos):
         [0, 0, 5], [5, 10, 15], [10, 15, 15], [15, 15, 15]]
     wide = infer.sequences(pictures, [1], 1.0, frames_per_side=2, step=1, volume_size=5)
     assert [videogen.frame_number(p) for p in wide[0]] == [0, 0, 5, 10, 15]
+    # --frame_fill=zero: the same window, black where it lies past the ends
+    black = infer.sequences(pictures, [0, 1, 3, 5], 1.0, 2, 1, 3, fill="zero")
+    assert [[int(p.max()) == 0 for p in w] for w in black] == [
+        [True, False, False], [False, False, False], [False, False, True], [True, True, True]]
+    np.testing.assert_array_equal(black[1], infer.sequences(pictures, [1], 1.0, 2, 1, 3)[0])
+    np.testing.assert_array_equal(black[0][1:], windows[0][1:])
 
 
 def test_raw_videos_are_decoded_as_the_training_frames_were(model_dir, tmp_path):

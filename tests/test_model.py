@@ -101,7 +101,8 @@ def test_every_preset_parses_and_builds_its_model_small(monkeypatch):
     presets = sorted(p for p in MODELS.glob("*.flags") if PRESET.match(p.stem))
     assert len(presets) == 12
     built = {}
-    for path in presets + sorted(MODELS.glob("demo*.flags")):
+    families = [MODELS / "stacked-v2l-270x480.flags", MODELS / "single-b7-360x640.flags"]
+    for path in presets + sorted(MODELS.glob("demo*.flags")) + families:
         values = parse_preset(f"models/{path.name}", "--image_size=32,32")
         match = PRESET.match(path.stem)
         if match:
@@ -112,11 +113,16 @@ def test_every_preset_parses_and_builds_its_model_small(monkeypatch):
                     values["epochs"], values["lstm_units"], values["dense_units"]) == (
                 "efficientnet_b0", "imagenet", 96, 40, 1024, 300)
             assert parse_preset(f"models/{path.name}")["image_size"] == ["512", "512"]
+        if path in families:
+            family, height, width = re.match(r"(\w+)-\w+-(\d+)x(\d+)$", path.stem).groups()
+            assert (values["family"], parse_preset(f"models/{path.name}")["image_size"]) == (
+                family, [height, width])
         key = (values["backbone"], values["volume_size"], values["lstm_units"],
-               values["dense_units"])
+               values["dense_units"], values["family"])
         if key not in built:
             # weights=none: no download in tests; the architecture is the same.
-            built[key] = model.build_model(key[0], key[1], (32, 32), "none", key[2], key[3])
+            built[key] = model.build_model(key[0], key[1], (32, 32), "none", key[2], key[3],
+                                           family=key[4])
         out = built[key](frames(batch=1, volume=key[1]))
         assert out.shape == (1, 1)
     flags.FLAGS.unparse_flags()
