@@ -17,15 +17,14 @@ $(STAMP): $(PY) setup.py
 
 setup: $(STAMP)
 
-# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first, a module
-# marked xdist_group on one worker (its module fixtures made once); the ten slowest are listed
-# at the end. On 2 cores, 2 workers took 16.7 min and 3 took 17.9 min.
+# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first; the ten
+# slowest are listed at the end. On 2 cores, 2 workers took 16.7 min and 3 took 17.9 min.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10 tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 # The whole pipeline on a synthetic world (about 100 videos, 3 folds, two presets and their
 # ensemble); a re-run skips the stages already done. DEMO_ARGS passes e.g. --n_videos=40.

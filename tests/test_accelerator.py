@@ -130,7 +130,7 @@ def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypa
     progress, arrays = checkpoint.load(str(tmp_path / "fp16" / "fold0" / model_folder.CHECKPOINT))
     assert progress["epoch"] == 1
     settings = {**model_folder.read_config(str(tmp_path / "fp16")), "lr": 1e-3}
-    network = train._compiled_model(settings)
+    network = train._compiled_model(settings, steps_per_epoch=3)
     assert isinstance(network.optimizer, keras.optimizers.LossScaleOptimizer)
     network.optimizer.build(network.trainable_variables)
     saved = [name for name in arrays if name.startswith("optimizer/")]

@@ -15,8 +15,6 @@ from chimpact import (crop, ensemble, infer, model, model_folder, packing, pipel
 from chimpact.errors import InputError
 from sequence_records import write_records
 
-# One worker runs this module (make test: --dist loadgroup), so its trained models are made once.
-pytestmark = pytest.mark.xdist_group("families")
 IMAGE_SIZE = (32, 48)  # non-square, as the 16:9 presets; EfficientNets need 32 rows
 CROP = 0.25  # 8 of the 32 rows
 FAMILY_SETTINGS = {  # what each family's preset changes besides the family
