@@ -18,7 +18,7 @@ $(STAMP): $(PY) setup.py
 setup: $(STAMP)
 
 # Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first; the ten
-# slowest are listed at the end. On 2 cores, 2 workers took 16.7 min and 3 took 17.9 min.
+# slowest are listed at the end. On 2 cores, 2 workers took 16.7-22.7 min and 3 took 17.9 min.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10 tests
