@@ -4,8 +4,8 @@ All three paths run one Keras model, `FoldAverage`: each test-time view of a uin
 through every fold's network, averaged over the folds in one graph, one column per view; the
 prediction is the mean of the views (or, with aggregate median, the median over the folds, then
 over the views, as the 1st place took). So a submission, a folder of field videos and the
-exported SavedModel give the same numbers for the same frames. The same model over each fold's own
-network predicts the out-of-fold rows under the same views (`predict_oof`), so that the
+exported SavedModel give the same numbers for the same frames. The same model over each fold's
+own network predicts the out-of-fold rows under the same views (`predict_oof`), so that the
 ensemble can be fitted on what it will be applied to.
 """
 
@@ -141,9 +141,7 @@ def _check_serves(manifest, config, tfrec_dir):
 def _with_views(table, names, aggregate="mean"):
     """`table` with `pred`, the mean (or median) of its view columns; the views kept when there
     are several."""
-    views = table[names]
-    table = table.assign(pred=views.median(axis=1) if aggregate == "median"
-                         else views.mean(axis=1))
+    table = table.assign(pred=combine_views(table[names].to_numpy(), aggregate))
     return table.drop(columns=names) if names == [augment.IDENTITY] else table
 
 
@@ -272,7 +270,8 @@ def export(predictor, config, export_dir, jit_compile="auto"):
         "output": "distance in metres [batch, 1] at second t",
         **decode_options(config), "volume_size": config["volume_size"],
         "image_size": [height, width], "step": config["step"], "folds": config["folds"],
-        "tta": predictor.tta, "aggregate": predictor.aggregate, "mixed_precision": config.get("mixed_precision", "none"),
+        "tta": predictor.tta, "aggregate": predictor.aggregate,
+        "mixed_precision": config.get("mixed_precision", "none"),
         "jit_compile": jit_compile is True,
     }
     storage.atomic_write(storage.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
@@ -300,12 +299,12 @@ def sequences(pictures, times, fps, frames_per_side, step, volume_size, fill="cl
     """[len(times), volume_size, H, W, 3]: the frames of decoded `pictures` that the records hold
     for these seconds (chimpact.window: the same window, clamped at the ends the same way, or
     black there with fill zero)."""
-    windows, outside = zip(*[window.volume_window(t, fps, len(pictures), frames_per_side, step,
-                                                  volume_size) for t in times]) if len(
-        times) else ((), ())
-    chosen = pictures[np.asarray(windows, dtype=np.int64).reshape(len(times), volume_size)]
+    picked = [window.volume_window(t, fps, len(pictures), frames_per_side, step, volume_size)
+              for t in times]
+    shape = (len(picked), volume_size)
+    chosen = pictures[np.array([w for w, _ in picked], np.int64).reshape(shape)]
     if fill == "zero":
-        chosen[np.asarray(outside, dtype=bool).reshape(len(times), volume_size)] = 0
+        chosen[np.array([outside for _, outside in picked], bool).reshape(shape)] = 0
     return chosen
 
 

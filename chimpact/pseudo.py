@@ -22,16 +22,14 @@ class PseudoLabels:
     sha256: str  # of the pseudo-label table
 
     def __post_init__(self):
-        keys = [f"{v}\t{t}" for v, t in zip(self.table.video_id, self.table.time)]
+        keys = [records.key_text(v, t) for v, t in zip(self.table.video_id, self.table.time)]
         table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(keys, tf.string), tf.constant(self.table.distance, tf.float32)),
             default_value=float("nan"))
         object.__setattr__(self, "_distances", table)
 
     def _lookup(self, example):
-        key = tf.strings.join([example["video_id"], tf.strings.as_string(example["time"])],
-                              separator="\t")
-        return self._distances.lookup(key)
+        return self._distances.lookup(records.example_key(example))
 
     def keeps(self, serialized):
         """True for a training example, or a test example that has a pseudo-label."""

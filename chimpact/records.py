@@ -238,8 +238,15 @@ def parse_keys(serialized):
     return tf.io.parse_single_example(serialized, _KEY_SPEC)
 
 
-def _example_key(video_id, time):
-    return tf.strings.join([video_id, tf.strings.as_string(time)], separator="\t")
+def key_text(video_id, time):
+    """The key of an example (video_id, time) in lookup tables built from Python values."""
+    return f"{video_id}\t{time}"
+
+
+def example_key(example):
+    """key_text of a parsed example's tensors, in a tf.data graph."""
+    return tf.strings.join([example["video_id"], tf.strings.as_string(example["time"])],
+                           separator="\t")
 
 
 def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False, outside=None):
@@ -255,7 +262,7 @@ def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False, o
                 **(_BOX_SPEC if with_boxes else {})}
     bits = None
     if outside is not None:
-        keys = [f"{video_id}\t{time}" for video_id, time, _ in outside]
+        keys = [key_text(video_id, time) for video_id, time, _ in outside]
         bits = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(keys or [""], tf.string),
             tf.constant([b for _, _, b in outside] or [0], tf.int64)), default_value=0)
@@ -265,7 +272,7 @@ def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False, o
         jpegs = example["frames"][first:first + volume_size]
         frames = tf.stack([tf.io.decode_jpeg(jpegs[i], channels=3) for i in range(volume_size)])
         if bits is not None:
-            mask = bits.lookup(_example_key(example["video_id"], example["time"]))
+            mask = bits.lookup(example_key(example))
             shifts = tf.range(first, first + volume_size, dtype=tf.int64)
             inside = tf.equal(tf.bitwise.bitwise_and(tf.bitwise.right_shift(mask, shifts), 1), 0)
             frames = frames * tf.cast(inside, tf.uint8)[:, None, None, None]

@@ -374,9 +374,8 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
     saved as flags.txt.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    if family not in model.FAMILIES:
-        raise InputError(f"--family={family}: expected one of {', '.join(model.FAMILIES)}")
-    volume_size = volume_size or model.FAMILIES[family]
+    volume_size = volume_size or model.FAMILIES.get(family, 1)
+    model.check_family(family, volume_size)
     manifest = records.read_manifest(tfrec_dir)
     check_records(manifest, tfrec_dir, volume_size, step, use_boxes)
     pseudo_labels = None

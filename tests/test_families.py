@@ -13,6 +13,7 @@ import tensorflow as tf
 from chimpact import (crop, ensemble, infer, model, model_folder, packing, pipeline, pseudo,
                       records, storage, train)
 from chimpact.errors import InputError
+from model_checks import untrained_model_folder
 from sequence_records import write_records
 
 IMAGE_SIZE = (32, 48)  # non-square, as the 16:9 presets; EfficientNets need 32 rows
@@ -186,6 +187,11 @@ def test_median_over_folds_and_views(trained, world):
     per_fold = each.predict(sequences, verbose=0)  # [n, views, folds]
     np.testing.assert_allclose(median.predict(sequences, verbose=0),
                                np.median(per_fold, axis=2), atol=1e-5)
+    # as a TPU compiles it
+    compiled, _ = infer.load_predictor(out, tta=3, aggregate="median", jit_compile=True)
+    np.testing.assert_allclose(compiled.predict(sequences, verbose=0),
+                               np.median(per_fold, axis=2), atol=1e-5)
+    assert compiled.jit_compile is True
     config = model_folder.read_config(out)
     table = infer.predict_records(median, config, test_dir, batch_size=6)
     np.testing.assert_allclose(table.pred, np.median(np.median(per_fold, axis=2), axis=1),
@@ -284,3 +290,27 @@ def test_optimizer_schedule_and_loss_settings():
     huber = train.make_loss("huber")
     errors = huber(np.array([[0.0], [0.0]]), np.array([[0.5], [3.0]]))
     assert float(errors) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
+
+
+def test_stacked_box_model_with_crop_compiles_with_xla_and_exports(tmp_path):
+    """A box model of the stacked family with an info-bar crop: the fold average and the export
+    under jit_compile=True give what the uncompiled fold average gives on the cut frames and
+    rescaled boxes."""
+    config = dict(family="stacked", backbone="tiny", weights="none", volume_size=3,
+                  image_size=list(IMAGE_SIZE), crop_bottom=CROP, frame_fill="zero",
+                  use_boxes=True, lstm_units=4, dense_units=4, frames_per_side=1, step=1,
+                  n_folds=2, folds=[0, 1])
+    (tmp_path / "model").mkdir()
+    out = untrained_model_folder(tmp_path / "model", config)
+    rng = np.random.default_rng(5)
+    sequences = rng.integers(0, 256, (4, 3, *IMAGE_SIZE, 3), dtype=np.uint8)
+    box = np.array([[0.1, 0.2, 0.5, 0.9, 1.0]] * 3 + [[0.0, 0.0, 1.0, 1.0, 0.0]], np.float32)
+    plain, folder = infer.load_predictor(out, tta=2, jit_compile=False)
+    expected = plain.predict(infer.model_inputs(folder, sequences, box), verbose=0).mean(axis=1)
+    compiled, _ = infer.load_predictor(out, tta=2, jit_compile=True)
+    np.testing.assert_allclose(
+        compiled.predict(infer.model_inputs(folder, sequences, box), verbose=0).mean(axis=1),
+        expected, atol=1e-5)
+    infer.export(compiled, folder, str(tmp_path / "export"), jit_compile=True)
+    exported = tf.saved_model.load(str(tmp_path / "export"))
+    np.testing.assert_allclose(exported.serve(sequences, box).numpy()[:, 0], expected, atol=1e-5)
