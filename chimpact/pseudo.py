@@ -44,14 +44,23 @@ class PseudoLabels:
                                     self._lookup(example))
 
 
-def read_pseudo_labels(labels_csv, tfrec_dir, train_manifest, use_boxes=False):
+def _first_row_error(labels_csv, rows, what):
+    row = rows.iloc[0]
+    return InputError(f"--pseudo_labels={labels_csv} line {row.line}: video_id={row.video_id} "
+                      f"time={row.time} {what} ({len(rows)} such rows)")
+
+
+def read_pseudo_labels(labels_csv, tfrec_dir, train_tfrec_dir, use_boxes=False):
     """The PseudoLabels of the table `labels_csv` (video_id, time, distance: a submission) whose
-    rows are in the test records `tfrec_dir`; InputError for a row that is not, or for records
-    that do not hold sequences as the training records do."""
+    rows are in the test records `tfrec_dir`; InputError for a row that is not, for a row that
+    is also a training example of `train_tfrec_dir` (its pseudo-label would train the fold that
+    validates on that second), or for records that do not hold sequences as the training
+    records do."""
     if not tfrec_dir:
         raise InputError("--pseudo_labels needs --pseudo_tfrec_dir: the test records holding "
                          "its rows")
     table, sha256 = labels.read_labels(labels_csv, "train")
+    train_manifest = records.read_manifest(train_tfrec_dir)
     manifest = records.read_manifest(tfrec_dir)
     if manifest.subset != "test":
         raise InputError(f"--pseudo_tfrec_dir={tfrec_dir}: holds {manifest.subset} records: "
@@ -66,10 +75,13 @@ def read_pseudo_labels(labels_csv, tfrec_dir, train_manifest, use_boxes=False):
     merged = table.merge(held[KEYS], on=KEYS, how="left", indicator=True)
     missing = merged[merged["_merge"] == "left_only"]
     if len(missing):
-        row = missing.iloc[0]
-        raise InputError(f"--pseudo_labels={labels_csv} line {row.line}: video_id={row.video_id} "
-                         f"time={row.time} is not in the test records {tfrec_dir} "
-                         f"({len(missing)} rows are not)")
+        raise _first_row_error(labels_csv, missing, f"is not in the test records {tfrec_dir}")
+    trained = table.merge(pipeline.read_keys(train_tfrec_dir)[KEYS], on=KEYS)
+    if len(trained):
+        raise _first_row_error(labels_csv, trained.sort_values("line"),
+                               f"is also a training example of {train_tfrec_dir}: its "
+                               "pseudo-label would train the fold that validates on it; drop "
+                               "such rows")
     return PseudoLabels(str(tfrec_dir), manifest, table[KEYS + ["distance"]], sha256)
 
 

@@ -380,7 +380,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
     check_records(manifest, tfrec_dir, volume_size, step, use_boxes)
     pseudo_labels = None
     if pseudo_labels_csv:
-        pseudo_labels = pseudo.read_pseudo_labels(pseudo_labels_csv, pseudo_tfrec_dir, manifest,
+        pseudo_labels = pseudo.read_pseudo_labels(pseudo_labels_csv, pseudo_tfrec_dir, tfrec_dir,
                                                   use_boxes)
     folds = list(range(manifest.n_folds)) if folds is None else [int(f) for f in folds]
     settings = {

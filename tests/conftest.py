@@ -14,8 +14,11 @@ SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
 @pytest.fixture
 def shared_dir():
-    """../shared beside the checkout; tests that need it skip when it is absent."""
+    """../shared beside the checkout; tests that need it skip when it is absent, except in CI
+    (CI=true), which always has it: there its absence fails them."""
     if not SHARED.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED} is absent, and CI=true always has it")
         pytest.skip("../shared is absent")
     return SHARED
 

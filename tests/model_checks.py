@@ -45,10 +45,10 @@ def last_json_line(output):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def untrained_model_folder(path, config):
+def untrained_model_folder(path, config, biases=None):
     """Writes a model folder as run_train.py leaves it at `path` (a pathlib.Path): config.json and
-    untrained folds whose output bias is 5 + fold metres, so that distances look like distances.
-    Returns the path as a string."""
+    untrained folds whose output bias is 5 + fold metres (or `biases[fold]`), so that distances
+    look like distances. Returns the path as a string."""
     import keras
 
     from chimpact import model, model_folder
@@ -57,7 +57,8 @@ def untrained_model_folder(path, config):
     for fold in config["folds"]:
         keras.utils.set_random_seed(fold)
         network = model.build_from_config(config)
-        network.get_layer("distance").bias.assign([5.0 + fold])
+        network.get_layer("distance").bias.assign([5.0 + fold if biases is None
+                                                   else biases[fold]])
         (path / f"fold{fold}").mkdir()
         network.save_weights(model_folder.fold_weights_path(str(path), fold))
     return str(path)

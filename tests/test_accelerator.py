@@ -114,11 +114,18 @@ class Killed(Exception):
     """The job dying."""
 
 
+def _loss_scale(network):
+    """(index among the optimizer's variables, variable) of a compiled network's loss scale."""
+    return next((i, v) for i, v in enumerate(network.optimizer.variables)
+                if v.path.endswith("dynamic_scale"))
+
+
 @pytest.mark.slow
 def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypatch, caplog):
     write_records(tmp_path / "rec", (6, 6))
     run = dict(tfrec_dir=tmp_path / "rec", out_dir=tmp_path / "fp16", folds=[0], batch_size=4,
                mixed_precision="mixed_float16", verbose=0, **TINY)
+    path = str(tmp_path / "fp16" / "fold0" / model_folder.CHECKPOINT)
 
     def dies(*args):
         raise Killed
@@ -126,22 +133,30 @@ def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypa
     monkeypatch.setattr(train, "_predict_fold", dies)
     with pytest.raises(Killed):
         train.train(epochs=1, **run)
-    monkeypatch.undo()
-    progress, arrays = checkpoint.load(str(tmp_path / "fp16" / "fold0" / model_folder.CHECKPOINT))
+    progress, arrays = checkpoint.load(path)
     assert progress["epoch"] == 1
     settings = {**model_folder.read_config(str(tmp_path / "fp16")), "lr": 1e-3}
     network = train._compiled_model(settings, steps_per_epoch=3)
     assert isinstance(network.optimizer, keras.optimizers.LossScaleOptimizer)
-    network.optimizer.build(network.trainable_variables)
-    saved = [name for name in arrays if name.startswith("optimizer/")]
-    assert len(saved) == len(network.optimizer.variables)
-    scale = next(i for i, v in enumerate(network.optimizer.variables)
-                 if v.path.endswith("dynamic_scale"))
-    assert arrays[saved[scale]] > 1  # the dynamic loss scale, starting at 2**15
+    checkpoint.restore(network, arrays, path)
+    index, scale = _loss_scale(network)
+    assert float(scale) == 2.0 ** 15  # Keras' initial scale: three steps neither grow nor halve it
+    # As if overflowing steps had halved it seven times before the kill: the checkpoint holds 256.
+    scale.assign(256.0)
+    checkpoint.save(path, network, progress)
+    name = sorted(n for n in arrays if n.startswith("optimizer/"))[index]
+    assert checkpoint.load(path)[1][name] == 256.0
 
     caplog.set_level("INFO")
-    scores = train.train(epochs=2, **run)
+    with pytest.raises(Killed):
+        train.train(epochs=2, **run)
     assert "fold 0: resuming at epoch 2" in caplog.messages
+    progress, arrays = checkpoint.load(path)
+    assert progress["epoch"] == 2
+    # the resumed optimizer scaled its losses by 256 (halved again at most, by an overflow)
+    assert arrays[name] in (128.0, 256.0), arrays[name]
+    monkeypatch.undo()
+    scores = train.train(epochs=2, **run)
     history = pd.read_csv(tmp_path / "fp16" / "fold0" / "history.csv")
     assert list(history.epoch) == [0, 1] and np.isfinite(history.loss).all()
     assert np.isfinite(scores["overall"]["mae"])

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import (crop, ensemble, infer, model, model_folder, packing, pipeline, pseudo,
-                      records, storage, train)
+from chimpact import (crop, ensemble, frames, infer, model, model_folder, packing, pipeline,
+                      pseudo, records, storage, train)
 from chimpact.errors import InputError
-from model_checks import untrained_model_folder
+from model_checks import finish, start_python, untrained_model_folder
 from sequence_records import write_records
 
 IMAGE_SIZE = (32, 48)  # non-square, as the 16:9 presets; EfficientNets need 32 rows
@@ -170,11 +170,25 @@ def test_efficientnet_families_train_predict_and_export(family, world, tmp_path)
     np.testing.assert_allclose(served, preds.pred, atol=1e-4)
 
 
-def test_three_families_ensemble_at_least_as_good_as_its_best_member(trained, tmp_path):
+def test_three_families_blend_is_their_weighted_sum_on_both_sides(trained, tmp_path):
+    """The ensemble's OOF rows and submission are the members' predictions, matched by video and
+    second, times the weights ensemble.json reports (computed here apart)."""
     summary = ensemble.run_ensemble(list(trained.values()), str(tmp_path / "blend"))
-    best = min(summary["model_oof_mae"].values())
-    assert summary["oof_mae"] <= best + 1e-9
-    assert len(summary["model_oof_mae"]) == 3
+    assert sorted(summary["model_oof_mae"]) == sorted(trained.values())
+    keys = ["video_id", "time"]
+    oof = storage.read_csv(str(tmp_path / "blend" / ensemble.OOF_ENSEMBLE), dtype={"video_id": str})
+    submission = storage.read_csv(str(tmp_path / "blend" / "submission.csv"),
+                                  dtype={"video_id": str})
+    for table, name in ((oof, model_folder.OOF), (submission, model_folder.TEST_PREDS)):
+        blend = sum(weight * table[keys].merge(storage.read_csv(
+            f"{folder}/{name}", dtype={"video_id": str}), on=keys).pred.to_numpy()
+                    for folder, weight in zip(summary["models"], summary["weights"]))
+        column = "pred" if name == model_folder.OOF else "distance"
+        np.testing.assert_allclose(table[column], blend, atol=1e-6)
+    assert summary["oof_mae"] == pytest.approx((oof.pred - oof.distance).abs().mean())
+    for folder, mae in summary["model_oof_mae"].items():
+        member = storage.read_csv(f"{folder}/{model_folder.OOF}")
+        assert mae == pytest.approx((member.pred - member.distance).abs().mean())
 
 
 def test_median_over_folds_and_views(trained, world):
@@ -200,22 +214,18 @@ def test_median_over_folds_and_views(trained, world):
         infer.load_predictor(out, aggregate="max")
 
 
-def test_pseudo_labels_join_training_never_validation(world, tmp_path):
+def test_pseudo_labels_join_every_fold_s_training(world, tmp_path):
     train_dir, test_dir = world
     keys = pipeline.read_keys(test_dir)
     table = keys.iloc[:4][["video_id", "time"]].assign(distance=77.0)
     table.to_csv(tmp_path / "pseudo.csv", index=False)
-    labels = pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), test_dir,
-                                       records.read_manifest(train_dir))
+    labels = pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), test_dir, train_dir)
     dataset = pipeline.make_train_dataset(train_dir, [1], 3, batch_size=4, pseudo=labels)
     distances = np.concatenate([d for _, d in dataset.as_numpy_iterator()])
     train_distances = pipeline.read_keys(train_dir, [1]).distance
     assert len(distances) == len(train_distances) + 4
     assert (distances == 77.0).sum() == 4
     np.testing.assert_array_equal(np.sort(distances[distances != 77.0]), np.sort(train_distances))
-    val = np.concatenate([d for _, d, _ in pipeline.make_eval_dataset(
-        train_dir, [0], 3, batch_size=4).as_numpy_iterator()])
-    assert not (val == 77.0).any()
     # through training: the folder records them, every fold's OOF rows are its own
     out = str(tmp_path / "model")
     train.train(train_dir, out, backbone="tiny", weights="none", volume_size=3, lstm_units=8,
@@ -227,19 +237,40 @@ def test_pseudo_labels_join_training_never_validation(world, tmp_path):
     assert len(oof) == 16 and 77.0 not in set(oof.distance)
 
 
+def test_pseudo_labels_on_training_examples_are_refused(world, tmp_path):
+    """A fold validates on its own rows of the training records, read without pseudo-labels
+    (make_eval_dataset takes none): a pseudo-label reaches a validation second only as a test
+    example with the key of a training one, the same video and second in both records. Such a
+    table is refused before any training."""
+    train_dir, _ = world
+    same = str(tmp_path / "same")
+    packing.create_records(f"{train_dir}-frames", f"{train_dir}-labels.csv", same,
+                           subset="test", frames_per_side=2, progress=False)
+    rows = pd.concat([pipeline.read_keys(same).query("video_id.str.startswith('f1')").iloc[:1],
+                      pipeline.read_keys(train_dir, [0]).iloc[:2]])[["video_id", "time"]]
+    rows.assign(distance=77.0).to_csv(tmp_path / "pseudo.csv", index=False)
+    with pytest.raises(InputError, match=rf"line 2: video_id={rows.iloc[0].video_id} time=2 is "
+                                         rf"also a training example of {train_dir}.*3 such rows"):
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), same, train_dir)
+    with pytest.raises(InputError, match="also a training example"):
+        train.train(train_dir, str(tmp_path / "model"), backbone="tiny", weights="none",
+                    volume_size=3, pseudo_labels_csv=str(tmp_path / "pseudo.csv"),
+                    pseudo_tfrec_dir=same)
+    assert not (tmp_path / "model").exists()
+
+
 def test_pseudo_label_rows_must_be_test_records_rows(world, tmp_path):
     train_dir, test_dir = world
-    manifest = records.read_manifest(train_dir)
     rows = pd.DataFrame({"video_id": ["t000.mp4", "nowhere.mp4"], "time": [2, 2],
                          "distance": [3.0, 4.0]})
     rows.to_csv(tmp_path / "pseudo.csv", index=False)
     with pytest.raises(InputError, match=r"line 3: video_id=nowhere.mp4 time=2 is not in the "
                                          r"test records"):
-        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), test_dir, manifest)
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), test_dir, train_dir)
     with pytest.raises(InputError, match="holds train records"):
-        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), train_dir, manifest)
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), train_dir, train_dir)
     with pytest.raises(InputError, match="needs --pseudo_tfrec_dir"):
-        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), None, manifest)
+        pseudo.read_pseudo_labels(str(tmp_path / "pseudo.csv"), None, train_dir)
 
 
 def _fold_likeness(folds, bins):
@@ -275,6 +306,47 @@ def test_real_site_folds_stratified(shared_dir):
     # measured: at most 0.027 of the rows' distance bins differ from the whole's per fold
     # (0.147 without --stratify)
     assert _fold_likeness(folds, packing.distance_bins(labels.distance)) < 0.05
+
+
+@pytest.mark.slow
+def test_create_tfrecords_stratified_site_folds_on_the_real_tables(shared_dir, tmp_path):
+    """create_tfrecords.py --group_by=site --stratify on the challenge's train_labels.csv and
+    train_metadata.csv: a frames folder holding each labelled second's frame (8x8, one picture),
+    packed by the script with one frame per example."""
+    data = shared_dir / "data" / "deep-chimpact"
+    labels = pd.read_csv(data / "train_labels.csv")
+    frames_dir = tmp_path / "frames"
+    jpeg = frames.encode_jpeg(np.full((8, 8, 3), 128, np.uint8), 95)
+    rows = []
+    for video_id, times in labels.groupby("video_id").time:
+        (frames_dir / video_id).mkdir(parents=True)
+        for t in times:
+            (frames_dir / video_id / frames.frame_name(int(t))).write_bytes(jpeg)
+        rows.append({"video_id": video_id, "n_frames": int(times.max()) + 1, "width": 8,
+                     "height": 8, "fps": 1.0, "duration_s": times.max() + 1.0,
+                     "gamma_corrected": False, "status": "ok", "error": "", "settings": "",
+                     "labels_csv": ""})
+    pd.DataFrame(rows, columns=frames.MANIFEST_COLUMNS).to_csv(frames_dir / frames.MANIFEST,
+                                                               index=False)
+    out = tmp_path / "records"
+    finish(start_python(["create_tfrecords.py", f"--frames_dir={frames_dir}",
+                         f"--labels_csv={data / 'train_labels.csv'}", f"--out_dir={out}",
+                         "--frames_per_side=0", "--n_folds=5", "--group_by=site", "--stratify",
+                         f"--metadata_csv={data / 'train_metadata.csv'}", "--shards=1"]))
+    manifest = records.read_manifest(str(out))
+    keys = pipeline.read_keys(str(out))
+    assert manifest.examples == len(keys) == len(labels)
+    sites = keys.video_id.map(packing.read_sites(str(data / "train_metadata.csv"), keys.video_id))
+    assert keys.groupby(sites.to_numpy()).fold.nunique().max() == 1  # no site in two folds
+    # each fold's distance histogram (the manifest's) is the whole's, as assign_folds measured
+    # (at most 0.027 of a fold's rows in other distance bins; 0.147 without --stratify)
+    counted = [(fold, float(d), n) for fold, counts in manifest.distance_counts.items()
+               for d, n in counts.items()]
+    folds = np.repeat([f for f, _, _ in counted], [n for _, _, n in counted])
+    distances = np.repeat([d for _, d, _ in counted], [n for _, _, n in counted])
+    assert sorted(distances) == sorted(labels.distance)
+    assert _fold_likeness(folds, packing.distance_bins(distances)) < 0.05
+    assert _fold_likeness(keys.fold.to_numpy(), packing.distance_bins(keys.distance)) < 0.05
 
 
 def test_optimizer_schedule_and_loss_settings():

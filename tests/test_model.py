@@ -1,4 +1,5 @@
-"""The CNN-LSTM: shapes, dtypes, backbones and weights, and the presets of models/."""
+"""The distance models: what each family's backbone sees, shapes, dtypes, backbones and weights,
+and the presets of models/."""
 
 import pathlib
 import re
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from chimpact import model
+from chimpact import infer, model
 from chimpact.errors import InputError
 
 MODELS = pathlib.Path(__file__).resolve().parents[1] / "models"
@@ -28,6 +29,64 @@ def test_tiny_model_maps_uint8_sequences_to_float32_metres():
     # Time is folded into the batch: one backbone call, no per-frame TimeDistributed loop.
     assert not any(isinstance(layer, keras.layers.TimeDistributed) for layer in network.layers)
     assert sum(layer.name == "tiny" for layer in network.layers) == 1
+
+
+def _backbone(network):
+    """The image encoder of a distance model: its one nested keras.Model."""
+    (encoder,) = [layer for layer in network.layers if isinstance(layer, keras.Model)]
+    return encoder
+
+
+def _head(network, features):
+    """The layers after the backbone of a model without LSTM, applied to `features` by hand."""
+    return np.asarray(network.get_layer("distance")(network.get_layer("dense")(features)))
+
+
+def test_stacked_family_sees_each_sequence_as_one_image_of_its_frames_on_channels():
+    network = model.build_model("tiny", 5, (32, 32), lstm_units=8, dense_units=4,
+                                family="stacked")
+    sequences = frames(volume=5)
+    assert _backbone(network).input.shape == (None, 32, 32, 15)
+    assert not any(isinstance(layer, keras.layers.LSTM) for layer in network.layers)
+    # frame k is channels 3k..3k+2 of the one image, the head reads the backbone's features
+    image = np.concatenate([sequences[:, k] for k in range(5)], axis=-1)
+    np.testing.assert_allclose(np.asarray(network(sequences)),
+                               _head(network, _backbone(network)(image)), rtol=1e-5, atol=1e-5)
+
+
+def test_single_family_sees_the_centre_frame_alone():
+    network = model.build_model("tiny", 1, (32, 32), lstm_units=8, dense_units=4,
+                                family="single")
+    assert _backbone(network).input.shape == (None, 32, 32, 3)
+    assert not any(isinstance(layer, keras.layers.LSTM) for layer in network.layers)
+    sequence = frames(volume=1)
+    np.testing.assert_allclose(np.asarray(network(sequence)),
+                               _head(network, _backbone(network)(sequence[:, 0])), rtol=1e-5,
+                               atol=1e-5)
+    # through the window raw videos and records share: only the labelled second's frame counts
+    config = dict(frames_per_side=2, step=1, volume_size=1, frame_fill="clamp")
+    pictures = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+
+    def predict(pictures):
+        return np.asarray(network(infer.model_sequences(config, pictures, [3], 1.0)))
+
+    before = predict(pictures)
+    others = pictures.copy()
+    others[[1, 2, 4, 5]] = 255 - others[[1, 2, 4, 5]]
+    np.testing.assert_allclose(predict(others), before, rtol=1e-6)
+    centre = pictures.copy()
+    centre[3] = 255 - centre[3]
+    assert np.abs(predict(centre) - before).max() > 1e-4
+
+
+def test_cnn_lstm_family_reads_each_frame_then_time_in_order():
+    network = model.build_model("tiny", 3, (32, 32), lstm_units=8, dense_units=4)
+    assert _backbone(network).input.shape == (None, 32, 32, 3)
+    assert isinstance(network.get_layer("lstm"), keras.layers.LSTM)
+    sequences = frames()
+    # the same frames in another order: another sequence to an LSTM (not to a mean over time)
+    assert np.abs(np.asarray(network(sequences[:, ::-1])) - np.asarray(network(sequences))
+                  ).max() > 1e-5
 
 
 def test_each_sequence_is_predicted_independently_of_its_batch():

@@ -2,7 +2,6 @@
 as an uninterrupted run does."""
 
 import os
-import random
 import signal
 import time
 
@@ -18,25 +17,30 @@ from preempted_training import EPOCHS
 from sequence_records import write_records
 
 
-def kill_when(process, marker=None, after_s=None, occurrence=1):
-    """SIGKILLs `process` once its output shows `marker` for the `occurrence`-th time, or after
-    `after_s` seconds; returns False when it finished first."""
-    deadline = time.monotonic() + (after_s if after_s is not None else 300)
-    seen = 0
+def kill_when(process, marker, occurrence=1, then_fraction=0.0):
+    """SIGKILLs `process` once its output shows `marker` for the `occurrence`-th time, or, with
+    `then_fraction`, that fraction of the time between the marker's last two showings later (so
+    inside the next epoch when the marker starts each epoch); returns the output read until
+    then, or None when it finished first. Kills follow the run's own progress, not the clock."""
+    seen, lines = [], []
     os.set_blocking(process.stdout.fileno(), False)
-    while process.poll() is None and time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline and len(seen) < occurrence:
         line = process.stdout.readline()
-        if marker and line and marker in line:
-            seen += 1
-            if seen == occurrence:
-                break
+        lines.append(line)
+        if line and marker in line:
+            seen.append(time.monotonic())
         if not line:
-            time.sleep(0.02)
+            time.sleep(0.01)
+    if process.poll() is not None or len(seen) < occurrence:
+        return None
+    if then_fraction:
+        time.sleep(then_fraction * (seen[-1] - seen[-2]))
     if process.poll() is not None:
-        return False
+        return None
     process.send_signal(signal.SIGKILL)
     process.wait()
-    return True
+    return "".join(lines)
 
 
 def fold_files(out_dir):
@@ -44,24 +48,25 @@ def fold_files(out_dir):
 
 
 @pytest.mark.slow
-def test_kills_at_random_moments_and_mid_checkpoint_end_like_an_uninterrupted_run(tmp_path):
+def test_kills_mid_checkpoint_between_and_inside_epochs_end_like_an_uninterrupted_run(tmp_path):
     write_records(tmp_path / "rec", (24, 24))
     script = "tests/preempted_training.py"
     calm = start_python([script, str(tmp_path / "rec"), str(tmp_path / "calm")])
 
     killed = tmp_path / "killed"
-    kills = []
-    # In the middle of the second checkpoint write (the first one is then the whole state).
-    job = start_python([script, str(tmp_path / "rec"), str(killed), "crawl"])
-    kills.append(kill_when(job, "CHECKPOINT WRITE", occurrence=2))
-    assert kills[-1], "the run finished before the kill"
+    run = [script, str(tmp_path / "rec"), str(killed)]
+    # 1. In the middle of the second checkpoint write (the first one is then the whole state).
+    output = kill_when(start_python([*run, "crawl"]), "CHECKPOINT WRITE", occurrence=2)
+    assert output is not None, "the run finished before the kill"
     assert any(".tmp-" in name for name in fold_files(killed))  # a half-written checkpoint
-    rng = random.Random(9)
-    for _ in range(3):
-        job = start_python([script, str(tmp_path / "rec"), str(killed)])
-        kills.append(kill_when(job, after_s=rng.uniform(4.0, 12.0)))
-    output = finish(start_python([script, str(tmp_path / "rec"), str(killed)]))
-    assert sum(kills) >= 3, kills
+    # 2. Resumed at epoch 2: killed as its second epoch (3) begins, its checkpoint just written.
+    output = kill_when(start_python(run), f"Epoch 3/{EPOCHS}")
+    assert output is not None and "fold 0: resuming at epoch 2" in output, output
+    # 3. Resumed at epoch 3: killed halfway through its second epoch (4), between checkpoints.
+    output = kill_when(start_python(run), "Epoch ", occurrence=2, then_fraction=0.5)
+    assert output is not None and "fold 0: resuming at epoch 3" in output, output
+    output = finish(start_python(run))
+    assert "fold 0: resuming at epoch 4" in output
     finish(calm)
 
     assert fold_files(killed) == ["best.weights.h5", "history.csv", "oof.csv"]

@@ -170,6 +170,14 @@ def test_clamping_at_both_ends_and_step(small, tmp_path):
         for d in range(5):
             expected = 0 if d in outside else decoded(by_key[key][d])
             np.testing.assert_array_equal(filled[key][d], expected * np.ones((8, 8, 3)))
+    # A model reading 3 of the 5 stored frames (stored 1..3): the mask moves with them.
+    centred = records.make_parser(5, 3, (8, 8), outside=manifest.frame_outside("zero", out))
+    read = {(e["video_id"].numpy().decode(), int(e["time"])): e["frames"].numpy()
+            for e in tf.data.TFRecordDataset(records.shard_paths(out)).map(centred)}
+    for key, outside in black.items():
+        for d in range(3):
+            expected = 0 if d + 1 in outside else decoded(by_key[key][d + 1])
+            np.testing.assert_array_equal(read[key][d], expected * np.ones((8, 8, 3)))
     old = dataclasses.replace(manifest, outside_frames=None)
     with pytest.raises(InputError, match="do not mark the frames past"):
         old.frame_outside("zero", out)
@@ -180,6 +188,11 @@ def test_frame_window_uses_seconds_and_fps():
     assert window.frame_window(1, 1.0, 3, 2, 1) == ([0, 0, 1, 2, 2],
                                                     [True, False, False, False, True])
     assert window.outside_bits([True, False, False, False, True]) == 0b10001
+    # seconds x fps that are not whole frames round to the nearest (29.97 fps: second 1 is frame
+    # 30, not 29)
+    assert frames.frame_index(1, 29.97) == 30
+    assert window.frame_window(2, 2.9, 100, 1, 1) == ([3, 6, 9], [False] * 3)
+    assert window.frame_window(34, 2.9, 100, 1, 1) == ([96, 99, 99], [False, False, True])
 
 
 def test_parser_decodes_only_the_centred_volume():

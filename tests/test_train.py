@@ -62,6 +62,26 @@ def test_tiny_backbone_learns_and_writes_the_model_folder(tmp_path, caplog):
     assert "fold 0: already trained, skipped" in caplog.messages
 
 
+def test_each_fold_trains_on_the_other_folds_alone(tmp_path, monkeypatch):
+    write_records(tmp_path / "rec", (4, 5, 6))
+    read = {}
+    make_train_dataset = pipeline.make_train_dataset
+
+    def recorded(tfrec_dir, folds, *args, **kwargs):
+        dataset = make_train_dataset(tfrec_dir, folds, *args, **kwargs)
+        read[tuple(folds)] = np.sort(np.concatenate([d for _, d in dataset.as_numpy_iterator()]))
+        return dataset
+
+    monkeypatch.setattr(pipeline, "make_train_dataset", recorded)
+    train.train(tmp_path / "rec", tmp_path / "model", epochs=1, batch_size=4, verbose=0, **TINY)
+    assert sorted(read) == [(0, 1), (0, 2), (1, 2)]
+    for folds, distances in read.items():
+        np.testing.assert_array_equal(
+            distances, np.sort(pipeline.read_keys(tmp_path / "rec", list(folds)).distance))
+    oof = read_csv(tmp_path / "model" / "oof.csv")
+    assert oof.groupby("fold").size().to_dict() == {0: 4, 1: 5, 2: 6}
+
+
 def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, capsys,
                                                                    monkeypatch):
     write_records(tmp_path / "rec", (4, 4))
