@@ -291,7 +291,7 @@ def decode_options(config, fps=None):
 
 def video_seconds(n_frames, fps):
     """Every whole second of a video whose frame lies inside it."""
-    return [t for t in range(int(np.ceil(n_frames / fps)) + 1)
+    return [t for t in range(int(np.ceil(n_frames / fps)))
             if frames.frame_index(t, fps) < n_frames]
 
 

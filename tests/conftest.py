@@ -4,6 +4,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# XLA:CPU compiles without LLVM's optimisations: the same graphs (what a TPU compiles) in about
+# two thirds of the time (EfficientNet-B0's train step: 57 s against 87 s); tests and the
+# processes they start inherit it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=0").strip()
 
 import pathlib
 

@@ -3,6 +3,7 @@
 Checks that need a fresh TensorFlow runtime (strategies, XLA, kills) run in such a process.
 """
 
+import fcntl
 import json
 import os
 import pathlib
@@ -62,3 +63,20 @@ def untrained_model_folder(path, config, biases=None):
         (path / f"fold{fold}").mkdir()
         network.save_weights(model_folder.fold_weights_path(str(path), fold))
     return str(path)
+
+
+def built_once(tmp_path_factory, name, build):
+    """A folder `name` that `build(folder)` fills once per test run, shared by every pytest-xdist
+    worker: the first worker that asks builds it under a file lock, the others wait for it and
+    reuse it (a module fixture would build it again on each worker that runs the module)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder

@@ -13,7 +13,7 @@ import tensorflow as tf
 from chimpact import (crop, ensemble, frames, infer, model, model_folder, packing, pipeline,
                       pseudo, records, storage, train)
 from chimpact.errors import InputError
-from model_checks import finish, start_python, untrained_model_folder
+from model_checks import built_once, finish, start_python, untrained_model_folder
 from sequence_records import write_records
 
 IMAGE_SIZE = (32, 48)  # non-square, as the 16:9 presets; EfficientNets need 32 rows
@@ -25,34 +25,39 @@ FAMILY_SETTINGS = {  # what each family's preset changes besides the family
 }
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """(train records with 2 folds, test records): IMAGE_SIZE frames, 5 per example."""
-    base = tmp_path_factory.mktemp("families")
+def _build_world(base):
     write_records(base / "train", examples_per_fold=(8, 8), image_size=IMAGE_SIZE, seed=3)
     write_records(base / "test", examples_per_fold=(6,), image_size=IMAGE_SIZE, seed=4,
                   subset="test")
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """(train records with 2 folds, test records): IMAGE_SIZE frames, 5 per example."""
+    base = built_once(tmp_path_factory, "families-world", _build_world)
     return str(base / "train"), str(base / "test")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(world, tmp_path_factory):
     """{family: model folder}: each family trained one epoch under XLA, the tiny backbone,
-    its test records predicted and exported."""
+    its test records predicted and exported; once per test run, whichever worker asks first."""
     train_dir, test_dir = world
-    base = tmp_path_factory.mktemp("family-models")
-    folders = {}
-    for family, settings in FAMILY_SETTINGS.items():
-        out = str(base / family)
-        train.train(train_dir, out, family=family, backbone="tiny", weights="none",
-                    lstm_units=16, dense_units=16, epochs=1, batch_size=4, lr=3e-3,
-                    jit_compile=True, verbose=0, **settings)
-        infer.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", jit_compile=True,
-                  progress=False)
-        folders[family] = out
-    return folders
+
+    def build(base):
+        for family, settings in FAMILY_SETTINGS.items():
+            out = str(base / family)
+            train.train(train_dir, out, family=family, backbone="tiny", weights="none",
+                        lstm_units=16, dense_units=16, epochs=1, batch_size=4, lr=3e-3,
+                        jit_compile=True, verbose=0, **settings)
+            infer.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", jit_compile=True,
+                      progress=False)
+
+    base = built_once(tmp_path_factory, "family-models", build)
+    return {family: str(base / family) for family in FAMILY_SETTINGS}
 
 
+@pytest.mark.slow  # the first to ask for `trained`: it builds the models early in the run
 @pytest.mark.parametrize("family", list(FAMILY_SETTINGS))
 def test_each_family_trains_predicts_every_example_once_and_exports(family, world, trained):
     train_dir, test_dir = world
@@ -377,8 +382,20 @@ def test_stacked_box_model_with_crop_compiles_with_xla_and_exports(tmp_path):
     rng = np.random.default_rng(5)
     sequences = rng.integers(0, 256, (4, 3, *IMAGE_SIZE, 3), dtype=np.uint8)
     box = np.array([[0.1, 0.2, 0.5, 0.9, 1.0]] * 3 + [[0.0, 0.0, 1.0, 1.0, 0.0]], np.float32)
+    # by hand: the bottom 8 of 32 rows cut, the boxes' y in 0..1 of the 24 rows left (clipped),
+    # each fold's network on the frames and on the frames flipped left-right with the boxes
+    cut = sequences[:, :, :24]
+    scaled = np.minimum(box * np.array([1, 32 / 24, 1, 32 / 24, 1], np.float32), 1.0)
+    flipped = np.stack([1 - scaled[:, 2], scaled[:, 1], 1 - scaled[:, 0], scaled[:, 3],
+                        scaled[:, 4]], 1)
+    views = ((cut, scaled), (np.ascontiguousarray(cut[:, :, :, ::-1]), flipped))
+    expected = np.mean([network.predict({"frames": frames, "box": moved}, verbose=0)[:, 0]
+                        for network in model.load_fold_models(out).values()
+                        for frames, moved in views], axis=0)
     plain, folder = infer.load_predictor(out, tta=2, jit_compile=False)
-    expected = plain.predict(infer.model_inputs(folder, sequences, box), verbose=0).mean(axis=1)
+    np.testing.assert_allclose(
+        plain.predict(infer.model_inputs(folder, sequences, box), verbose=0).mean(axis=1),
+        expected, atol=1e-5)
     compiled, _ = infer.load_predictor(out, tta=2, jit_compile=True)
     np.testing.assert_allclose(
         compiled.predict(infer.model_inputs(folder, sequences, box), verbose=0).mean(axis=1),

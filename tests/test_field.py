@@ -166,6 +166,11 @@ def test_snapshot_detections_takes_the_nearest_frame_within_half_a_snapshot():
     # than 0.7 s; 2.8 s -> t=3.
     assert list(zip(used.time, used.frame_number, used.detection)) == [
         (0, 0, 0), (1, 7, 0), (1, 7, 1), (3, 28, 0)]
+    # halfway between two moments, the earlier one, whichever way a round-half-even would go
+    halfway = pd.DataFrame([(f, "animal", 0.9, 0, 0, 1, 1) for f in (10, 30, 50)],
+                           columns=detections.COLUMNS)
+    used = detections.snapshot_detections(halfway, frame_rate=10.0, snapshot_s=2.0)
+    assert list(zip(used.time, used.frame_number)) == [(0, 10), (2, 30), (4, 50)]
 
 
 @pytest.mark.parametrize("data, message", [

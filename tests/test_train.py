@@ -5,6 +5,7 @@ import json
 import socket
 import textwrap
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,13 +74,39 @@ def test_each_fold_trains_on_the_other_folds_alone(tmp_path, monkeypatch):
         return dataset
 
     monkeypatch.setattr(pipeline, "make_train_dataset", recorded)
-    train.train(tmp_path / "rec", tmp_path / "model", epochs=1, batch_size=4, verbose=0, **TINY)
+    # lr 0: every fold keeps the output bias it starts from, its training folds' median distance
+    train.train(tmp_path / "rec", tmp_path / "model", epochs=1, batch_size=4, lr=0.0,
+                output_bias="median", verbose=0, **TINY)
     assert sorted(read) == [(0, 1), (0, 2), (1, 2)]
     for folds, distances in read.items():
         np.testing.assert_array_equal(
             distances, np.sort(pipeline.read_keys(tmp_path / "rec", list(folds)).distance))
+    for fold, network in model.load_fold_models(str(tmp_path / "model")).items():
+        others = [f for f in range(3) if f != fold]
+        assert float(network.get_layer("distance").bias[0]) == pytest.approx(
+            np.median(pipeline.read_keys(tmp_path / "rec", others).distance))
     oof = read_csv(tmp_path / "model" / "oof.csv")
     assert oof.groupby("fold").size().to_dict() == {0: 4, 1: 5, 2: 6}
+
+
+def test_learning_rate_halves_after_three_epochs_without_improvement():
+    network = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    network.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mae")
+
+    def rates(halving, losses):
+        halving.set_model(network)
+        network.optimizer.learning_rate = 1e-2
+        out = []
+        for loss in losses:
+            halving.on_epoch_end(0, {"val_loss": loss})
+            out.append(float(keras.ops.convert_to_numpy(network.optimizer.learning_rate)))
+        return out
+
+    # 5, 4 improve; three epochs at 4: halved; 3 improves; 3.00005 is no improvement (1e-4)
+    assert rates(train.PlateauHalving([]), [5, 4, 4, 4, 4, 3, 3.00005, 3, 3]) == pytest.approx(
+        [1e-2] * 4 + [5e-3] * 4 + [2.5e-3])
+    # resumed with its past losses, it halves when an uninterrupted run would
+    assert rates(train.PlateauHalving([5, 4, 4, 4]), [4, 3]) == pytest.approx([5e-3, 5e-3])
 
 
 def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, capsys,
