@@ -14,8 +14,10 @@ def test_short_demo_beats_the_median_baseline(tmp_path):
                                 train_overrides=("--epochs=8",), log=lines.append)
     scores = {name: (oof, test) for name, oof, test, _, _ in rows}
     assert list(scores) == ["demo", "demo-box", "ensemble", "median baseline"]
-    assert ratio < 1.0, "\n".join(lines)
-    assert scores["ensemble"][0] <= min(scores["demo"][0], scores["demo-box"][0]) + 1e-9
+    # The README's targets: the ensemble at most 0.6 of the median baseline's OOF MAE (measured
+    # 0.38 here), the box model below the unboxed one on the named animal (1.54 against 2.67 m).
+    assert ratio < 0.6, "\n".join(lines)
+    assert scores["demo-box"][0] < 0.8 * scores["demo"][0], scores
     # The table's last two columns are the scenes of several animals: some exist, all scored.
     assert all(0 < oof_crowded < 30 and 0 < test_crowded < 30
                for _, _, _, oof_crowded, test_crowded in rows)
