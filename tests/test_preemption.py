@@ -59,14 +59,16 @@ def test_kills_mid_checkpoint_between_and_inside_epochs_end_like_an_uninterrupte
     output = kill_when(start_python([*run, "crawl"]), "CHECKPOINT WRITE", occurrence=2)
     assert output is not None, "the run finished before the kill"
     assert any(".tmp-" in name for name in fold_files(killed))  # a half-written checkpoint
-    # 2. Resumed at epoch 2: killed as its second epoch (3) begins, its checkpoint just written.
-    output = kill_when(start_python(run), f"Epoch 3/{EPOCHS}")
+    # 2. Resumed at epoch 2: killed inside epoch 4, a third of the way through as long as epoch
+    # 3 took (epoch 2 also traces the graphs, so it is no measure of an epoch).
+    output = kill_when(start_python(run), "Epoch ", occurrence=3, then_fraction=0.3)
     assert output is not None and "fold 0: resuming at epoch 2" in output, output
-    # 3. Resumed at epoch 3: killed halfway through its second epoch (4), between checkpoints.
-    output = kill_when(start_python(run), "Epoch ", occurrence=2, then_fraction=0.5)
-    assert output is not None and "fold 0: resuming at epoch 3" in output, output
+    # 3. Resumed at epoch 4: killed once that last epoch is over (its summary line comes after
+    # the checkpoint), before the out-of-fold predictions.
+    output = kill_when(start_python(run), "val_loss")
+    assert output is not None and "fold 0: resuming at epoch 4" in output, output
     output = finish(start_python(run))
-    assert "fold 0: resuming at epoch 4" in output
+    assert f"fold 0: all {EPOCHS} epochs already trained" in output
     finish(calm)
 
     assert fold_files(killed) == ["best.weights.h5", "history.csv", "oof.csv"]
