@@ -17,14 +17,15 @@ $(STAMP): $(PY) setup.py
 
 setup: $(STAMP)
 
-# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first, an idle
-# worker taking queued tests from the other (worksteal); the ten slowest are listed at the end.
+# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first (xdist's load
+# scheduling deals them in turn; worksteal gave one worker all of them and ran the worlds last);
+# the ten slowest are listed at the end.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10 tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 # The whole pipeline on a synthetic world (about 100 videos, 3 folds, two presets and their
 # ensemble); a re-run skips the stages already done. DEMO_ARGS passes e.g. --n_videos=40.

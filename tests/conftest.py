@@ -29,6 +29,17 @@ def shared_dir():
     return SHARED
 
 
+# Modules of the longest tests (minutes each on 2 cores), longest first: run first, so that the
+# two workers end together instead of one waiting on the other's last long test.
+LONGEST_FIRST = ("test_accelerator", "test_worlds", "test_demo", "test_animals", "test_families")
+
+
 def pytest_collection_modifyitems(items):
-    """Slow tests first, so that parallel workers (make test) do not end waiting on one."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first, the longest modules' first among them, so that parallel workers
+    (make test) do not end waiting on one."""
+    def order(item):
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        rank = LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+        return item.get_closest_marker("slow") is None, rank
+
+    items.sort(key=order)
