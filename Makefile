@@ -17,15 +17,16 @@ $(STAMP): $(PY) setup.py
 
 setup: $(STAMP)
 
-# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first (xdist's load
-# scheduling deals them in turn; worksteal gave one worker all of them and ran the worlds last);
-# the ten slowest are listed at the end.
+# Tests are spread over TEST_WORKERS processes (pytest-xdist), the slow ones first, longest
+# first (tests/conftest.py), handed out one at a time to whichever worker is free
+# (--maxschedchunk=1: dealt in chunks, or with worksteal, a long test waited behind others on a
+# busy worker while the other sat idle); the ten slowest are listed at the end.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxschedchunk=1 --durations=10 tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxschedchunk=1 -m "not slow" tests
 
 # The whole pipeline on a synthetic world (about 100 videos, 3 folds, two presets and their
 # ensemble); a re-run skips the stages already done. DEMO_ARGS passes e.g. --n_videos=40.

@@ -121,3 +121,29 @@ def test_a_run_killed_after_its_last_epoch_predicts_without_training_again(tmp_p
     network.load_weights(str(fold0 / "best.weights.h5"))
     with pytest.raises(InputError, match="trained with aug=none, not a1: use another"):
         train.train(**{**run, "aug": "a1"})
+
+
+@pytest.mark.slow
+def test_a_cosine_schedule_resumes_where_it_stopped(tmp_path, monkeypatch):
+    write_records(tmp_path / "rec", (6, 6))
+    run = dict(tfrec_dir=tmp_path / "rec", folds=[0], epochs=3, batch_size=4, lr=1e-2,
+               schedule="cosine", verbose=0, **TINY)
+    train.train(out_dir=tmp_path / "calm", **run)
+    save = train.FoldCheckpoint.on_epoch_end
+
+    def dies_after_the_first(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 0:
+            raise Killed
+
+    monkeypatch.setattr(train.FoldCheckpoint, "on_epoch_end", dies_after_the_first)
+    with pytest.raises(Killed):
+        train.train(out_dir=tmp_path / "killed", **run)
+    monkeypatch.undo()
+    train.train(out_dir=tmp_path / "killed", **run)
+    calm = pd.read_csv(tmp_path / "calm" / "fold0" / "history.csv")
+    resumed = pd.read_csv(tmp_path / "killed" / "fold0" / "history.csv")
+    # the rate each epoch starts at follows the cosine over all 3 epochs' steps, resumed at its step
+    assert calm.learning_rate.iloc[0] == pytest.approx(1e-2)
+    assert calm.learning_rate.is_monotonic_decreasing and calm.learning_rate.iloc[-1] > 0
+    np.testing.assert_allclose(resumed.learning_rate, calm.learning_rate, rtol=1e-6)
