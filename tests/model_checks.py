@@ -1,4 +1,5 @@
-"""What model tests share: one tiny configuration and Python processes in the repository root.
+"""What model tests share: one tiny configuration, Python processes in the repository root, and
+folders built once per test run for every xdist worker.
 
 Checks that need a fresh TensorFlow runtime (strategies, XLA, kills) run in such a process.
 """
