@@ -23,7 +23,7 @@ from chimpact import cli
 
 cli.require_tensorflow()
 
-from chimpact import infer  # noqa: E402  (after the TensorFlow check)
+from chimpact import infer, jobs  # noqa: E402  (after the TensorFlow check)
 from chimpact import strategy as strategies  # noqa: E402
 from chimpact.cli import reports_input_errors  # noqa: E402
 
@@ -84,7 +84,7 @@ flags.mark_flag_as_required("model_dir")
 @reports_input_errors
 def main(argv):
     del argv
-    failures = infer.run(
+    failures = jobs.run(
         FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,
         out_csv=FLAGS.out_csv, video_dir=FLAGS.video_dir, times_csv=FLAGS.times_csv,
         export_dir=FLAGS.export, tta=FLAGS.tta, batch_size=FLAGS.batch_size,

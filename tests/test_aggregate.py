@@ -13,7 +13,7 @@ import tensorflow as tf
 import videogen
 from model_checks import untrained_model_folder
 from sequence_records import write_records
-from chimpact import boxes, infer, model, pipeline, storage, video
+from chimpact import boxes, infer, jobs, model, pipeline, storage, video
 
 CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
               dense_units=4, frames_per_side=1, step=1, n_folds=3, folds=[0, 1, 2])
@@ -91,7 +91,7 @@ def test_median_over_three_folds_on_records_and_the_export(folders, tmp_path):
     # the case tells the median from the mean by metres
     assert np.abs(expected - per_fold.mean(axis=(1, 2))).min() > 1.0
 
-    infer.run(plain, tfrec_dir=str(tmp_path / "test"), export_dir=str(tmp_path / "export"),
+    jobs.run(plain, tfrec_dir=str(tmp_path / "test"), export_dir=str(tmp_path / "export"),
               tta=3, aggregate="median", progress=False)
     table = storage.read_csv(f"{plain}/test_preds.csv")
     np.testing.assert_allclose(table.pred, expected, atol=1e-4)
@@ -105,7 +105,7 @@ def test_median_over_three_folds_on_records_and_the_export(folders, tmp_path):
 def test_median_over_three_folds_on_raw_video_seconds(folders, four_seconds, tmp_path):
     plain, _ = folders
     video_dir, pictures = four_seconds
-    infer.run(plain, video_dir=video_dir, out_csv=str(tmp_path / "seconds.csv"), tta=3,
+    jobs.run(plain, video_dir=video_dir, out_csv=str(tmp_path / "seconds.csv"), tta=3,
               aggregate="median", progress=False)
     table = pd.read_csv(tmp_path / "seconds.csv")
     assert list(table.time) == [0, 1, 2, 3]
@@ -124,7 +124,7 @@ def test_median_and_interval_of_detections_when_the_folds_disagree(folders, four
                "bbox": [BOX[0], BOX[1], BOX[2] - BOX[0], BOX[3] - BOX[1]]}
               for frame in (0, 5, 10)]}]}
     (tmp_path / "md.json").write_text(json.dumps(md))
-    failures = infer.run(boxed, video_dir=video_dir, detections_json=str(tmp_path / "md.json"),
+    failures = jobs.run(boxed, video_dir=video_dir, detections_json=str(tmp_path / "md.json"),
                          out_csv=str(tmp_path / "animals.csv"), aggregate="median",
                          progress=False)
     assert failures == {}

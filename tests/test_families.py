@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import (crop, ensemble, frames, infer, model, model_folder, packing, pipeline,
-                      pseudo, records, storage, train)
+from chimpact import (crop, ensemble, frames, infer, jobs, model, model_folder, packing,
+                      pipeline, pseudo, records, storage, train)
 from chimpact.errors import InputError
 from model_checks import built_once, finish, start_python, untrained_model_folder
 from sequence_records import write_records
@@ -50,7 +50,7 @@ def trained(world, tmp_path_factory):
             train.train(train_dir, out, family=family, backbone="tiny", weights="none",
                         lstm_units=16, dense_units=16, epochs=1, batch_size=4, lr=3e-3,
                         jit_compile=True, verbose=0, **settings)
-            infer.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", jit_compile=True,
+            jobs.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", jit_compile=True,
                       progress=False)
 
     base = built_once(tmp_path_factory, "family-models", build)
@@ -167,7 +167,7 @@ def test_efficientnet_families_train_predict_and_export(family, world, tmp_path)
                          weights="none", dense_units=8, folds=[0], epochs=1, batch_size=8,
                          verbose=0)
     assert np.isfinite(scores["overall"]["mae"])
-    infer.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", progress=False)
+    jobs.run(out, tfrec_dir=test_dir, export_dir=f"{out}/export", progress=False)
     config = model_folder.read_config(out)
     sequences = np.concatenate([frames for frames, _, _ in pipeline.make_eval_dataset(
         test_dir, None, config["volume_size"], batch_size=6).as_numpy_iterator()])

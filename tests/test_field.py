@@ -16,7 +16,7 @@ from PIL import Image
 import videogen
 from model_checks import untrained_model_folder
 from sequence_records import write_records
-from chimpact import boxes, detections, field, infer, model, train, video
+from chimpact import boxes, detections, field, infer, jobs, model, train, video
 from chimpact.errors import InputError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
     sequences = infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
     box = np.array([[*BOX_A, 1], [*BOX_B, 1], boxes.ABSENT], np.float32)
-    infer.run(model_dir, export_dir=str(tmp_path / "export"), tta=2)
+    jobs.run(model_dir, export_dir=str(tmp_path / "export"), tta=2)
     info = json.loads((tmp_path / "export" / infer.EXPORT_INFO).read_text())
     assert "box" in info and info["tta"] == 2
     exported = tf.saved_model.load(str(tmp_path / "export"))
@@ -228,7 +228,7 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
 def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_path):
     times = pd.DataFrame({"video_id": ["four.mp4"] * 2, "time": [1, 3]})
     times.to_csv(tmp_path / "times.csv", index=False)
-    failures = infer.run(model_dir, video_dir=video_dir, times_csv=str(tmp_path / "times.csv"),
+    failures = jobs.run(model_dir, video_dir=video_dir, times_csv=str(tmp_path / "times.csv"),
                          out_csv=str(tmp_path / "seconds.csv"), progress=False)
     assert failures == {}
     table = pd.read_csv(tmp_path / "seconds.csv")

@@ -21,7 +21,7 @@ import tensorflow as tf
 import sequence_records
 import videogen
 from model_checks import untrained_model_folder
-from chimpact import augment, infer, labels, model, model_folder, records, video
+from chimpact import augment, infer, jobs, labels, model, model_folder, records, video
 from chimpact.errors import InputError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
     submission_format = submission_format.sample(frac=1.0, random_state=1)
     submission_format.to_csv(tmp_path / "format.csv", index=False)
 
-    infer.run(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
+    jobs.run(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
               submission_csv=str(tmp_path / "format.csv"), out_csv=str(tmp_path / "sub.csv"))
     preds = pd.read_csv(pathlib.Path(model_dir) / model_folder.TEST_PREDS)
     assert list(preds.columns) == ["video_id", "time", "pred"]
@@ -115,7 +115,7 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
 def test_export_loads_without_chimpact_and_matches(model_dir, test_records, tmp_path):
     tfrec_dir, sequences = test_records
     export_dir = tmp_path / "export"
-    infer.run(model_dir, export_dir=str(export_dir))
+    jobs.run(model_dir, export_dir=str(export_dir))
     info = json.loads((export_dir / infer.EXPORT_INFO).read_text())
     assert info["volume_size"] == 3 and info["image_size"] == [32, 32] and info["folds"] == [0, 1]
     assert (info["fps"], info["gamma"]) == (1.0, "auto")
@@ -291,7 +291,7 @@ def test_videos_and_output_on_ram_filesystem(model_dir, videos):
 def test_export_refuses_a_folder_with_other_files(model_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(InputError, match="folder holds other files"):
-        infer.run(model_dir, export_dir=str(tmp_path))
+        jobs.run(model_dir, export_dir=str(tmp_path))
     assert (tmp_path / "keep.txt").exists()
 
 
@@ -339,7 +339,7 @@ def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
 ])
 def test_bad_requests_are_one_line_errors(model_dir, kwargs, message):
     with pytest.raises(InputError, match=message):
-        infer.run(model_dir, **kwargs)
+        jobs.run(model_dir, **kwargs)
 
 
 def test_submission_row_without_prediction_is_an_error(tmp_path):

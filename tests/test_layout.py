@@ -1,0 +1,37 @@
+"""The library's import graph: no two modules of chimpact/ import each other, directly or around
+a longer circle (a stage never imports a later one)."""
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "chimpact"
+
+
+def imports():
+    """{module: the chimpact modules it imports}, read from the source (ast), not by importing."""
+    graph = {}
+    for path in PACKAGE.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "chimpact":
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chimpact."):
+                names.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                names |= {a.name.split(".")[1] for a in node.names
+                          if a.name.startswith("chimpact.")}
+        graph[path.stem] = names - {path.stem}
+    return graph
+
+
+def test_no_module_imports_itself_through_others():
+    graph = imports()
+    assert {"infer", "field", "jobs"} <= set(graph)
+
+    def reaches(start, target, seen=()):
+        return any(n == target or (n not in seen and reaches(n, target, (*seen, n)))
+                   for n in graph.get(start, ()))
+
+    circles = sorted(m for m in graph if reaches(m, m))
+    assert circles == [], circles
+    assert "field" in graph["jobs"] and "infer" in graph["field"]
