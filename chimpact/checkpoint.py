@@ -49,8 +49,9 @@ def load(path):
 
 def restore(network, arrays, path):
     """Assigns the saved variables to a compiled `network` (built in the strategy's scope),
-    creating its optimizer's variables first; InputError when they do not fit."""
-    network.optimizer.build(network.trainable_variables)
+    creating its optimizer's variables first if need be; InputError when they do not fit."""
+    if not network.optimizer.built:  # (LossScaleOptimizer.build would add its variables twice)
+        network.optimizer.build(network.trainable_variables)
     for prefix, variables in (("model", network.variables),
                               ("optimizer", network.optimizer.variables)):
         saved = sorted(name for name in arrays if name.startswith(prefix + "/"))

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from chimpact import model, model_folder, pipeline, records, storage, train
+from chimpact import checkpoint, model, model_folder, pipeline, records, storage, train
 from chimpact.errors import InputError
 from model_checks import ROOT, TINY, TINY_FLAGS, finish, start_python
 from sequence_records import write_records
@@ -87,6 +87,27 @@ def test_each_fold_trains_on_the_other_folds_alone(tmp_path, monkeypatch):
             np.median(pipeline.read_keys(tmp_path / "rec", others).distance))
     oof = read_csv(tmp_path / "model" / "oof.csv")
     assert oof.groupby("fold").size().to_dict() == {0: 4, 1: 5, 2: 6}
+
+
+@pytest.mark.parametrize("precision", ["none", "mixed_float16"])
+def test_the_optimizer_is_built_before_the_first_step_and_a_restore_adds_nothing(precision):
+    """Adam's moments exist when the model is compiled (created inside the first traced step,
+    they cost B0 20 s); restoring a checkpoint into it adds no second loss scale."""
+    settings = dict(TINY, image_size=[32, 32], crop_bottom=0.0, use_boxes=False,
+                    family="cnn_lstm", lr=1e-3, schedule="plateau", optimizer="adam",
+                    weight_decay=0.0, epochs=1, loss="mae", mixed_precision=precision,
+                    jit_compile=False)
+    network = train._compiled_model(settings, steps_per_epoch=1)
+    names = [v.path.rsplit("/", 1)[-1] for v in network.optimizer.variables]
+    trainable = len(network.trainable_variables)
+    assert sum(name.endswith("_momentum") for name in names) == trainable
+    assert sum(name.endswith("_velocity") for name in names) == trainable
+    saved = {f"{prefix}/{i:05d}": keras.ops.convert_to_numpy(v) for prefix, variables in
+             (("model", network.variables), ("optimizer", network.optimizer.variables))
+             for i, v in enumerate(variables)}
+    checkpoint.restore(network, saved, "checkpoint.npz")
+    assert [v.path.rsplit("/", 1)[-1] for v in network.optimizer.variables] == names
+    assert names.count("dynamic_scale") == (precision == "mixed_float16")
 
 
 def test_learning_rate_halves_after_three_epochs_without_improvement():

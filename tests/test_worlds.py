@@ -37,9 +37,11 @@ def make_records(folder, size, **world):
 def test_demo_preset_beats_the_median_on_a_world_it_was_not_tuned_on(name, tmp_path):
     world = dict(WORLDS[name])
     records = make_records(tmp_path, world.pop("size"), **world)
+    # 20 of the preset's 40 epochs, for time: measured, OOF MAE / median baseline's 0.758 on
+    # duikers (0.758 at 40 epochs too), 0.672 on elephants (0.585 at 40).
     finish(start_python(["run_train.py", "--flagfile=models/demo.flags",
                          f"--tfrec_dir={records}", f"--out_dir={tmp_path / 'model'}",
-                         "--verbose=0"]), timeout=600)
+                         "--verbose=0", "--epochs=20"]), timeout=600)
     oof = pd.read_csv(tmp_path / "model" / "oof.csv")
     ratio = (oof.pred - oof.distance).abs().mean() / demo.median_baseline(oof)
     assert len(oof) >= 100 and ratio < 0.8, (name, len(oof), ratio)
