@@ -28,8 +28,9 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         if submission_csv or video_dir or times_csv or export_dir:
             raise InputError("--oof predicts the folds of the training records only: give the "
                              "other outputs in another command")
-        table = infer.predict_oof(model_dir, tfrec_dir, tta, strategies.make_strategy(strategy, tpu),
-                            jit_compile, batch_size, aggregate)
+        table = infer.predict_oof(model_dir, tfrec_dir, tta,
+                                  strategies.make_strategy(strategy, tpu), jit_compile,
+                                  batch_size, aggregate)
         storage.write_csv(table, storage.join(model_dir, model_folder.OOF_TTA))
         log.info("out-of-fold MAE of each view and of their mean (pred), %s: %s",
                  model_folder.OOF_TTA,
@@ -62,19 +63,19 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
     if export_dir:
         infer.check_export_dir(export_dir)
     if tfrec_dir or video_dir:
-        predictor, config = infer.load_predictor(model_dir, strategies.make_strategy(strategy, tpu),
-                                           tta, jit_compile, per_fold=bool(detections_json),
-                                           aggregate=aggregate)
+        predictor, config = infer.load_predictor(
+            model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
+            per_fold=bool(detections_json), aggregate=aggregate)
     if tfrec_dir:
         storage.write_csv(infer.predict_records(predictor, config, tfrec_dir, batch_size),
-                     storage.join(model_dir, model_folder.TEST_PREDS))
+                          storage.join(model_dir, model_folder.TEST_PREDS))
     if submission_csv:
-        storage.write_csv(labels.fill_submission(submission_csv, infer.read_predictions(model_dir)),
-                     out_csv or storage.join(model_dir, "submission.csv"))
+        predictions = infer.read_predictions(model_dir)
+        storage.write_csv(labels.fill_submission(submission_csv, predictions),
+                          out_csv or storage.join(model_dir, "submission.csv"))
     failures = {}
-    inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
-              "aggregate": aggregate} if (
-        video_dir) else {}
+    inputs = ({"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
+               "aggregate": aggregate} if video_dir else {})
     if video_dir and detections_json:
         failures = field.predict_detections(
             predictor, config, video_dir,
