@@ -9,11 +9,7 @@ labels) and redoes the others. Exits 1 when a video failed, after finishing the 
 
 from absl import app, flags
 
-from chimpact import cli
-
-cli.require_tensorflow()
-
-from chimpact import extract, video  # noqa: E402  (after the TensorFlow check)
+from chimpact import cli, settings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video_dir", None, "Folder of videos (local or gs://); every video file "
@@ -24,7 +20,7 @@ flags.DEFINE_float("fps", 1.0, "Frames per second to extract; frame k is the pic
 flags.DEFINE_string("size", "", "Resize frames to WIDTHxHEIGHT (e.g. 640x360; one number: a "
                     "square) while extracting; empty keeps the native size.")
 flags.DEFINE_integer("quality", 95, "JPEG quality (1-100).", lower_bound=1, upper_bound=100)
-flags.DEFINE_enum("gamma", "auto", video.GAMMA_MODES, "Gamma correction: auto corrects "
+flags.DEFINE_enum("gamma", "auto", settings.GAMMA_MODES, "Gamma correction: auto corrects "
                   "overexposed videos only, on corrects all, off none.")
 flags.DEFINE_float("gamma_value", 0.1, "Gamma of the correction, as in ffmpeg's eq=gamma "
                    "(luma v -> v**(1/gamma)).", lower_bound=1e-3)
@@ -50,6 +46,8 @@ flags.mark_flags_as_required(["video_dir", "out_dir"])
 @cli.reports_input_errors
 def main(argv):
     del argv
+    cli.require_tensorflow()
+    from chimpact import extract, video  # TensorFlow loads here, once the flags are read
     options = video.DecodeOptions(
         fps=FLAGS.fps, size=video.parse_size(FLAGS.size), gamma=FLAGS.gamma,
         gamma_value=FLAGS.gamma_value, white_threshold=FLAGS.white_threshold,

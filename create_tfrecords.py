@@ -12,13 +12,9 @@ Re-running an interrupted command completes it; the output is complete once mani
 
 from absl import app, flags
 
-from chimpact import cli
-
-cli.require_tensorflow()
-
-from chimpact import packing, records  # noqa: E402  (after the TensorFlow check)
-from chimpact.cli import reports_input_errors  # noqa: E402
-from chimpact.errors import InputError  # noqa: E402
+from chimpact import cli, settings
+from chimpact.cli import reports_input_errors
+from chimpact.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("frames_dir", None, "Folder written by create_frames.py (manifest.csv and "
@@ -50,7 +46,7 @@ flags.DEFINE_float("shard_mb", 150, "Target shard size in MB (ignored when --sha
 flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), instead of "
                      "--shard_mb.")
 flags.DEFINE_integer("workers", 4, "Shards written in parallel.")
-flags.DEFINE_integer("seed", packing.SHUFFLE_SEED, "Seed of the random order in which each "
+flags.DEFINE_integer("seed", settings.SHUFFLE_SEED, "Seed of the random order in which each "
                      "fold's examples are dealt into its shards (33, as the reference's shuffle), so "
                      "that consecutive records mix videos; and of --stratify's fold draw.")
 flags.DEFINE_bool("allow_missing", False, "Skip the rows of videos without frames (counted in "
@@ -62,14 +58,17 @@ flags.DEFINE_string("inspect", None, "Instead of writing: print the manifest of 
 @reports_input_errors
 def main(argv):
     del argv
+    if not FLAGS.inspect:
+        for name in ("frames_dir", "labels_csv", "out_dir"):
+            if not FLAGS[name].value:
+                raise InputError(f"--{name} is required")
+        image_size = cli.image_size(FLAGS.image_size)
+    cli.require_tensorflow()
+    from chimpact import packing, records  # TensorFlow loads here, once the flags are read
     if FLAGS.inspect:
         for line in records.describe(FLAGS.inspect):
             print(line)
         return
-    for name in ("frames_dir", "labels_csv", "out_dir"):
-        if not FLAGS[name].value:
-            raise InputError(f"--{name} is required")
-    image_size = cli.image_size(FLAGS.image_size)
     manifest = packing.create_records(
         FLAGS.frames_dir, FLAGS.labels_csv, FLAGS.out_dir, subset=FLAGS.subset,
         frames_per_side=FLAGS.frames_per_side, step=FLAGS.step, n_folds=FLAGS.n_folds,

@@ -19,13 +19,8 @@ import sys
 
 from absl import app, flags
 
-from chimpact import cli
-
-cli.require_tensorflow()
-
-from chimpact import infer, jobs  # noqa: E402  (after the TensorFlow check)
-from chimpact import strategy as strategies  # noqa: E402
-from chimpact.cli import reports_input_errors  # noqa: E402
+from chimpact import cli, settings
+from chimpact.cli import reports_input_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained model folder (run_train.py --out_dir), local or "
@@ -66,12 +61,12 @@ flags.DEFINE_string("export", None, "Folder for a SavedModel of the fold average
                     "chimpact.")
 flags.DEFINE_integer("tta", 1, "Test-time views averaged: 1 = none, then flips and rotations "
                      "(identity, flip lr, flip ud, rot90, rot180, rot270, ...).", lower_bound=1)
-flags.DEFINE_enum("aggregate", "mean", list(infer.AGGREGATES), "How the folds' and the test-time "
+flags.DEFINE_enum("aggregate", "mean", list(settings.AGGREGATES), "How the folds' and the test-time "
                   "views' predictions combine: mean, or median (over the folds, then over the "
                   "views, as the 1st place did).")
 flags.DEFINE_integer("batch_size", 16, "Global batch size (rounded up to a multiple of the "
                      "replicas).", lower_bound=1)
-flags.DEFINE_enum("strategy", "auto", strategies.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_enum("strategy", "auto", settings.STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or `local` (TPU VM).")
 flags.DEFINE_float("fps", None, "With --video_dir: frames per second to decode; default that "
                    "of the model's training frames (config.json `frames`), else 1.",
@@ -84,6 +79,8 @@ flags.mark_flag_as_required("model_dir")
 @reports_input_errors
 def main(argv):
     del argv
+    cli.require_tensorflow()
+    from chimpact import jobs  # TensorFlow loads here, once the flags are read
     failures = jobs.run(
         FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,
         out_csv=FLAGS.out_csv, video_dir=FLAGS.video_dir, times_csv=FLAGS.times_csv,

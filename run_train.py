@@ -17,25 +17,20 @@ import sys
 
 from absl import app, flags
 
-from chimpact import cli
-
-cli.require_tensorflow()
-
-from chimpact import augment, model, train  # noqa: E402  (after the TensorFlow check)
-from chimpact import strategy as strategies  # noqa: E402
-from chimpact.cli import reports_input_errors  # noqa: E402
-from chimpact.errors import InputError  # noqa: E402
+from chimpact import cli, settings
+from chimpact.cli import reports_input_errors
+from chimpact.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tfrec_dir", None, "Training records folder written by create_tfrecords.py "
                     "(local or gs://).")
 flags.DEFINE_string("out_dir", None, "Model folder to write (local or gs://): config.json, "
                     "flags.txt, fold*/best.weights.h5, oof.csv, scores.json, logs/.")
-flags.DEFINE_enum("family", "cnn_lstm", list(model.FAMILIES), "Model family: cnn_lstm, the "
+flags.DEFINE_enum("family", "cnn_lstm", list(settings.FAMILIES), "Model family: cnn_lstm, the "
                   "backbone on each frame then an LSTM (the reference, 3rd place); stacked, the "
                   "frames concatenated on channels into one image (2nd place; the pretrained "
                   "stem adapted); single, the centre frame alone (1st place).")
-flags.DEFINE_enum("backbone", "efficientnet_b0", list(model.BACKBONES), "Image encoder from "
+flags.DEFINE_enum("backbone", "efficientnet_b0", list(settings.BACKBONES), "Image encoder from "
                   "keras.applications: efficientnet_b0 (the reference), efficientnet_b7, "
                   "efficientnet_v2_s/m/l; or tiny (CPU tests and the demo).")
 flags.DEFINE_string("weights", "imagenet", "Backbone initialisation: imagenet (downloaded by "
@@ -58,12 +53,12 @@ flags.DEFINE_integer("epochs", 40, "Epochs per fold.")
 flags.DEFINE_integer("batch_size", 96, "Global batch size (split over the replicas).")
 flags.DEFINE_float("lr", 1e-3, "Learning rate (halved after 3 epochs without val_loss "
                    "improvement, or the start of the cosine).")
-flags.DEFINE_enum("loss", "mae", list(train.LOSSES), "Training loss: mae (the reference, 2nd "
+flags.DEFINE_enum("loss", "mae", list(settings.LOSSES), "Training loss: mae (the reference, 2nd "
                   "place) or huber (delta 1 m, 1st place).")
-flags.DEFINE_enum("schedule", "plateau", list(train.SCHEDULES), "Learning rate schedule: "
+flags.DEFINE_enum("schedule", "plateau", list(settings.SCHEDULES), "Learning rate schedule: "
                   "plateau (halved after 3 epochs without val_loss improvement) or cosine "
                   "(from --lr to 0 over all the epochs' steps).")
-flags.DEFINE_enum("optimizer", "adam", list(train.OPTIMIZERS), "adam, or adamw with "
+flags.DEFINE_enum("optimizer", "adam", list(settings.OPTIMIZERS), "adam, or adamw with "
                   "--weight_decay (2nd place).")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW's decoupled weight decay (PyTorch's default, "
                    "as the 2nd place ran it); ignored by adam.")
@@ -72,16 +67,16 @@ flags.DEFINE_string("pseudo_labels", None, "Table of test rows with distances (v
                     "never to its validation; the rows are read from --pseudo_tfrec_dir.")
 flags.DEFINE_string("pseudo_tfrec_dir", None, "Test records (create_tfrecords.py --subset=test) "
                     "holding every row of --pseudo_labels.")
-flags.DEFINE_enum("aug", "none", list(augment.AUG_SETS), "Training augmentation set: a1 flips "
+flags.DEFINE_enum("aug", "none", list(settings.AUG_SETS), "Training augmentation set: a1 flips "
                   "and rotations, a2 a1 plus colour, a4 a1 plus grayscale and blur.")
 flags.DEFINE_float("aug_prob", 0.5, "Probability that a sequence gets one augmentation.")
 flags.DEFINE_integer("seed", 0, "Seed of weights initialisation, shuffling and augmentation.")
 flags.DEFINE_integer("lstm_units", 1024, "Units of the LSTM over the frames.")
 flags.DEFINE_integer("dense_units", 300, "Units of the Dense(relu) layer before the output.")
-flags.DEFINE_enum("mixed_precision", "none", list(model.PRECISIONS), "Compute dtype policy: "
+flags.DEFINE_enum("mixed_precision", "none", list(settings.PRECISIONS), "Compute dtype policy: "
                   "mixed_bfloat16 for TPUs, mixed_float16 for GPUs (with loss scaling); the "
                   "output stays float32. run_infer.py predicts under the same policy.")
-flags.DEFINE_enum("output_bias", "median", list(model.OUTPUT_BIASES), "Where the model's "
+flags.DEFINE_enum("output_bias", "median", list(settings.OUTPUT_BIASES), "Where the model's "
                   "output starts: median, the bias of its output layer at the training folds' "
                   "median distance (an MAE model then starts where a constant predictor ends); "
                   "zero, Keras' default, as the reference had (its presets keep it).")
@@ -90,7 +85,7 @@ flags.DEFINE_bool("use_boxes", False, "Condition the distance on the example's a
                   "inside the box beside the whole frame's, and the box's geometry. Inference "
                   "then reads boxes too (test records with boxes, or --detections).")
 flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
-flags.DEFINE_enum("strategy", "auto", list(strategies.STRATEGIES), "tf.distribute strategy: "
+flags.DEFINE_enum("strategy", "auto", list(settings.STRATEGIES), "tf.distribute strategy: "
                   "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default.")
 flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or local (TPU VM); an unreachable "
                     "TPU is an error.")
@@ -121,6 +116,10 @@ def main(argv):
         if not FLAGS[name].value:
             raise InputError(f"--{name} is required")
     image_size = cli.image_size(FLAGS.image_size)
+    cli.require_tensorflow()
+    # TensorFlow loads here, once the flags are read.
+    from chimpact import strategy as strategies
+    from chimpact import train
     strategy = strategies.make_strategy(FLAGS.strategy, FLAGS.tpu)
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     train.train(

@@ -19,8 +19,8 @@ import numpy as np
 
 import timing
 from chimpact import model
+from chimpact.settings import FAMILIES
 
-FAMILIES = {"cnn_lstm": 7, "stacked": 5, "single": 1}
 
 
 def main():

@@ -1,6 +1,8 @@
 """Glue for the absl entry scripts: report InputError as one line and a non-zero exit."""
 
+import contextlib
 import functools
+import os
 import re
 import sys
 
@@ -13,11 +15,16 @@ _INSTALL = ("pip install -e '.[cpu]' (CPU) or -e '.[gpu]' (NVIDIA GPUs); a TPU V
 
 
 def require_tensorflow():
-    """Exits with a one-line error unless TensorFlow 2.16 or newer is importable. The entry
-    scripts call it before anything imports TensorFlow, so that a missing or old one is one
-    line, not a traceback."""
+    """Imports TensorFlow, or exits with a one-line error unless 2.16 or newer is importable.
+    The entry scripts call it in `main`, once their flags are read: --help and usage errors
+    never wait for TensorFlow. Its C++ start-up lines (oneDNN, CPU features, absl's
+    InitializeLog) are dropped unless the user sets TF_CPP_MIN_LOG_LEVEL."""
     try:
-        import tensorflow as tf
+        if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+            import tensorflow as tf
+        else:
+            with _stderr_dropped():
+                import tensorflow as tf
     except ImportError as e:
         sys.exit(f"error: chimpact needs TensorFlow {'.'.join(map(str, MIN_TENSORFLOW))} or "
                  f"newer and none is importable ({e}): {_INSTALL}")
@@ -25,6 +32,20 @@ def require_tensorflow():
     if version < MIN_TENSORFLOW:
         sys.exit(f"error: TensorFlow {tf.__version__} is too old: chimpact needs "
                  f"{'.'.join(map(str, MIN_TENSORFLOW))} or newer: {_INSTALL}")
+
+
+@contextlib.contextmanager
+def _stderr_dropped():
+    """Sends file descriptor 2 (where C++ libraries write) to nowhere for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def image_size(values, flag="image_size"):

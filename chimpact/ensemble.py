@@ -16,7 +16,6 @@ import json
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from chimpact import labels, storage
 from chimpact.errors import InputError
@@ -220,7 +219,10 @@ def read_predictions(model_dirs, tta="none"):
 def plot(pred, true, path, title="ensemble OOF"):
     """Writes a PNG: predicted against true distance, and the MAE by true-distance band."""
     bands = mae_by_band(pred, true)
-    # A bare Figure renders with Agg without touching pyplot's global backend.
+    # A bare Figure renders with Agg without touching pyplot's global backend; matplotlib loads
+    # here, not with the module, so that ensemble.py --help answers at once.
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11, 4.5))
     left, right = fig.subplots(1, 2)
     left.scatter(true, pred, s=6, alpha=0.4)

@@ -24,13 +24,13 @@ from chimpact import (augment, boxes, crop, extract, frames, model, model_folder
                       records, storage, video, window)
 from chimpact.errors import InputError
 from chimpact.labels import KEYS
+from chimpact.settings import AGGREGATES
 
 log = logging.getLogger(__name__)
 EXPORT_INFO = "chimpact_export.json"
 # Test-time views: identity, then the geometric augmentations (flips, right-angle rotations...).
 TTA_AUG = "a1"
 # --aggregate values: how the folds' and the views' predictions are combined.
-AGGREGATES = ("mean", "median")
 _PARTS = ".parts"
 
 

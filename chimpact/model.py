@@ -19,16 +19,10 @@ from keras import layers
 
 from chimpact import crop, model_folder, storage
 from chimpact.errors import InputError
+from chimpact.settings import FAMILIES, OUTPUT_BIASES, PRECISIONS  # noqa: F401  (model.*)
 
 WEIGHTS_SUFFIX = ".weights.h5"
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
-# --output_bias values: where the model's output starts, the training folds' median distance or
-# zero (Keras' default, which the reference had).
-OUTPUT_BIASES = ("median", "zero")
-# --mixed_precision values: the Keras dtype policy a model folder is trained and predicted under.
-PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
-# --family values and the frames per sequence each reads by default.
-FAMILIES = {"cnn_lstm": 7, "stacked": 5, "single": 1}
 
 
 @contextlib.contextmanager
@@ -120,7 +114,7 @@ def _tiny(shape, weights, pooling):
     return network
 
 
-# --backbone values: builders (shape (H, W, 3), weights none|imagenet|PATH, pooling avg|None).
+# --backbone values (settings.BACKBONES): builders (shape (H, W, 3), weights none|imagenet|PATH, pooling avg|None).
 BACKBONES = {
     "efficientnet_b0": _keras_application(keras.applications.EfficientNetB0, True),
     "efficientnet_b7": _keras_application(keras.applications.EfficientNetB7, True),

@@ -25,13 +25,12 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from chimpact import boxes, frames, labels, records, storage, window
 from chimpact.errors import InputError
+from chimpact.settings import SHUFFLE_SEED
 
 log = logging.getLogger(__name__)
 
 PLAN = "plan.json"
 GROUP_BY = ("video", "site")
-# The reference shuffled its label table with random_state=33 before writing its records.
-SHUFFLE_SEED = 33
 _SIZE_SAMPLE = 64
 _JPEG_QUALITY = 95
 # Quantile bins of the distance that --stratify keeps in proportion in every fold.

@@ -13,8 +13,8 @@ import urllib.parse
 import tensorflow as tf
 
 from chimpact.errors import InputError
+from chimpact.settings import STRATEGIES
 
-STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
 _CONNECT_TIMEOUT_S = 10
 
 

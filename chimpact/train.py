@@ -30,6 +30,7 @@ from chimpact import (augment, checkpoint, crop, model, model_folder, pipeline, 
                       records, storage, window)
 from chimpact import strategy as strategies
 from chimpact.errors import InputError
+from chimpact.settings import LOSSES, OPTIMIZERS, SCHEDULES
 
 log = logging.getLogger(__name__)
 JIT_COMPILE = ("auto", True, False)
@@ -45,10 +46,6 @@ _FIXED_KEYS = ("family", "backbone", "weights", "volume_size", "image_size", "cr
                "labels_sha256", "aug", "aug_prob", "lr", "loss", "schedule", "optimizer",
                "weight_decay", "seed", "mixed_precision", "output_bias", "use_boxes",
                "pseudo_labels_sha256")
-# --loss, --schedule and --optimizer values.
-LOSSES = ("mae", "huber")
-SCHEDULES = ("plateau", "cosine")
-OPTIMIZERS = ("adam", "adamw")
 HUBER_DELTA = 1.0
 
 

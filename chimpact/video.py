@@ -29,8 +29,8 @@ import tensorflow as tf
 
 from chimpact import storage
 from chimpact.errors import InputError
+from chimpact.settings import GAMMA_MODES
 
-GAMMA_MODES = ("auto", "on", "off")
 
 # ffmpeg log lines that mean the stream held damaged or missing data.
 _CORRUPT = re.compile(r"corrupt|partial file|truncat", re.IGNORECASE)

@@ -88,9 +88,9 @@ def test_one_epoch_under_xla_in_each_precision_predicts_as_without(tmp_path):
                                    err_msg=precision)
 
         step = results[f"efficientnet_b0:{precision}:step"]
-        # Measured: the losses 0.3% (float32) and 1.2% (mixed_bfloat16) apart, B0's stochastic
-        # depth drawing other masks in the two steps; the predictions after the step 2.2e-4 m
-        # and 2.9e-3 m apart.
+        # Measured against the eager step: the losses 0.3% (float32) and 1.3% (mixed_bfloat16)
+        # apart, B0's stochastic depth drawing other masks in the two steps; the predictions
+        # after the step 2.2e-4 m and 1.5e-3 m apart.
         assert step["xla"] is True and np.isfinite(step["losses"]).all()
         assert step["losses"][0] == pytest.approx(step["losses"][1], rel=0.03)
         np.testing.assert_allclose(step["with_xla"], step["without"], rtol=0, err_msg=precision,
