@@ -11,6 +11,9 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["chimpact", "chimpact.*"]),
+    # The presets travel with the package: `chimpact train --preset=NAME` from any folder.
+    package_data={"chimpact.presets": ["*.flags"]},
+    entry_points={"console_scripts": ["chimpact = chimpact.commands:main"]},
     # TensorFlow 2.16+ comes from the platform's own distribution, never named here: pip counts
     # tensorflow, tensorflow-cpu and tensorflow-tpu as different packages, and installing one
     # over another overwrites the same `tensorflow/` folder (a TPU VM's TensorFlow above all).

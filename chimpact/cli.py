@@ -1,4 +1,5 @@
-"""Glue for the absl entry scripts: report InputError as one line and a non-zero exit."""
+"""Glue for the entry programs: TensorFlow loaded late and quietly, sizes read, InputError
+reported as one line and an exit status (2 for usage, 1 for failed work)."""
 
 import contextlib
 import functools
@@ -6,7 +7,7 @@ import os
 import re
 import sys
 
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 
 
 MIN_TENSORFLOW = (2, 16)
@@ -18,9 +19,11 @@ def require_tensorflow():
     """Imports TensorFlow, or exits with a one-line error unless 2.16 or newer is importable.
     The entry scripts call it in `main`, once their flags are read: --help and usage errors
     never wait for TensorFlow. Its C++ start-up lines (oneDNN, CPU features, absl's
-    InitializeLog) are dropped unless the user sets TF_CPP_MIN_LOG_LEVEL."""
+    InitializeLog), which TensorFlow 2.21 prints whatever TF_CPP_MIN_LOG_LEVEL says, are
+    dropped unless the user asks for TensorFlow's info or warnings (TF_CPP_MIN_LOG_LEVEL=0
+    or 1)."""
     try:
-        if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
             import tensorflow as tf
         else:
             with _stderr_dropped():
@@ -48,25 +51,32 @@ def _stderr_dropped():
             os.close(saved)
 
 
-def image_size(values, flag="image_size"):
-    """An --image_size list flag as (height, width): HEIGHT,WIDTH, or one SIZE for SIZExSIZE;
-    None when unset; InputError otherwise."""
-    if not values:
+SIZE_HELP = ("WIDTHxHEIGHT (ffmpeg's way: 640x360), HEIGHT,WIDTH (Keras' way: 360,640) or one "
+             "number for a square")
+
+
+def image_size(value, flag="image_size"):
+    """A size flag as (height, width), given in any of SIZE_HELP's forms (a list flag's items
+    joined by commas); None when unset; UsageError otherwise."""
+    text = (",".join(value) if isinstance(value, (list, tuple)) else value or "").replace(" ", "")
+    if not text:
         return None
-    try:
-        sizes = [int(v) for v in values]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise InputError(f"--{flag}={','.join(values)}: expected HEIGHT,WIDTH or one SIZE "
-                         "(e.g. 512 for 512,512)")
-    return tuple(sizes)
+    ffmpeg = re.fullmatch(r"(\d+)[xX](\d+)", text)
+    keras = re.fullmatch(r"(\d+),(\d+)", text)
+    if ffmpeg:
+        size = (int(ffmpeg[2]), int(ffmpeg[1]))
+    elif keras:
+        size = (int(keras[1]), int(keras[2]))
+    else:
+        size = (int(text),) * 2 if text.isdigit() else (0, 0)
+    if min(size) < 1:
+        raise UsageError(f"--{flag}={text}: expected {SIZE_HELP}")
+    return size
 
 
 def reports_input_errors(main):
-    """Wraps an absl `main(argv)` so that an InputError prints `error: ...` and exits 1."""
+    """Wraps an absl `main(argv)` so that an InputError prints `error: ...` and exits 1 (2 for
+    a UsageError: a bad flag value or combination)."""
 
     @functools.wraps(main)
     def wrapped(argv):
@@ -74,7 +84,7 @@ def reports_input_errors(main):
             return main(argv)
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+            sys.exit(2 if isinstance(e, UsageError) else 1)
 
     return wrapped
 

@@ -105,7 +105,8 @@ def snapshot_detections(detections, frame_rate, snapshot_s):
     seconds = detections.frame_number.to_numpy() / frame_rate
     moment = np.ceil(seconds / snapshot_s - 0.5)  # halfway between two moments: the earlier
     offset = np.abs(seconds - moment * snapshot_s)
-    table = detections.assign(time=np.round(moment * snapshot_s, 6), offset=offset)
+    # + 0.0: the first moment is 0, not the -0.0 that ceil(-0.5) gives.
+    table = detections.assign(time=np.round(moment * snapshot_s, 6) + 0.0, offset=offset)
     table = table[table.offset <= snapshot_s / 2 + 1e-9]
     nearest = table.groupby("time").offset.transform("min")
     table = table[table.offset == nearest]

@@ -4,7 +4,7 @@ detection and snapshot moment, with an interval, ready for camera-trap distance 
 Each detection used at a snapshot moment t (chimpact.detections) gets the sequence of frames the
 records would hold for second t (chimpact.window) and the detection's box, through every fold's
 network under every test-time view (infer.FoldAverage with per_fold). The distance is their
-mean (or median, run_infer.py --aggregate); the interval runs from distance + q10 to
+mean (or median, run_field.py --aggregate); the interval runs from distance + q10 to
 distance + q90 of the model folder's out-of-fold errors (an 80% interval measured on held-out
 videos), widened where needed to hold every fold and view's own prediction, so it is never
 narrower than the models' disagreement.

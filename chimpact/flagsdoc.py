@@ -3,8 +3,9 @@
     python -m chimpact.flagsdoc            # rewrites docs/FLAGS.md (what `make docs` runs)
     python -m chimpact.flagsdoc --check    # exit 1 when docs/FLAGS.md is out of date
 
-Each script runs with --helpxml in a subprocess (this module imports no absl flags); only the
-flags the script defines itself are listed, not absl's or TensorFlow's.
+Each script runs with --helpxml in a subprocess (this module defines no absl flags); only the
+flags key to its program (chimpact/commands/: its own and those it adopts) are listed, not
+absl's or TensorFlow's.
 """
 
 import argparse
@@ -15,8 +16,10 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
+from chimpact import commands
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = ("create_frames.py", "create_tfrecords.py", "run_train.py", "run_infer.py", "ensemble.py")
+SCRIPTS = tuple(commands.SCRIPTS.values())
 OUTPUT = REPO / "docs" / "FLAGS.md"
 HEADER = """# Flags reference
 
@@ -41,12 +44,12 @@ def _cell(text):
 
 
 def script_section(script, xml_text):
-    """The markdown section of one script: its usage text and a table of its own flags."""
+    """The markdown section of one script: its usage text and a table of its key flags."""
     root = ElementTree.fromstring(xml_text)
     usage = (root.findtext("usage") or "").strip()
     lines = [f"## {script}", "", "```", usage, "```", "",
              "| flag | default | meaning |", "| --- | --- | --- |"]
-    own = [f for f in root.iter("flag") if f.findtext("file") == script]
+    own = [f for f in root.iter("flag") if f.findtext("key") == "yes"]
     for flag in sorted(own, key=lambda f: f.findtext("name")):
         default = _cell(flag.findtext("default"))
         lines.append(f"| `--{flag.findtext('name')}` | {f'`{default}`' if default else ''} "

@@ -22,7 +22,7 @@ import tqdm
 
 from chimpact import (augment, boxes, crop, extract, frames, model, model_folder, pipeline,
                       records, storage, video, window)
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.labels import KEYS
 from chimpact.settings import AGGREGATES
 
@@ -95,7 +95,7 @@ def view_names(tta):
     """The names of the first `tta` test-time views (identity, flip_lr, flip_ud, rot90, ...)."""
     views = len(augment.op_names(TTA_AUG)) + 1
     if not 1 <= tta <= views:
-        raise InputError(f"--tta={tta}: must be 1..{views} (identity, flips, rotations)")
+        raise UsageError(f"--tta={tta}: must be 1..{views} (identity, flips, rotations)")
     return augment.tta_names(TTA_AUG, tta)
 
 
@@ -359,20 +359,25 @@ def combine_views(values, aggregate):
 
 
 def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
-    """(times, distances) of one video at `times` (every second when None); VideoError when the
-    video cannot be decoded. Decoding follows create_frames.py with decode_options(config, fps).
-    A box model sees no box (the whole frame)."""
+    """(times, distances, errors) of one video at `times` (every second when None); a time
+    whose frame lies past the video's end gets no distance (NaN) and the error "past the end";
+    VideoError when the video cannot be decoded. Decoding follows create_frames.py with
+    decode_options(config, fps). A box model sees no box (the whole frame)."""
     fps = decode_options(config, fps)["fps"]
     labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
     pictures, fps = decode_frames(config, path, fps, labelled)
     times = video_seconds(len(pictures), fps) if times is None else list(times)
+    inside = [t for t in times if 0 <= frames.frame_index(t, fps) < len(pictures)]
     distances = [np.zeros(0, np.float32)]
     # One batch of sequences at a time: a long video's sequences need not fit in memory.
-    for start in range(0, len(times), batch_size):
-        chunk = model_sequences(config, pictures, times[start:start + batch_size], fps)
+    for start in range(0, len(inside), batch_size):
+        chunk = model_sequences(config, pictures, inside[start:start + batch_size], fps)
         distances.append(combine_views(predict_arrays(predictor, model_inputs(config, chunk),
                                                       batch_size), predictor.aggregate))
-    return times, np.concatenate(distances)
+    found = dict(zip(inside, np.concatenate(distances)))
+    past = f"past the end: the video has {len(pictures) / fps:g} s"
+    return (times, np.array([found.get(t, np.nan) for t in times], np.float32),
+            ["" if t in found else past for t in times])
 
 
 def parts_dir(out_csv, inputs):
@@ -415,9 +420,9 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
         part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
         if not tf.io.gfile.exists(part):
             try:
-                seconds, distances = predict_video(predictor, config,
-                                                   storage.join(video_dir, video_id),
-                                                   wanted[video_id], fps, batch_size)
+                seconds, distances, errors = predict_video(
+                    predictor, config, storage.join(video_dir, video_id), wanted[video_id], fps,
+                    batch_size)
             except video.VideoError as e:
                 failures[video_id] = e.reason
                 tables.append(pd.DataFrame({"video_id": video_id,
@@ -425,7 +430,7 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
                                             "distance": np.nan, "error": e.reason}))
                 continue
             storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
-                                       "distance": distances, "error": ""}), part)
+                                            "distance": distances, "error": errors}), part)
         tables.append(_read_part(part))
     table = pd.concat(tables, ignore_index=True).astype({"time": "Int64"})
     if times is not None:

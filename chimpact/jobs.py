@@ -1,7 +1,7 @@
-"""Everything run_infer.py does, in one call: test records, submission, raw videos (every second,
-a times table, or each MegaDetector detection), the export, or the out-of-fold views. The stage
-after chimpact.infer and chimpact.field, so that the field job can use inference and not the
-reverse.
+"""The two prediction jobs, each in one call: run_infer.py's (test records, the submission, the
+out-of-fold views, the export) and run_field.py's (raw videos: every second, a times table, or
+each MegaDetector detection). The stage after chimpact.infer and chimpact.field, so that the
+field job can use inference and not the reverse.
 """
 
 import hashlib
@@ -9,25 +9,26 @@ import logging
 
 from chimpact import detections, field, infer, labels, model_folder, storage
 from chimpact import strategy as strategies
-from chimpact.errors import InputError
+from chimpact.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
-def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=None,
-        times_csv=None, export_dir=None, tta=1, batch_size=16, strategy="auto", tpu=None,
-        fps=None, jit_compile="auto", oof=False, detections_json=None,
-        min_conf=detections.MIN_CONF, categories=detections.CATEGORIES, snapshot_s=1.0,
-        keep_empty=False, annotate_dir=None, aggregate="mean", progress=True):
-    """Everything run_infer.py does, in order: test records -> test_preds.csv, submission,
-    raw videos (every second, the `times_csv` rows, or each detection of `detections_json`),
-    export; or with `oof`, the training records' folds -> oof_tta.csv. `aggregate` combines
-    the folds and views (AGGREGATES). Returns {video_id: error} of the raw videos that failed."""
+def run_infer(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, export_dir=None,
+              oof=False, tta=1, batch_size=16, strategy="auto", tpu=None, jit_compile="auto",
+              aggregate="mean"):
+    """Everything run_infer.py does, in order: with `oof`, the training records' folds ->
+    oof_tta.csv; test records -> test_preds.csv; the submission; the export. `aggregate`
+    combines the folds and views (AGGREGATES)."""
     infer.check_aggregate(aggregate)
+    if not (oof or tfrec_dir or submission_csv or export_dir):
+        raise UsageError("nothing to do: give --tfrec_dir, --submission_csv, --oof or --export")
+    if batch_size < 1:
+        raise UsageError(f"--batch_size={batch_size}: must be positive")
+    if export_dir:
+        infer.check_export_dir(export_dir)
     if oof:
-        if submission_csv or video_dir or times_csv or export_dir:
-            raise InputError("--oof predicts the folds of the training records only: give the "
-                             "other outputs in another command")
+        # --oof reads the training records (--tfrec_dir names them, else config.json does).
         table = infer.predict_oof(model_dir, tfrec_dir, tta,
                                   strategies.make_strategy(strategy, tpu), jit_compile,
                                   batch_size, aggregate)
@@ -35,49 +36,53 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
         log.info("out-of-fold MAE of each view and of their mean (pred), %s: %s",
                  model_folder.OOF_TTA,
                  " ".join(f"{name} {mae:.4f}" for name, mae in infer.view_scores(table).items()))
-        return {}
-    if (times_csv or detections_json) and not video_dir:
-        raise InputError("--times_csv and --detections pick what to predict in --video_dir "
-                         "videos: give --video_dir")
-    if times_csv and detections_json:
-        raise InputError("--times_csv and --detections both pick what to predict: give one")
-    if detections_json and tfrec_dir:
-        raise InputError("--detections and --tfrec_dir are two jobs: run them apart")
-    if (keep_empty or annotate_dir) and not detections_json:
-        raise InputError("--keep_empty and --annotate go with --detections")
-    if snapshot_s <= 0:
-        raise InputError(f"--snapshot_s={snapshot_s}: must be positive")
-    if submission_csv and video_dir:
-        raise InputError("--submission_csv and --video_dir both write --out_csv: run them apart")
-    if not (tfrec_dir or submission_csv or video_dir or export_dir):
-        raise InputError("nothing to do: give --tfrec_dir, --submission_csv, --video_dir "
-                         "or --export")
-    if batch_size < 1:
-        raise InputError(f"--batch_size={batch_size}: must be positive")
-    times = labels.read_times(times_csv) if times_csv else None
-    if detections_json:
-        detected, skipped = detections.read_detections(detections_json, min_conf, categories)
-        offsets = field.error_offsets(model_dir)
-        for reason, count in skipped.items():
-            log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
-    if export_dir:
-        infer.check_export_dir(export_dir)
-    if tfrec_dir or video_dir:
+    elif tfrec_dir:
         predictor, config = infer.load_predictor(
             model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
-            per_fold=bool(detections_json), aggregate=aggregate)
-    if tfrec_dir:
+            aggregate=aggregate)
         storage.write_csv(infer.predict_records(predictor, config, tfrec_dir, batch_size),
                           storage.join(model_dir, model_folder.TEST_PREDS))
     if submission_csv:
         predictions = infer.read_predictions(model_dir)
         storage.write_csv(labels.fill_submission(submission_csv, predictions),
                           out_csv or storage.join(model_dir, "submission.csv"))
-    failures = {}
-    inputs = ({"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
-               "aggregate": aggregate} if video_dir else {})
-    if video_dir and detections_json:
-        failures = field.predict_detections(
+    if export_dir:
+        # Exported from a single-device copy: a SavedModel must not hold distributed variables.
+        infer.export(*infer.load_predictor(model_dir, None, tta, aggregate=aggregate),
+                     export_dir, jit_compile)
+
+
+def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
+              min_conf=detections.MIN_CONF, categories=detections.CATEGORIES, snapshot_s=1.0,
+              keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
+              tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True):
+    """Everything run_field.py does: every second of every video in `video_dir`, or the
+    `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
+    interval). Returns {video_id: error} of the videos that failed."""
+    infer.check_aggregate(aggregate)
+    if not video_dir:
+        raise UsageError("--video_dir is required: the folder of videos to predict")
+    if times_csv and detections_json:
+        raise UsageError("--times_csv and --detections both pick what to predict: give one")
+    if (keep_empty or annotate_dir) and not detections_json:
+        raise UsageError("--keep_empty and --annotate go with --detections")
+    if snapshot_s <= 0:
+        raise UsageError(f"--snapshot_s={snapshot_s}: must be positive")
+    if batch_size < 1:
+        raise UsageError(f"--batch_size={batch_size}: must be positive")
+    times = labels.read_times(times_csv) if times_csv else None
+    if detections_json:
+        detected, skipped = detections.read_detections(detections_json, min_conf, categories)
+        offsets = field.error_offsets(model_dir)
+        for reason, count in skipped.items():
+            log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
+    predictor, config = infer.load_predictor(
+        model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
+        per_fold=bool(detections_json), aggregate=aggregate)
+    inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
+              "aggregate": aggregate}
+    if detections_json:
+        return field.predict_detections(
             predictor, config, video_dir,
             dict(inputs, detections=hashlib.sha256(storage.read_bytes(
                 detections_json)).hexdigest(), min_conf=min_conf, categories=list(categories),
@@ -85,12 +90,6 @@ def run(model_dir, tfrec_dir=None, submission_csv=None, out_csv=None, video_dir=
                  decode=infer.decode_options(config, fps), annotate=str(annotate_dir or "")),
             out_csv or storage.join(model_dir, "detection_distances.csv"), detected, offsets,
             snapshot_s, keep_empty, fps, annotate_dir, batch_size, progress)
-    elif video_dir:
-        failures = infer.predict_videos(
-            predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
-            times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)
-    if export_dir:
-        # Exported from a single-device copy: a SavedModel must not hold distributed variables.
-        infer.export(*infer.load_predictor(model_dir, None, tta, aggregate=aggregate),
-                     export_dir, jit_compile)
-    return failures
+    return infer.predict_videos(
+        predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
+        times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)

@@ -78,16 +78,6 @@ class DecodeOptions:
             raise InputError(f"fps={self.fps} must be positive")
 
 
-def parse_size(text):
-    """'640x360' -> (640, 360); '512' -> (512, 512); '' or None -> None (native size)."""
-    if not text:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(text))
-    if not match or not all(int(v) > 0 for v in match.groups() if v):
-        raise InputError(f"--size={text!r} must be WIDTHxHEIGHT, e.g. 640x360, or one SIZE")
-    return int(match[1]), int(match[2] or match[1])
-
-
 def white_ratio(frame, threshold):
     """Fraction of the frame's RGB values above `threshold`."""
     return np.count_nonzero(frame > threshold) / frame.size

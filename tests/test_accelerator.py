@@ -104,7 +104,7 @@ def test_bfloat16_folder_predicts_its_oof_rows_as_training_did(tmp_path):
     train.train(tmp_path / "rec", out, folds=[0, 1], epochs=2, batch_size=4,
                 mixed_precision="mixed_bfloat16", verbose=0, **TINY)
     oof = pd.read_csv(out / "oof.csv")
-    jobs.run(str(out), oof=True, batch_size=3)
+    jobs.run_infer(str(out), oof=True, batch_size=3)
     again = oof.merge(pd.read_csv(out / model_folder.OOF_TTA), on=["video_id", "time"],
                       suffixes=("", "_infer"))
     assert len(again) == len(oof) == 19

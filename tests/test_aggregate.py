@@ -91,8 +91,8 @@ def test_median_over_three_folds_on_records_and_the_export(folders, tmp_path):
     # the case tells the median from the mean by metres
     assert np.abs(expected - per_fold.mean(axis=(1, 2))).min() > 1.0
 
-    jobs.run(plain, tfrec_dir=str(tmp_path / "test"), export_dir=str(tmp_path / "export"),
-              tta=3, aggregate="median", progress=False)
+    jobs.run_infer(plain, tfrec_dir=str(tmp_path / "test"), export_dir=str(tmp_path / "export"),
+                   tta=3, aggregate="median")
     table = storage.read_csv(f"{plain}/test_preds.csv")
     np.testing.assert_allclose(table.pred, expected, atol=1e-4)
     np.testing.assert_allclose(table[list(views)], np.median(per_fold, axis=2), atol=1e-4)
@@ -105,8 +105,8 @@ def test_median_over_three_folds_on_records_and_the_export(folders, tmp_path):
 def test_median_over_three_folds_on_raw_video_seconds(folders, four_seconds, tmp_path):
     plain, _ = folders
     video_dir, pictures = four_seconds
-    jobs.run(plain, video_dir=video_dir, out_csv=str(tmp_path / "seconds.csv"), tta=3,
-              aggregate="median", progress=False)
+    jobs.run_field(plain, video_dir, out_csv=str(tmp_path / "seconds.csv"), tta=3,
+                   aggregate="median", progress=False)
     table = pd.read_csv(tmp_path / "seconds.csv")
     assert list(table.time) == [0, 1, 2, 3]
     sequences = infer.sequences(pictures, [0, 1, 2, 3], 1.0, 1, 1, 3)
@@ -124,9 +124,9 @@ def test_median_and_interval_of_detections_when_the_folds_disagree(folders, four
                "bbox": [BOX[0], BOX[1], BOX[2] - BOX[0], BOX[3] - BOX[1]]}
               for frame in (0, 5, 10)]}]}
     (tmp_path / "md.json").write_text(json.dumps(md))
-    failures = jobs.run(boxed, video_dir=video_dir, detections_json=str(tmp_path / "md.json"),
-                         out_csv=str(tmp_path / "animals.csv"), aggregate="median",
-                         progress=False)
+    failures = jobs.run_field(boxed, video_dir, detections_json=str(tmp_path / "md.json"),
+                              out_csv=str(tmp_path / "animals.csv"), aggregate="median",
+                              progress=False)
     assert failures == {}
     table = pd.read_csv(tmp_path / "animals.csv")
     assert list(table.time) == [0, 1, 2]

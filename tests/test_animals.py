@@ -40,7 +40,7 @@ def test_box_model_names_the_animal_and_ranks_two_in_a_frame(tmp_path):
     boxed, unboxed = named_mae("demo-box"), named_mae("demo")
     assert boxed < 0.8 * unboxed, (boxed, unboxed)
 
-    finish(start_python(["run_infer.py", f"--model_dir={tmp_path / 'demo-box'}",
+    finish(start_python(["run_field.py", f"--model_dir={tmp_path / 'demo-box'}",
                          f"--video_dir={data / 'videos'}",
                          f"--detections={data / 'test_detections.json'}",
                          f"--out_csv={tmp_path / 'animals.csv'}", "--progress=false"]))

@@ -79,7 +79,7 @@ def _write_json(tmp_path, data=MD_OUTPUT):
 
 def _run(model_dir, video_dir, md_json, out_csv, *extra):
     return subprocess.run(
-        [sys.executable, str(REPO / "run_infer.py"), f"--model_dir={model_dir}",
+        [sys.executable, str(REPO / "run_field.py"), f"--model_dir={model_dir}",
          f"--video_dir={video_dir}", f"--detections={md_json}", f"--out_csv={out_csv}",
          "--batch_size=3", *extra], capture_output=True, text=True, cwd=REPO, timeout=300)
 
@@ -166,6 +166,10 @@ def test_snapshot_detections_takes_the_nearest_frame_within_half_a_snapshot():
     # than 0.7 s; 2.8 s -> t=3.
     assert list(zip(used.time, used.frame_number, used.detection)) == [
         (0, 0, 0), (1, 7, 0), (1, 7, 1), (3, 28, 0)]
+    # written as the numbers they are: 0, never -0.0 (ceil(-0.5)); 0.6, never 3 * 0.2
+    assert [repr(float(t)) for t in used.time] == ["0.0", "1.0", "1.0", "3.0"]
+    fifths = detections.snapshot_detections(table, frame_rate=10.0, snapshot_s=0.2)
+    assert [repr(float(t)) for t in fifths.time] == ["0.0", "0.2", "0.6", "0.6", "1.4", "2.8"]
     # halfway between two moments, the earlier one, whichever way a round-half-even would go
     halfway = pd.DataFrame([(f, "animal", 0.9, 0, 0, 1, 1) for f in (10, 30, 50)],
                            columns=detections.COLUMNS)
@@ -215,7 +219,7 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
     sequences = infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
     box = np.array([[*BOX_A, 1], [*BOX_B, 1], boxes.ABSENT], np.float32)
-    jobs.run(model_dir, export_dir=str(tmp_path / "export"), tta=2)
+    jobs.run_infer(model_dir, export_dir=str(tmp_path / "export"), tta=2)
     info = json.loads((tmp_path / "export" / infer.EXPORT_INFO).read_text())
     assert "box" in info and info["tta"] == 2
     exported = tf.saved_model.load(str(tmp_path / "export"))
@@ -228,8 +232,8 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
 def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_path):
     times = pd.DataFrame({"video_id": ["four.mp4"] * 2, "time": [1, 3]})
     times.to_csv(tmp_path / "times.csv", index=False)
-    failures = jobs.run(model_dir, video_dir=video_dir, times_csv=str(tmp_path / "times.csv"),
-                         out_csv=str(tmp_path / "seconds.csv"), progress=False)
+    failures = jobs.run_field(model_dir, video_dir, times_csv=str(tmp_path / "times.csv"),
+                              out_csv=str(tmp_path / "seconds.csv"), progress=False)
     assert failures == {}
     table = pd.read_csv(tmp_path / "seconds.csv")
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32),

@@ -264,9 +264,6 @@ def test_input_errors_are_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("not a video")
     with pytest.raises(InputError, match="holds no video files"):
         extract.list_videos(str(tmp_path))
-    with pytest.raises(InputError, match="WIDTHxHEIGHT"):
-        video.parse_size("640by360")
-    assert video.parse_size("640x360") == (640, 360) and video.parse_size("") is None
     with pytest.raises(InputError, match="gamma"):
         video.DecodeOptions(gamma="maybe")
     labels = tmp_path / "labels.csv"

@@ -22,7 +22,7 @@ import sequence_records
 import videogen
 from model_checks import untrained_model_folder
 from chimpact import augment, infer, jobs, labels, model, model_folder, records, video
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
@@ -90,8 +90,8 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
     submission_format = submission_format.sample(frac=1.0, random_state=1)
     submission_format.to_csv(tmp_path / "format.csv", index=False)
 
-    jobs.run(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
-              submission_csv=str(tmp_path / "format.csv"), out_csv=str(tmp_path / "sub.csv"))
+    jobs.run_infer(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
+                   submission_csv=str(tmp_path / "format.csv"), out_csv=str(tmp_path / "sub.csv"))
     preds = pd.read_csv(pathlib.Path(model_dir) / model_folder.TEST_PREDS)
     assert list(preds.columns) == ["video_id", "time", "pred"]
     assert sorted(preds.video_id) == sorted(KEYS.video_id)
@@ -115,7 +115,7 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
 def test_export_loads_without_chimpact_and_matches(model_dir, test_records, tmp_path):
     tfrec_dir, sequences = test_records
     export_dir = tmp_path / "export"
-    jobs.run(model_dir, export_dir=str(export_dir))
+    jobs.run_infer(model_dir, export_dir=str(export_dir))
     info = json.loads((export_dir / infer.EXPORT_INFO).read_text())
     assert info["volume_size"] == 3 and info["image_size"] == [32, 32] and info["folds"] == [0, 1]
     assert (info["fps"], info["gamma"]) == (1.0, "auto")
@@ -143,7 +143,7 @@ def test_two_replicas_predict_every_example_once(model_dir, test_records, videos
     tfrec_dir, _ = test_records
     predictor, config = infer.load_predictor(model_dir)
     single = infer.predict_records(predictor, config, tfrec_dir, batch_size=4)
-    _, single_video = infer.predict_video(predictor, config, f"{videos}/six.avi", batch_size=4)
+    _, single_video, _ = infer.predict_video(predictor, config, f"{videos}/six.avi", batch_size=4)
     out = run_python(f"""
         import json
         import tensorflow as tf
@@ -153,7 +153,8 @@ def test_two_replicas_predict_every_example_once(model_dir, test_records, videos
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         predictor, config = infer.load_predictor({model_dir!r}, strategy)
         table = infer.predict_records(predictor, config, {tfrec_dir!r}, batch_size=3)
-        _, distances = infer.predict_video(predictor, config, {videos + "/six.avi"!r}, batch_size=3)
+        _, distances, _ = infer.predict_video(predictor, config, {videos + "/six.avi"!r},
+                                              batch_size=3)
         print(json.dumps([strategy.num_replicas_in_sync, table.to_dict("list"), distances.tolist()]))
         """)
     replicas, table, distances = json.loads(out.strip().splitlines()[-1])
@@ -193,12 +194,12 @@ def test_raw_videos_are_decoded_as_the_training_frames_were(model_dir, tmp_path)
                                         "white_threshold": 250, "white_ratio": 0.2,
                                         "videos": 9, "other_videos": 0}}
     assert infer.decode_options(trained_off, fps=2)["fps"] == 2.0
-    _, distances = infer.predict_video(predictor, trained_off, bright)
+    _, distances, _ = infer.predict_video(predictor, trained_off, bright)
     plain, info = video.decode_video(bright, gamma="off", size=(32, 32))
     assert not info["gamma_corrected"]
     expected = fold_mean(model_dir, infer.sequences(plain, range(3), 1.0, 2, 1, 3))
     assert np.allclose(distances, expected, atol=1e-5)
-    _, corrected = infer.predict_video(predictor, config, bright)
+    _, corrected, _ = infer.predict_video(predictor, config, bright)
     assert not np.allclose(corrected, distances, atol=1e-5)
 
 
@@ -206,7 +207,7 @@ def test_raw_videos_are_decoded_as_the_training_frames_were(model_dir, tmp_path)
 def test_video_dir_every_second_with_a_corrupt_video(model_dir, videos, tmp_path):
     out_csv = tmp_path / "distances.csv"
     done = subprocess.run(
-        [sys.executable, str(REPO / "run_infer.py"), f"--model_dir={model_dir}",
+        [sys.executable, str(REPO / "run_field.py"), f"--model_dir={model_dir}",
          f"--video_dir={videos}", f"--out_csv={out_csv}", "--batch_size=3", "--tta=2"],
         capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1, done.stderr[-2000:]
@@ -254,12 +255,14 @@ def test_times_csv_rows_in_order_and_resume(model_dir, videos, tmp_path, monkeyp
     assert sorted(failures) == ["broken.mp4", "missing.mp4"]
     table = pd.read_csv(out_csv, keep_default_na=False, na_values={"distance": [""]})
     pd.testing.assert_frame_equal(table[["video_id", "time"]], times)
-    assert table.distance.isna().tolist() == [False, True, False, False, True, True, False]
+    # Second 9 of a 4 s video is past its end: an error row, no distance.
+    assert table.distance.isna().tolist() == [False, True, True, False, True, True, False]
     assert "no such file" in table.error[5]
-    four = table[table.video_id == "four.mp4"]
+    assert table.error[2] == "past the end: the video has 4 s"
+    assert (table.error[[0, 3, 6]] == "").all()
     pictures, _ = video.decode_video(f"{videos}/four.mp4", fps=1.0, size=(32, 32))
-    expected = fold_mean(model_dir, infer.sequences(pictures, [9, 1], 1.0, 2, 1, 3))
-    assert np.allclose(four.distance, expected, atol=1e-5)
+    expected = fold_mean(model_dir, infer.sequences(pictures, [1], 1.0, 2, 1, 3))
+    assert np.allclose(table.distance[6], expected, atol=1e-5)
 
 
 def test_shared_clips_one_row_per_second(model_dir, shared_dir, tmp_path):
@@ -291,7 +294,7 @@ def test_videos_and_output_on_ram_filesystem(model_dir, videos):
 def test_export_refuses_a_folder_with_other_files(model_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(InputError, match="folder holds other files"):
-        jobs.run(model_dir, export_dir=str(tmp_path))
+        jobs.run_infer(model_dir, export_dir=str(tmp_path))
     assert (tmp_path / "keep.txt").exists()
 
 
@@ -327,19 +330,21 @@ def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
             assert warnings == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "nothing to do"),
-    ({"tta": 11, "export_dir": "x"}, r"--tta=11: must be 1\.\.10"),
-    ({"times_csv": "t.csv"}, "--times_csv and --detections pick what to predict in --video_dir"),
-    ({"detections_json": "md.json"}, "give --video_dir"),
-    ({"video_dir": "v", "times_csv": "t.csv", "detections_json": "md.json"}, "give one"),
-    ({"video_dir": "v", "tfrec_dir": "r", "detections_json": "md.json"}, "run them apart"),
-    ({"video_dir": "v", "keep_empty": True}, "--keep_empty and --annotate go with --detections"),
-    ({"video_dir": "v", "detections_json": "md.json", "snapshot_s": 0}, "--snapshot_s=0"),
+@pytest.mark.parametrize("job, kwargs, message", [
+    ("run_infer", {}, "nothing to do"),
+    ("run_infer", {"tta": 11, "export_dir": "x"}, r"--tta=11: must be 1\.\.10"),
+    ("run_infer", {"tfrec_dir": "r", "batch_size": 0}, "--batch_size=0: must be positive"),
+    ("run_field", {"video_dir": None}, "--video_dir is required"),
+    ("run_field", {"video_dir": "v", "times_csv": "t.csv", "detections_json": "md.json"},
+     "give one"),
+    ("run_field", {"video_dir": "v", "keep_empty": True},
+     "--keep_empty and --annotate go with --detections"),
+    ("run_field", {"video_dir": "v", "detections_json": "md.json", "snapshot_s": 0},
+     "--snapshot_s=0"),
 ])
-def test_bad_requests_are_one_line_errors(model_dir, kwargs, message):
-    with pytest.raises(InputError, match=message):
-        jobs.run(model_dir, **kwargs)
+def test_bad_requests_are_one_line_usage_errors(model_dir, job, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        getattr(jobs, job)(model_dir, **kwargs)
 
 
 def test_submission_row_without_prediction_is_an_error(tmp_path):

@@ -3,10 +3,13 @@ tensorflow-cpu), and entry scripts say in one line when no usable TensorFlow is 
 
 import importlib.metadata
 import json
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 
 import pytest
 
@@ -77,10 +80,66 @@ def test_entry_scripts_refuse_a_missing_or_old_tensorflow_in_one_line(tmp_path, 
     commands = {"create_frames.py": ["--video_dir=v", "--out_dir=o"],
                 "create_tfrecords.py": ["--inspect=r"],
                 "run_train.py": ["--tfrec_dir=r", "--out_dir=o"],
-                "run_infer.py": ["--model_dir=m"]}
+                "run_infer.py": ["--model_dir=m"],
+                "run_field.py": ["--model_dir=m", "--video_dir=v"]}
     for script, args in commands.items():
         job = start_python([script, *args], {"PYTHONPATH": f"{tmp_path}:{ROOT}"})
         output, _ = job.communicate(timeout=60)
         assert job.returncode == 1, (script, output)
         assert output.startswith("error: ") and reason in output, (script, output)
         assert output.count("\n") == 1 and "pip install -e '.[cpu]'" in output, output
+
+
+@pytest.mark.slow
+def test_the_wheel_gives_a_chimpact_command_that_works_from_any_folder(tmp_path):
+    """`pip install .` (a wheel, not editable) into a fresh environment: the command, the
+    presets and the programs come with it, and answer from a folder that is not the repo."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index",
+                            "--no-build-isolation", "--quiet", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel, = (tmp_path / "dist").glob("chimpact-*.whl")
+    packed = zipfile.ZipFile(wheel).namelist()
+    assert {"chimpact/presets/full-a4p50-f7s1.flags", "chimpact/presets/reference.flags",
+            "chimpact/commands/train.py"} <= set(packed)
+    python = throwaway_venv(tmp_path / "venv")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install",
+                                "--no-deps", "--no-index", "--quiet", str(wheel)],
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def chimpact(*args):
+        done = subprocess.run([str(tmp_path / "venv" / "bin" / "chimpact"), *args],
+                              cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": ""})
+        return done.returncode, done.stdout, done.stderr
+
+    where = subprocess.run([python, "-c", "import chimpact; print(chimpact.__file__)"],
+                           cwd=elsewhere, capture_output=True, text=True).stdout
+    assert where.startswith(str(tmp_path / "venv")), where
+    assert chimpact("--version")[:2] == (0, "chimpact 0.1.0\n")
+    assert chimpact("train", "--version")[:2] == (0, "chimpact 0.1.0\n")
+    code, listed, _ = chimpact("train", "--preset=list")
+    assert code == 0 and listed.splitlines()[0].startswith("demo ")
+    assert "full-a4p50-f7s1            Reference model 11 of 12" in listed
+    own_flag = {"frames": "--video_dir", "records": "--frames_dir", "train": "--preset",
+                "infer": "--export", "field": "--detections", "ensemble": "--model_dirs"}
+    for command, flag in own_flag.items():
+        code, usage, _ = chimpact(command, "--help")
+        assert f"\n    chimpact {command} --" in usage, (command, usage)
+        assert f"\n  {flag}: " in usage, (command, usage)
+    # A preset by name from this folder, its nested reference.flags expanded, then the work:
+    # one line about the records that are not there, exit 1.
+    code, _, error = chimpact("train", "--preset=full-a4p50-f7s1", "--weights=none",
+                              f"--tfrec_dir={elsewhere / 'absent'}", "--out_dir=out")
+    assert code == 1 and error.startswith("error: ") and error.count("\n") == 1, error
+    assert "absent" in error and not (elsewhere / "out").exists()
+    assert chimpact("train", "--preset=nope")[::2] == (2, "error: --preset=nope: no such preset "
+                                                          "(--preset=list shows them)\n")
+    assert chimpact("bogus")[0] == 2

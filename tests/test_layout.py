@@ -8,25 +8,28 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "chimpact"
 
 
 def imports():
-    """{module: the chimpact modules it imports}, read from the source (ast), not by importing."""
+    """{module: the chimpact modules it imports}, read from the source (ast), not by importing;
+    modules of subpackages are named by their dotted path below chimpact (commands.train)."""
     graph = {}
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "chimpact":
                 names |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chimpact."):
-                names.add(node.module.split(".")[1])
+                names.add(node.module.split(".", 1)[1])
             elif isinstance(node, ast.Import):
-                names |= {a.name.split(".")[1] for a in node.names
+                names |= {a.name.split(".", 1)[1] for a in node.names
                           if a.name.startswith("chimpact.")}
-        graph[path.stem] = names - {path.stem}
+        graph[name] = names - {name}
     return graph
 
 
 def test_no_module_imports_itself_through_others():
     graph = imports()
-    assert {"infer", "field", "jobs"} <= set(graph)
+    assert {"infer", "field", "jobs", "commands", "commands.train", "presets"} <= set(graph)
 
     def reaches(start, target, seen=()):
         return any(n == target or (n not in seen and reaches(n, target, (*seen, n)))
@@ -35,3 +38,4 @@ def test_no_module_imports_itself_through_others():
     circles = sorted(m for m in graph if reaches(m, m))
     assert circles == [], circles
     assert "field" in graph["jobs"] and "infer" in graph["field"]
+    assert "jobs" in graph["commands.infer"] and "presets" in graph["commands"]

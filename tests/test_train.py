@@ -140,7 +140,7 @@ def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, ca
     with pytest.raises(InputError, match="--aug=a9"):
         train.train(tmp_path / "rec", tmp_path / "out", aug="a9", **TINY)
 
-    import run_train
+    from chimpact.commands import train as run_train
 
     monkeypatch.chdir(ROOT)
     flags.FLAGS.unparse_flags()

@@ -1,0 +1,72 @@
+"""Predicts distances in raw survey videos with a trained model folder: every second, the rows
+of a times table, or each animal MegaDetector found, with an interval.
+
+    python run_field.py --model_dir=runs/b0 --video_dir=field/videos --out_csv=field/distances.csv
+    python run_field.py --model_dir=runs/box --video_dir=field/videos \
+        --detections=field/md_results.json --annotate=field/sheets --out_csv=field/animals.csv
+    chimpact field --model_dir=runs/box --video_dir=field/videos --detections=md.json
+
+Videos are decoded as create_frames.py decodes them, at the model's training frame rate. A video
+that cannot be decoded gets error rows, the others finish, and the exit status is 1. Re-running
+after an interruption skips the videos already predicted.
+"""
+
+import sys
+
+from absl import flags
+
+from chimpact import cli
+from chimpact.cli import reports_input_errors
+from chimpact.commands import prediction
+
+FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(prediction)
+flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://): predicts the "
+                    "distance at every second of every video into --out_csv.")
+flags.mark_flag_as_required("video_dir")
+flags.DEFINE_string("times_csv", None, "A table of video_id, time rows; only "
+                    "those seconds are predicted, in that order.")
+flags.DEFINE_string("detections", None, "MegaDetector's batch output JSON "
+                    "for these videos (images[].file relative to --video_dir): one row per "
+                    "detection and snapshot moment, video_id, time, detection, x1, y1, x2, y2, "
+                    "conf, distance, distance_low, distance_high, error. A --use_boxes model "
+                    "gives each animal its own distance.")
+flags.DEFINE_float("min_conf", 0.2, "With --detections: detections below this confidence are "
+                   "skipped (MegaDetector's typical threshold).", lower_bound=0.0)
+flags.DEFINE_list("detection_categories", ["animal"], "With --detections: the categories "
+                  "(names in the file's detection_categories) that get a distance.")
+flags.DEFINE_float("snapshot_s", 1.0, "With --detections: seconds between snapshot moments "
+                   "t = 0, T, 2T, ...; a detection counts at the moment its frame is nearest, "
+                   "within T/2 (camera-trap distance sampling's snapshot interval).")
+flags.DEFINE_bool("keep_empty", False, "With --detections: also a row (empty distance) for "
+                  "each snapshot moment without a detection.")
+flags.DEFINE_string("annotate", None, "With --detections: folder for one contact sheet per "
+                    "video (<video_id>.jpg): its snapshot frames with each box and distance.")
+flags.DEFINE_string("out_csv", None, "Output table. Default: MODEL_DIR/video_preds.csv, or "
+                    "MODEL_DIR/detection_distances.csv with --detections.")
+flags.DEFINE_float("fps", None, "Frames per second to decode; default that "
+                   "of the model's training frames (config.json `frames`), else 1.",
+                   lower_bound=1e-3)
+flags.DEFINE_bool("progress", True, "Show a progress bar over the videos.")
+
+
+@reports_input_errors
+def main(argv):
+    del argv
+    cli.require_tensorflow()
+    from chimpact import jobs  # TensorFlow loads here, once the flags are read
+    failures = jobs.run_field(
+        FLAGS.model_dir, FLAGS.video_dir, times_csv=FLAGS.times_csv,
+        detections_json=FLAGS.detections, out_csv=FLAGS.out_csv, min_conf=FLAGS.min_conf,
+        categories=tuple(FLAGS.detection_categories), snapshot_s=FLAGS.snapshot_s,
+        keep_empty=FLAGS.keep_empty, annotate_dir=FLAGS.annotate, tta=FLAGS.tta,
+        batch_size=FLAGS.batch_size, strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps,
+        jit_compile=cli.jit_compile(FLAGS.jit_compile), aggregate=FLAGS.aggregate,
+        progress=FLAGS.progress)
+    if failures:
+        for video_id, reason in failures.items():
+            print(f"{video_id}: {reason}", file=sys.stderr)
+        print(f"{len(failures)} video(s) could not be predicted; their rows have an empty "
+              "distance and the error", file=sys.stderr)
+        return 1
+    return 0
