@@ -10,6 +10,7 @@ import io
 import os
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 
@@ -30,6 +31,13 @@ def gfile():
     import tensorflow as tf
 
     return tf.io.gfile
+
+
+def io_errors():
+    """What a file operation can raise: OSError, and tf.errors.OpError once a remote path has
+    loaded TensorFlow (it is not imported for that)."""
+    tf = sys.modules.get("tensorflow")
+    return (OSError,) if tf is None else (OSError, tf.errors.OpError)
 
 
 def join(*parts):

@@ -25,7 +25,6 @@ import time
 import ffmpeg
 import imageio_ffmpeg
 import numpy as np
-import tensorflow as tf
 
 from chimpact import storage
 from chimpact.errors import InputError
@@ -143,7 +142,7 @@ def _local_video(path):
     with contextlib.ExitStack() as stack:
         try:
             local = stack.enter_context(storage.local_copy(path))
-        except (OSError, tf.errors.OpError) as e:
+        except storage.io_errors() as e:
             raise VideoError(path, f"cannot copy: {one_line(e)}") from e
         if os.path.isdir(local):
             raise VideoError(path, "is a directory")

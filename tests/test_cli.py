@@ -101,3 +101,12 @@ def test_one_size_syntax_everywhere(given, size):
 def test_a_size_in_no_form_is_a_usage_error(given):
     with pytest.raises(UsageError, match="expected WIDTHxHEIGHT .* or one number"):
         cli.image_size(given, "size")
+
+
+def test_decoding_and_the_synthetic_world_start_without_tensorflow():
+    """A local video is decoded and a world generated without TensorFlow (only a gs:// path
+    loads it), so `python -m chimpact.synth` starts at once."""
+    done = subprocess.run([sys.executable, "-c", "import sys; import chimpact.synth, "
+                           "chimpact.video; print('tensorflow' in sys.modules)"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

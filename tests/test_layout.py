@@ -9,21 +9,27 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "chimpact"
 
 def imports():
     """{module: the chimpact modules it imports}, read from the source (ast), not by importing;
-    modules of subpackages are named by their dotted path below chimpact (commands.train)."""
-    graph = {}
+    modules of subpackages are named by their dotted path below chimpact (commands.train), the
+    package's own __init__ as "__init__"."""
+    paths = {}
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"] = path
+    graph = {}
+    for name, path in paths.items():
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "chimpact":
-                names |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chimpact."):
-                names.add(node.module.split(".", 1)[1])
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chimpact"):
+                package = node.module.partition(".")[2]
+                for alias in node.names:
+                    module = f"{package}.{alias.name}" if package else alias.name
+                    names.add(module if module in paths else package)
             elif isinstance(node, ast.Import):
                 names |= {a.name.split(".", 1)[1] for a in node.names
                           if a.name.startswith("chimpact.")}
-        graph[name] = names - {name}
+        # Importing commands.train runs commands/__init__.py first.
+        names |= {n.rsplit(".", 1)[0] for n in names if "." in n}
+        graph[name] = names - {name, ""}
     return graph
 
 

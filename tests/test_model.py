@@ -154,11 +154,12 @@ def test_efficientnet_b0_builds_with_no_weights_and_from_a_weights_file(tmp_path
 
 def parse_preset(path, *overrides):
     """The run_train.py flags that `path` sets (nested flagfiles resolved from the repo root)."""
-    import run_train  # noqa: F401 - defines the flags
+    from chimpact.commands import train as program  # noqa: F401 - defines the flags
 
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_train.py", f"--flagfile={path}", *overrides])
-    return {flag.name: flag.value for flag in flags.FLAGS.get_flags_for_module("run_train")}
+    own = flags.FLAGS.get_flags_for_module(program.__name__)
+    return {flag.name: flag.value for flag in own}
 
 
 @pytest.mark.slow
