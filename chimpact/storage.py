@@ -56,6 +56,32 @@ def makedirs(path):
         os.makedirs(path, exist_ok=True)
 
 
+def check_writable(path, flag, kind="folder"):
+    """InputError naming --`flag` unless `path` can be written as a `kind` ("folder" or
+    "file"): not a file where a folder goes nor a folder where a file goes, and (local paths)
+    its nearest existing ancestor a writable folder. Checked before any work starts."""
+    if not path:
+        return
+    if is_remote(path):
+        exists = gfile().exists(path)
+        isdir = exists and gfile().isdir(path)
+        ancestors = ()
+    else:
+        exists, isdir = os.path.exists(path), os.path.isdir(path)
+        ancestors = [os.path.dirname(os.path.abspath(path))]
+        while not os.path.exists(ancestors[-1]):
+            ancestors.append(os.path.dirname(ancestors[-1]))
+    if exists and isdir != (kind == "folder"):
+        raise InputError(f"--{flag}={path}: is a {'folder' if isdir else 'file'}, where "
+                         f"a {kind} is to be written")
+    for ancestor in ancestors[-1:]:
+        if not os.path.isdir(ancestor):
+            raise InputError(f"--{flag}={path}: {ancestor} is a file, so no {kind} can be made "
+                             "below it")
+        if not os.access(ancestor, os.W_OK):
+            raise InputError(f"--{flag}={path}: {ancestor} is not writable")
+
+
 def open_file(path, mode="r"):
     """A file object for `path` (text or binary `mode`), local or remote."""
     return gfile().GFile(path, mode) if is_remote(path) else open(path, mode)

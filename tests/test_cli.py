@@ -110,3 +110,31 @@ def test_decoding_and_the_synthetic_world_start_without_tensorflow():
                            "chimpact.video; print('tensorflow' in sys.modules)"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.parametrize("script, flag, kind", [
+    ("create_frames.py", "--out_dir", "folder"), ("create_tfrecords.py", "--out_dir", "folder"),
+    ("run_train.py", "--out_dir", "folder"), ("run_infer.py", "--out_csv", "file"),
+    ("run_infer.py", "--export", "folder"), ("run_field.py", "--out_csv", "file"),
+    ("run_field.py", "--annotate", "folder"), ("ensemble.py", "--out_dir", "folder"),
+])
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, script, flag,
+                                                                      kind):
+    blocker = tmp_path / ("folder" if kind == "file" else "file.txt")
+    blocker.mkdir() if kind == "file" else blocker.write_text("in the way")
+    needed = {"create_frames.py": ["--video_dir=v", "--out_dir=o"],
+              "create_tfrecords.py": ["--frames_dir=f", "--labels_csv=l", "--out_dir=o"],
+              "run_train.py": ["--tfrec_dir=r", "--out_dir=o"],
+              "run_infer.py": ["--model_dir=m", "--submission_csv=s"],
+              "run_field.py": ["--model_dir=m", "--video_dir=v", "--detections=d"],
+              "ensemble.py": ["--model_dirs=m", "--out_dir=o"]}[script]
+    for target in (blocker, blocker / "below"):
+        if kind == "file" and target != blocker:
+            continue
+        tensorflow, output = probe(script, *needed, f"{flag}={target}")
+        expected = (f"--{flag[2:]}={target}: is a {'file' if kind == 'folder' else 'folder'}"
+                    if target == blocker else f"{blocker} is a file, so no {kind} can be made")
+        assert not tensorflow and expected in output and "exit=1" in output, output
+        assert [line for line in output.splitlines() if line.startswith("error:")] == [
+            next(line for line in output.splitlines() if expected in line)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [blocker.name]

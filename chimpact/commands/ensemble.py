@@ -10,7 +10,7 @@ ensemble.json, submission.csv and ensemble.png into --out_dir and prints the MAE
 
 from absl import flags
 
-from chimpact import ensemble
+from chimpact import ensemble, storage
 from chimpact.cli import reports_input_errors
 
 FLAGS = flags.FLAGS
@@ -36,6 +36,7 @@ flags.mark_flags_as_required(["model_dirs", "out_dir"])
 @reports_input_errors
 def main(argv):
     del argv
+    storage.check_writable(FLAGS.out_dir, "out_dir")
     summary = ensemble.run_ensemble(
         FLAGS.model_dirs, FLAGS.out_dir, coef_min=FLAGS.coef_min, coef_max=FLAGS.coef_max,
         coef_step=FLAGS.coef_step, round_to_labels=FLAGS.round_to_labels,

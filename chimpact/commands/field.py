@@ -15,7 +15,7 @@ import sys
 
 from absl import flags
 
-from chimpact import cli
+from chimpact import cli, storage
 from chimpact.cli import reports_input_errors
 from chimpact.commands import prediction
 
@@ -53,6 +53,8 @@ flags.DEFINE_bool("progress", True, "Show a progress bar over the videos.")
 @reports_input_errors
 def main(argv):
     del argv
+    storage.check_writable(FLAGS.out_csv, "out_csv", "file")
+    storage.check_writable(FLAGS.annotate, "annotate")
     cli.require_tensorflow()
     from chimpact import jobs  # TensorFlow loads here, once the flags are read
     failures = jobs.run_field(

@@ -10,7 +10,7 @@ labels) and redoes the others. Exits 1 when a video failed, after finishing the 
 
 from absl import flags
 
-from chimpact import cli, settings
+from chimpact import cli, settings, storage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video_dir", None, "Folder of videos (local or gs://); every video file "
@@ -48,6 +48,7 @@ flags.mark_flags_as_required(["video_dir", "out_dir"])
 def main(argv):
     del argv
     size = cli.image_size(FLAGS.size, "size")
+    storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
     from chimpact import extract, video  # TensorFlow loads here, once the flags are read
     options = video.DecodeOptions(

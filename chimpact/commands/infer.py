@@ -13,7 +13,7 @@ the model folder (what ensemble.py reads); --submission_csv fills the format tab
 
 from absl import flags
 
-from chimpact import cli
+from chimpact import cli, storage
 from chimpact.cli import reports_input_errors
 from chimpact.commands import prediction
 
@@ -38,6 +38,8 @@ flags.DEFINE_string("export", None, "Folder for a SavedModel of the fold average
 @reports_input_errors
 def main(argv):
     del argv
+    storage.check_writable(FLAGS.out_csv, "out_csv", "file")
+    storage.check_writable(FLAGS.export, "export")
     cli.require_tensorflow()
     from chimpact import jobs  # TensorFlow loads here, once the flags are read
     jobs.run_infer(

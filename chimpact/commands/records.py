@@ -13,7 +13,7 @@ Re-running an interrupted command completes it; the output is complete once mani
 
 from absl import flags
 
-from chimpact import cli, settings
+from chimpact import cli, settings, storage
 from chimpact.cli import reports_input_errors
 from chimpact.errors import UsageError
 
@@ -64,6 +64,7 @@ def main(argv):
             if not FLAGS[name].value:
                 raise UsageError(f"--{name} is required")
         image_size = cli.image_size(FLAGS.image_size)
+        storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
     from chimpact import packing, records  # TensorFlow loads here, once the flags are read
     if FLAGS.inspect:

@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from chimpact import cli, settings
+from chimpact import cli, settings, storage
 from chimpact.cli import reports_input_errors
 from chimpact.errors import UsageError
 
@@ -124,6 +124,7 @@ def main(argv):
         if not FLAGS[name].value:
             raise UsageError(f"--{name} is required")
     image_size = cli.image_size(FLAGS.image_size)
+    storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
     # TensorFlow loads here, once the flags are read.
     from chimpact import strategy as strategies
