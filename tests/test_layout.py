@@ -45,3 +45,18 @@ def test_no_module_imports_itself_through_others():
     assert circles == [], circles
     assert "field" in graph["jobs"] and "infer" in graph["field"]
     assert "jobs" in graph["commands.infer"] and "presets" in graph["commands"]
+
+
+def test_only_the_entry_programs_read_absl_flags():
+    """Flags are read in chimpact/commands/ (the programs the entry scripts and the `chimpact`
+    command run) and nowhere else in the library: its functions take plain values."""
+    def imports_absl(path):
+        return any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("absl")
+                   or isinstance(node, ast.Import) and any(a.name.startswith("absl")
+                                                           for a in node.names)
+                   for node in ast.walk(ast.parse(path.read_text())))
+
+    readers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                     if path.parent.name != "commands" and imports_absl(path))
+    assert readers == [], readers
+    assert imports_absl(PACKAGE / "commands" / "train.py")
