@@ -37,7 +37,7 @@ demo: $(STAMP)
 
 # docs/FLAGS.md from the entry scripts' absl flags (tests/test_flagsdoc.py fails when stale).
 docs: $(STAMP)
-	$(PY) -m chimpact.flagsdoc
+	$(PY) -m chimpact.commands.flagsdoc
 
 # Each benchmark runs our code and its baseline on the same data; the ratio is the last line.
 bench: $(STAMP)

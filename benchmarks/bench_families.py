@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 import timing
-from chimpact import model
 from chimpact.settings import FAMILIES
+from chimpact.training import model
 
 
 

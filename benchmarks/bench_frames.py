@@ -30,8 +30,8 @@ from absl import app, flags
 from PIL import Image
 
 import timing
-from chimpact import frames
-from chimpact.video import ffmpeg_binary
+from chimpact.data import frames
+from chimpact.data.video import ffmpeg_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS

@@ -4,7 +4,7 @@
 
 Records of 11 frames per example, made by create_tfrecords' own code from frame folders, 7
 frames read per sequence, no augmentation, batch 8, alternating, 3 runs:
-1. The pipeline, on the same records (11 frames stored at 512x512): ours (chimpact.pipeline's
+1. The pipeline, on the same records (11 frames stored at 512x512): ours (chimpact.training.pipeline's
    training stream, only the 7 centred frames decoded) against the reference's parse function
    (every frame decoded with INTEGER_ACCURATE DCT, resized to 512x512, sliced to the centre 7).
 2. The storage format, one parse (the reference's) on two stores of the same pictures: 11
@@ -22,7 +22,9 @@ import pandas as pd
 import tensorflow as tf
 
 import timing
-from chimpact import frames, packing, pipeline, records, storage
+from chimpact import storage
+from chimpact.data import frames, packing, records
+from chimpact.training import pipeline
 
 FULL = (720, 1280)
 SIZE = (512, 512)

@@ -20,7 +20,8 @@ import tensorflow as tf
 from absl import app, flags
 
 import timing
-from chimpact import frames, packing, records, storage, window
+from chimpact import storage
+from chimpact.data import frames, packing, records, window
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "20 videos instead of --videos.")

@@ -6,7 +6,7 @@
     KERAS_BACKEND=jax python benchmarks/bench_train.py --jax   # a GPU with JAX, no TensorFlow
 
 TensorFlow mode: the same architecture, weights and records (made by create_tfrecords' own
-code, read by chimpact.pipeline) on both sides, alternating, 3 timed runs of --steps steps after
+code, read by chimpact.training.pipeline) on both sides, alternating, 3 timed runs of --steps steps after
 one untimed run each (tracing, compiling):
 - reference: the model as tf.keras 2 ran it for the 3rd place, time reshaped into the batch
   (which tf.keras 2's TimeDistributed did), float32, no XLA;
@@ -14,7 +14,7 @@ one untimed run each (tracing, compiling):
   README tells TPU and GPU users to run it (on a CPU, float32: bfloat16 has no CPU speed-up).
 Check: before training, both give the same predictions (within the precision's tolerance).
 
-JAX mode (--jax, KERAS_BACKEND=jax): chimpact.model is Keras alone, so it trains under JAX with
+JAX mode (--jax, KERAS_BACKEND=jax): chimpact.training.model is Keras alone, so it trains under JAX with
 no TensorFlow installed: EfficientNet-B0 at 512x512x7 in bfloat16, XLA, on synthetic uint8
 sequences at each --batch_sizes, against the reference's TPU v3-8 rate of about 68
 sequences/s (12 models x 5 folds x 40 epochs x 12,183 training sequences in 120 hours).
@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 import timing
-from chimpact import model
+from chimpact.training import model
 
 REFERENCE_TPU_RATE = 12 * 5 * 40 * 12183 / (120 * 3600)  # sequences/s, about 68
 
@@ -47,7 +47,8 @@ def tensorflow_mode(args):
     # TensorFlow is imported here, not at the top: the JAX mode runs where there is none.
     import tensorflow as tf
 
-    from chimpact import frames, packing, pipeline
+    from chimpact.data import frames, packing
+    from chimpact.training import pipeline
 
     size = (args.image_size, args.image_size)
     examples = args.steps * args.batch_size

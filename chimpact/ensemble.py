@@ -17,10 +17,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from chimpact import labels, storage
+from chimpact import storage
+from chimpact.data import labels
+from chimpact.data.labels import KEYS
 from chimpact.errors import InputError
-from chimpact.labels import KEYS
-from chimpact.model_folder import OOF, OOF_TTA, TEST_PREDS
+from chimpact.training.model_folder import OOF, OOF_TTA, TEST_PREDS
 
 OOF_COLUMNS = KEYS + ["distance", "pred"]
 TEST_COLUMNS = KEYS + ["pred"]

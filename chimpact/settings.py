@@ -4,10 +4,10 @@ the modules that act on a setting take the same names from it."""
 
 # --family values and the frames per sequence each reads by default.
 FAMILIES = {"cnn_lstm": 7, "stacked": 5, "single": 1}
-# --backbone values (chimpact.model builds each).
+# --backbone values (chimpact.training.model builds each).
 BACKBONES = ("efficientnet_b0", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
              "efficientnet_v2_l", "tiny")
-# --aug values (chimpact.augment holds each set's ops).
+# --aug values (chimpact.training.augment holds each set's ops).
 AUG_SETS = ("none", "a1", "a2", "a4")
 # --mixed_precision values: the Keras dtype policy a model folder is trained and predicted under.
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")

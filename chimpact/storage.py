@@ -12,6 +12,8 @@ import re
 import shutil
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import uuid
 
 import pandas as pd
@@ -27,10 +29,41 @@ def is_remote(path):
 
 
 def gfile():
-    """tf.io.gfile, imported on the first remote path (see the module docstring)."""
+    """tf.io.gfile, imported (quietly, cli.require_tensorflow) on the first remote path (see
+    the module docstring)."""
+    from chimpact import cli
+
+    cli.require_tensorflow()
     import tensorflow as tf
 
     return tf.io.gfile
+
+
+GCS_API = "https://storage.googleapis.com/storage/v1/b/"
+REACH_TIMEOUT_S = 10
+
+
+def check_reachable(paths, timeout=REACH_TIMEOUT_S):
+    """InputError naming the flag and path of the first gs:// bucket of `paths` ({flag: path
+    or list of paths}) that Google Cloud Storage does not answer for within `timeout` seconds,
+    before TensorFlow's client retries for minutes. Any HTTP answer (even 401 or 403: the
+    credentials are TensorFlow's to find) counts as reachable."""
+    buckets = {}
+    for flag, values in paths.items():
+        for path in values if isinstance(values, (list, tuple)) else [values]:
+            if str(path or "").startswith("gs://"):
+                buckets.setdefault(str(path)[5:].split("/")[0], (flag, path))
+    for bucket, (flag, path) in buckets.items():
+        request = urllib.request.Request(GCS_API + bucket, method="HEAD")
+        try:
+            urllib.request.urlopen(request, timeout=timeout).close()
+        except urllib.error.HTTPError:
+            pass
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise InputError(f"--{flag}={path}: cannot reach Google Cloud Storage for "
+                             f"gs://{bucket} ({reason}; waited {timeout} s at most): check the "
+                             "network, a proxy (HTTPS_PROXY) or the bucket's name") from e
 
 
 def io_errors():

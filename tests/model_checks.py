@@ -53,7 +53,7 @@ def untrained_model_folder(path, config, biases=None):
     look like distances. Returns the path as a string."""
     import keras
 
-    from chimpact import model, model_folder
+    from chimpact.training import model, model_folder
 
     (path / "config.json").write_text(json.dumps(config))
     for fold in config["folds"]:

@@ -13,7 +13,8 @@ import time
 
 import tensorflow as tf
 
-from chimpact import model_folder, storage, train
+from chimpact import storage
+from chimpact.training import model_folder, train
 from model_checks import TINY
 
 EPOCHS = 4

@@ -1,4 +1,4 @@
-"""Records for tests, built as the pipeline builds them: a frames folder in chimpact.frames'
+"""Records for tests, built as the pipeline builds them: a frames folder in chimpact.data.frames'
 layout and a label table, packed by chimpact.packing.create_records.
 
 Each generated video shows a bright square on dark noise whose side shrinks with the distance
@@ -9,7 +9,8 @@ the middle, so that every stored frame is its own.
 import numpy as np
 import pandas as pd
 
-from chimpact import frames, packing, storage
+from chimpact import storage
+from chimpact.data import frames, packing
 
 DISTANCES = np.arange(1.0, 21.0)
 

@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import augment, checkpoint, infer, jobs, model_folder, storage, train
+from chimpact import storage
+from chimpact.predict import infer
+from chimpact.predict.jobs import run_infer
+from chimpact.training import augment, checkpoint, model_folder, train
 from model_checks import TINY, finish, last_json_line, start_python
 from sequence_records import write_records
 
@@ -104,7 +107,7 @@ def test_bfloat16_folder_predicts_its_oof_rows_as_training_did(tmp_path):
     train.train(tmp_path / "rec", out, folds=[0, 1], epochs=2, batch_size=4,
                 mixed_precision="mixed_bfloat16", verbose=0, **TINY)
     oof = pd.read_csv(out / "oof.csv")
-    jobs.run_infer(str(out), oof=True, batch_size=3)
+    run_infer(str(out), oof=True, batch_size=3)
     again = oof.merge(pd.read_csv(out / model_folder.OOF_TTA), on=["video_id", "time"],
                       suffixes=("", "_infer"))
     assert len(again) == len(oof) == 19

@@ -13,7 +13,13 @@ import tensorflow as tf
 import videogen
 from model_checks import untrained_model_folder
 from sequence_records import write_records
-from chimpact import boxes, infer, jobs, model, pipeline, storage, video
+from chimpact import storage
+from chimpact.data import boxes, video
+from chimpact.field import videos
+from chimpact.field.jobs import run_field
+from chimpact.predict import infer
+from chimpact.predict.jobs import run_infer
+from chimpact.training import model, pipeline
 
 CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
               dense_units=4, frames_per_side=1, step=1, n_folds=3, folds=[0, 1, 2])
@@ -91,7 +97,7 @@ def test_median_over_three_folds_on_records_and_the_export(folders, tmp_path):
     # the case tells the median from the mean by metres
     assert np.abs(expected - per_fold.mean(axis=(1, 2))).min() > 1.0
 
-    jobs.run_infer(plain, tfrec_dir=str(tmp_path / "test"), export_dir=str(tmp_path / "export"),
+    run_infer(plain, tfrec_dir=str(tmp_path / "test"), export_dir=str(tmp_path / "export"),
                    tta=3, aggregate="median")
     table = storage.read_csv(f"{plain}/test_preds.csv")
     np.testing.assert_allclose(table.pred, expected, atol=1e-4)
@@ -105,11 +111,11 @@ def test_median_over_three_folds_on_records_and_the_export(folders, tmp_path):
 def test_median_over_three_folds_on_raw_video_seconds(folders, four_seconds, tmp_path):
     plain, _ = folders
     video_dir, pictures = four_seconds
-    jobs.run_field(plain, video_dir, out_csv=str(tmp_path / "seconds.csv"), tta=3,
+    run_field(plain, video_dir, out_csv=str(tmp_path / "seconds.csv"), tta=3,
                    aggregate="median", progress=False)
     table = pd.read_csv(tmp_path / "seconds.csv")
     assert list(table.time) == [0, 1, 2, 3]
-    sequences = infer.sequences(pictures, [0, 1, 2, 3], 1.0, 1, 1, 3)
+    sequences = videos.sequences(pictures, [0, 1, 2, 3], 1.0, 1, 1, 3)
     per_fold = each_fold(plain, sequences, views=("identity", "flip_lr", "flip_ud"))
     np.testing.assert_allclose(table.distance, median_of_medians(per_fold), atol=1e-4)
 
@@ -124,14 +130,14 @@ def test_median_and_interval_of_detections_when_the_folds_disagree(folders, four
                "bbox": [BOX[0], BOX[1], BOX[2] - BOX[0], BOX[3] - BOX[1]]}
               for frame in (0, 5, 10)]}]}
     (tmp_path / "md.json").write_text(json.dumps(md))
-    failures = jobs.run_field(boxed, video_dir, detections_json=str(tmp_path / "md.json"),
+    failures = run_field(boxed, video_dir, detections_json=str(tmp_path / "md.json"),
                               out_csv=str(tmp_path / "animals.csv"), aggregate="median",
                               progress=False)
     assert failures == {}
     table = pd.read_csv(tmp_path / "animals.csv")
     assert list(table.time) == [0, 1, 2]
     box = np.array([[*BOX, 1.0]] * 3, np.float32)
-    per_fold = each_fold(boxed, infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3), box)[:, 0]
+    per_fold = each_fold(boxed, videos.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3), box)[:, 0]
     np.testing.assert_allclose(table.distance, np.median(per_fold, axis=1), atol=1e-4)
     # The folds lie ~10 m apart, far more than the 80% offsets (-0.8, +0.8 m): the interval is
     # widened to hold each fold's own prediction.
@@ -143,7 +149,7 @@ def test_median_and_interval_of_detections_when_the_folds_disagree(folders, four
 def test_every_right_angle_view_of_a_box_model_is_the_view_by_hand(folders, four_seconds):
     _, boxed = folders
     _, pictures = four_seconds
-    frames = infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
+    frames = videos.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
     box = np.array([[*BOX, 1.0], [0.5, 0.1, 0.9, 0.3, 1.0], boxes.ABSENT], np.float32)
     views = infer.view_names(6)
     assert views == ["identity", "flip_lr", "flip_ud", "rot90", "rot180", "rot270"]

@@ -5,7 +5,8 @@ ranks the two animals of a frame."""
 import pandas as pd
 import pytest
 
-from chimpact import extract, packing, synth, video
+from chimpact.data import extract, packing, video
+from chimpact.demo import synth
 from model_checks import finish, start_python
 
 WORLD = dict(n_videos=40, seed=301, width=96, height=72, fps=4, max_animals=2, multi_fraction=1.0,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chimpact import augment
 from chimpact.errors import InputError
+from chimpact.training import augment
 
 
 def sequence(dtype=tf.uint8, frames=3, size=(32, 32), seed=0):

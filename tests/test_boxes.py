@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import augment, boxes, labels, packing, pipeline, records
+from chimpact.data import boxes, labels, packing, records
 from chimpact.errors import InputError
+from chimpact.training import augment, pipeline
 from tests.sequence_records import write_records
 
 HEADER = "video_id,time,x1,y1,x2,y2,probability,park,site_id\n"

@@ -2,6 +2,7 @@
 combination answer before it loads (exit 2); presets expand where they stand; the names the
 flags offer are the ones the library builds."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from chimpact import cli, commands, presets, settings
 from chimpact.errors import UsageError
+from sequence_records import write_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = tuple(commands.SCRIPTS.values())
@@ -26,9 +28,10 @@ print("tensorflow" in sys.modules)
 """
 
 
-def probe(script, *args):
+def probe(script, *args, env=None):
     done = subprocess.run([sys.executable, "-c", PROBE, script, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          env=None if env is None else {**os.environ, **env})
     *output, tensorflow = done.stdout.strip().splitlines()
     return tensorflow == "True", "\n".join(output) + done.stderr
 
@@ -39,6 +42,7 @@ def test_help_answers_without_tensorflow(script):
     tensorflow, output = probe(script, "--help")
     assert not tensorflow
     assert f"python {script} --" in output and f"{script}:\n  --" in output
+    assert "exit=0" in output
 
 
 @pytest.mark.parametrize("script, args, message", [
@@ -58,7 +62,7 @@ def test_usage_errors_answer_before_tensorflow(script, args, message):
 
 
 def test_the_names_the_flags_offer_are_the_ones_the_library_builds():
-    from chimpact import augment, model
+    from chimpact.training import augment, model
 
     assert tuple(model.BACKBONES) == settings.BACKBONES
     assert tuple(augment.AUG_SETS) == settings.AUG_SETS
@@ -105,9 +109,9 @@ def test_a_size_in_no_form_is_a_usage_error(given):
 
 def test_decoding_and_the_synthetic_world_start_without_tensorflow():
     """A local video is decoded and a world generated without TensorFlow (only a gs:// path
-    loads it), so `python -m chimpact.synth` starts at once."""
-    done = subprocess.run([sys.executable, "-c", "import sys; import chimpact.synth, "
-                           "chimpact.video; print('tensorflow' in sys.modules)"], cwd=ROOT,
+    loads it), so `python -m chimpact.demo.synth` starts at once."""
+    done = subprocess.run([sys.executable, "-c", "import sys; import chimpact.demo.synth, "
+                           "chimpact.data.video; print('tensorflow' in sys.modules)"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 
@@ -138,3 +142,55 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, 
         assert [line for line in output.splitlines() if line.startswith("error:")] == [
             next(line for line in output.splitlines() if expected in line)]
     assert sorted(path.name for path in tmp_path.iterdir()) == [blocker.name]
+
+
+# Every HTTPS request goes to a proxy on a closed local port: refused at once, with or without a
+# network, as on a machine cut off from Google Cloud Storage.
+NO_NETWORK = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+              "NO_PROXY": "", "no_proxy": ""}
+BUCKET = "gs://chimpact-unreachable"
+
+
+@pytest.mark.parametrize("script, args, flag", [
+    ("create_frames.py", [f"--video_dir={BUCKET}/videos", "--out_dir=OUT"], "video_dir"),
+    ("create_tfrecords.py", ["--frames_dir=OUT/f", f"--labels_csv={BUCKET}/labels.csv",
+                             "--out_dir=OUT"], "labels_csv"),
+    ("run_train.py", [f"--tfrec_dir={BUCKET}/records", "--out_dir=OUT"], "tfrec_dir"),
+    ("run_infer.py", ["--model_dir=OUT/m", f"--export={BUCKET}/export"], "export"),
+    ("run_field.py", [f"--model_dir={BUCKET}/model", "--video_dir=OUT/v"], "model_dir"),
+    ("ensemble.py", [f"--model_dirs=OUT/a,{BUCKET}/b", "--out_dir=OUT"], "model_dirs"),
+])
+def test_an_unreachable_bucket_is_one_line_before_any_work(tmp_path, script, args, flag):
+    """Input or output, a gs:// path whose bucket Google Cloud Storage does not answer for is
+    one line naming the flag (exit 1), before TensorFlow loads and before anything is made."""
+    out = tmp_path / "out"
+    tensorflow, output = probe(script, *[a.replace("OUT", str(out)) for a in args],
+                               env=NO_NETWORK)
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    assert errors[0].startswith(f"error: --{flag}=") and \
+        f"cannot reach Google Cloud Storage for {BUCKET} (" in errors[0]
+    assert not tensorflow and "exit=1" in output and not out.exists()
+
+
+def test_imagenet_weights_that_cannot_be_fetched_are_one_line_before_anything_is_written(
+        tmp_path):
+    """The default --weights=imagenet on a machine that cannot download them (nor has them in
+    Keras' cache) stops before the model folder is made, saying how to go on without; so does a
+    weights file that is not there."""
+    write_records(tmp_path / "rec", (2, 2))
+    out, missing = tmp_path / "model", tmp_path / "nope.weights.h5"
+    for weights, message in [
+            ("imagenet", "error: --weights=imagenet: Keras cannot fetch efficientnet_b0's "
+                         "ImageNet weights (URL fetch failure"),
+            (missing, f"error: --weights={missing}: file not found")]:
+        done = subprocess.run(
+            [sys.executable, "run_train.py", f"--tfrec_dir={tmp_path / 'rec'}",
+             f"--out_dir={out}", "--backbone=efficientnet_b0", f"--weights={weights}",
+             "--volume_size=3", "--epochs=1"], cwd=ROOT, capture_output=True, text=True,
+            timeout=300, env={**os.environ, **NO_NETWORK, "KERAS_HOME": str(tmp_path / "keras")})
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith(message), lines
+        assert not out.exists()
+        if weights == "imagenet":
+            assert "or pass --weights=none or --weights=PATH" in lines[0]

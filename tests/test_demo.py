@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from chimpact import demo
+from chimpact.demo import demo
 
 
 @pytest.mark.slow

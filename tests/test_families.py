@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import (crop, ensemble, frames, infer, jobs, model, model_folder, packing,
-                      pipeline, pseudo, records, storage, train)
+from chimpact import ensemble, storage
+from chimpact.data import frames, packing, records
 from chimpact.errors import InputError
+from chimpact.predict import infer
+from chimpact.predict.jobs import run_infer
+from chimpact.training import crop, model, model_folder, pipeline, pseudo, train
 from model_checks import built_once, finish, start_python, untrained_model_folder
 from sequence_records import write_records
 
@@ -50,7 +53,7 @@ def trained(world, tmp_path_factory):
             train.train(train_dir, out, family=family, backbone="tiny", weights="none",
                         lstm_units=16, dense_units=16, epochs=1, batch_size=4, lr=3e-3,
                         jit_compile=True, verbose=0, **settings)
-            jobs.run_infer(out, tfrec_dir=test_dir, export_dir=f"{out}/export",
+            run_infer(out, tfrec_dir=test_dir, export_dir=f"{out}/export",
                            jit_compile=True)
 
     base = built_once(tmp_path_factory, "family-models", build)
@@ -167,7 +170,7 @@ def test_efficientnet_families_train_predict_and_export(family, world, tmp_path)
                          weights="none", dense_units=8, folds=[0], epochs=1, batch_size=8,
                          verbose=0)
     assert np.isfinite(scores["overall"]["mae"])
-    jobs.run_infer(out, tfrec_dir=test_dir, export_dir=f"{out}/export")
+    run_infer(out, tfrec_dir=test_dir, export_dir=f"{out}/export")
     config = model_folder.read_config(out)
     sequences = np.concatenate([frames for frames, _, _ in pipeline.make_eval_dataset(
         test_dir, None, config["volume_size"], batch_size=6).as_numpy_iterator()])

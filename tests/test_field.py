@@ -16,8 +16,13 @@ from PIL import Image
 import videogen
 from model_checks import untrained_model_folder
 from sequence_records import write_records
-from chimpact import boxes, detections, field, infer, jobs, model, train, video
+from chimpact.data import boxes, video
 from chimpact.errors import InputError
+from chimpact.field import detections, distances, videos
+from chimpact.field.jobs import run_field
+from chimpact.predict import infer
+from chimpact.predict.jobs import run_infer
+from chimpact.training import model, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
@@ -87,7 +92,7 @@ def _run(model_dir, video_dir, md_json, out_csv, *extra):
 def _fold_distances(model_dir, video_path, times, box_rows):
     """[n, folds]: each fold network on the sequences at `times` with the boxes `box_rows`."""
     pictures, _ = video.decode_video(video_path, fps=1.0, size=(32, 32))
-    sequences = infer.sequences(pictures, times, 1.0, 1, 1, 3)
+    sequences = videos.sequences(pictures, times, 1.0, 1, 1, 3)
     box = np.column_stack([np.asarray(box_rows, np.float32), np.ones(len(box_rows))])
     return np.column_stack([network.predict({"frames": sequences, "box": box}, verbose=0)[:, 0]
                             for network in model.load_fold_models(model_dir).values()])
@@ -105,7 +110,7 @@ def test_detections_rows_skips_and_errors_are_as_documented(model_dir, video_dir
     assert "1 detections skipped (conf below --min_conf=0.2)" in done.stderr
 
     table = pd.read_csv(out_csv)
-    assert list(table.columns) == field.COLUMNS
+    assert list(table.columns) == distances.COLUMNS
     assert list(zip(table.video_id, table.time.fillna(-1), table.detection.fillna(-1))) == [
         ("four.mp4", 0, 0), ("four.mp4", 1, 0), ("four.mp4", 1, 1), ("four.mp4", 2, 0),
         ("missing.mp4", -1, -1), ("six.avi", 5, 0), ("failed.mp4", -1, -1)]
@@ -198,7 +203,7 @@ def test_malformed_megadetector_files_are_one_line_errors(tmp_path, data, messag
 def test_box_views_compile_with_xla_and_match(model_dir, video_dir):
     """The fold average with every test-time view moves the boxes the same under XLA."""
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
-    inputs = {"frames": infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3),
+    inputs = {"frames": videos.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3),
               "box": np.array([[*BOX_A, 1], [*BOX_B, 1], boxes.ABSENT], np.float32)}
     eager, _ = infer.load_predictor(model_dir, tta=10, jit_compile=False, per_fold=True)
     compiled, _ = infer.load_predictor(model_dir, tta=10, jit_compile=True, per_fold=True)
@@ -217,9 +222,9 @@ def test_a_box_model_refuses_records_without_boxes(tmp_path):
 
 def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path):
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
-    sequences = infer.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
+    sequences = videos.sequences(pictures, [0, 1, 2], 1.0, 1, 1, 3)
     box = np.array([[*BOX_A, 1], [*BOX_B, 1], boxes.ABSENT], np.float32)
-    jobs.run_infer(model_dir, export_dir=str(tmp_path / "export"), tta=2)
+    run_infer(model_dir, export_dir=str(tmp_path / "export"), tta=2)
     info = json.loads((tmp_path / "export" / infer.EXPORT_INFO).read_text())
     assert "box" in info and info["tta"] == 2
     exported = tf.saved_model.load(str(tmp_path / "export"))
@@ -232,13 +237,13 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
 def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_path):
     times = pd.DataFrame({"video_id": ["four.mp4"] * 2, "time": [1, 3]})
     times.to_csv(tmp_path / "times.csv", index=False)
-    failures = jobs.run_field(model_dir, video_dir, times_csv=str(tmp_path / "times.csv"),
+    failures = run_field(model_dir, video_dir, times_csv=str(tmp_path / "times.csv"),
                               out_csv=str(tmp_path / "seconds.csv"), progress=False)
     assert failures == {}
     table = pd.read_csv(tmp_path / "seconds.csv")
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32),
                                      labelled_frames=[1, 3])
-    inputs = {"frames": infer.sequences(pictures, [1, 3], 1.0, 1, 1, 3),
+    inputs = {"frames": videos.sequences(pictures, [1, 3], 1.0, 1, 1, 3),
               "box": np.array([boxes.ABSENT] * 2, np.float32)}
     expected = np.mean([network.predict(inputs, verbose=0)[:, 0]
                         for network in model.load_fold_models(model_dir).values()], axis=0)

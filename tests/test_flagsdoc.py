@@ -2,7 +2,7 @@
 
 import pytest
 
-from chimpact import flagsdoc
+from chimpact.commands import flagsdoc
 
 XML = """<?xml version="1.0"?><AllFlags><program>x.py</program><usage>Does x.</usage>
 <flag><file>absl.app</file><name>helpfull</name><meaning>show full help</meaning>

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from chimpact import extract, frames, video
+from chimpact.data import extract, frames, video
 from chimpact.errors import InputError
 from videogen import frame_number, make_video
 

@@ -21,8 +21,13 @@ import tensorflow as tf
 import sequence_records
 import videogen
 from model_checks import untrained_model_folder
-from chimpact import augment, infer, jobs, labels, model, model_folder, records, video
+from chimpact.data import labels, records, video
 from chimpact.errors import InputError, UsageError
+from chimpact.field import videos as field_videos
+from chimpact.field.jobs import run_field
+from chimpact.predict import infer
+from chimpact.predict.jobs import run_infer
+from chimpact.training import augment, model, model_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
@@ -90,7 +95,7 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
     submission_format = submission_format.sample(frac=1.0, random_state=1)
     submission_format.to_csv(tmp_path / "format.csv", index=False)
 
-    jobs.run_infer(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
+    run_infer(model_dir, tfrec_dir=tfrec_dir, batch_size=3, tta=1,
                    submission_csv=str(tmp_path / "format.csv"), out_csv=str(tmp_path / "sub.csv"))
     preds = pd.read_csv(pathlib.Path(model_dir) / model_folder.TEST_PREDS)
     assert list(preds.columns) == ["video_id", "time", "pred"]
@@ -115,7 +120,7 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
 def test_export_loads_without_chimpact_and_matches(model_dir, test_records, tmp_path):
     tfrec_dir, sequences = test_records
     export_dir = tmp_path / "export"
-    jobs.run_infer(model_dir, export_dir=str(export_dir))
+    run_infer(model_dir, export_dir=str(export_dir))
     info = json.loads((export_dir / infer.EXPORT_INFO).read_text())
     assert info["volume_size"] == 3 and info["image_size"] == [32, 32] and info["folds"] == [0, 1]
     assert (info["fps"], info["gamma"]) == (1.0, "auto")
@@ -143,18 +148,20 @@ def test_two_replicas_predict_every_example_once(model_dir, test_records, videos
     tfrec_dir, _ = test_records
     predictor, config = infer.load_predictor(model_dir)
     single = infer.predict_records(predictor, config, tfrec_dir, batch_size=4)
-    _, single_video, _ = infer.predict_video(predictor, config, f"{videos}/six.avi", batch_size=4)
+    _, single_video, _ = field_videos.predict_video(predictor, config, f"{videos}/six.avi",
+                                                    batch_size=4)
     out = run_python(f"""
         import json
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from chimpact import infer
+        from chimpact.field import videos as field_videos
+        from chimpact.predict import infer
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         predictor, config = infer.load_predictor({model_dir!r}, strategy)
         table = infer.predict_records(predictor, config, {tfrec_dir!r}, batch_size=3)
-        _, distances, _ = infer.predict_video(predictor, config, {videos + "/six.avi"!r},
-                                              batch_size=3)
+        _, distances, _ = field_videos.predict_video(predictor, config,
+                                                     {videos + "/six.avi"!r}, batch_size=3)
         print(json.dumps([strategy.num_replicas_in_sync, table.to_dict("list"), distances.tolist()]))
         """)
     replicas, table, distances = json.loads(out.strip().splitlines()[-1])
@@ -170,17 +177,17 @@ def test_sequences_take_the_records_window(videos):
     pictures, _ = video.decode_video(f"{videos}/four.mp4", fps=1.0)
     numbers = [videogen.frame_number(p) for p in pictures]
     assert numbers == [0, 5, 10, 15]
-    windows = infer.sequences(pictures, [0, 2, 3, 5], 1.0, frames_per_side=2, step=1,
+    windows = field_videos.sequences(pictures, [0, 2, 3, 5], 1.0, frames_per_side=2, step=1,
                               volume_size=3)
     assert [[videogen.frame_number(p) for p in w] for w in windows] == [
         [0, 0, 5], [5, 10, 15], [10, 15, 15], [15, 15, 15]]
-    wide = infer.sequences(pictures, [1], 1.0, frames_per_side=2, step=1, volume_size=5)
+    wide = field_videos.sequences(pictures, [1], 1.0, frames_per_side=2, step=1, volume_size=5)
     assert [videogen.frame_number(p) for p in wide[0]] == [0, 0, 5, 10, 15]
     # --frame_fill=zero: the same window, black where it lies past the ends
-    black = infer.sequences(pictures, [0, 1, 3, 5], 1.0, 2, 1, 3, fill="zero")
+    black = field_videos.sequences(pictures, [0, 1, 3, 5], 1.0, 2, 1, 3, fill="zero")
     assert [[int(p.max()) == 0 for p in w] for w in black] == [
         [True, False, False], [False, False, False], [False, False, True], [True, True, True]]
-    np.testing.assert_array_equal(black[1], infer.sequences(pictures, [1], 1.0, 2, 1, 3)[0])
+    np.testing.assert_array_equal(black[1], field_videos.sequences(pictures, [1], 1.0, 2, 1, 3)[0])
     np.testing.assert_array_equal(black[0][1:], windows[0][1:])
 
 
@@ -188,18 +195,18 @@ def test_raw_videos_are_decoded_as_the_training_frames_were(model_dir, tmp_path)
     bright = str(videogen.make_video(tmp_path / "bright.mp4", 3, fps=5, size=(48, 32),
                                      overexposed=True))
     predictor, config = infer.load_predictor(model_dir)
-    assert infer.decode_options(config) == dict(fps=1.0, gamma="auto", gamma_value=0.1,
+    assert model_folder.decode_options(config) == dict(fps=1.0, gamma="auto", gamma_value=0.1,
                                                 white_threshold=250, white_ratio=0.2)
     trained_off = {**config, "frames": {"fps": 1.0, "gamma": "off", "gamma_value": 0.1,
                                         "white_threshold": 250, "white_ratio": 0.2,
                                         "videos": 9, "other_videos": 0}}
-    assert infer.decode_options(trained_off, fps=2)["fps"] == 2.0
-    _, distances, _ = infer.predict_video(predictor, trained_off, bright)
+    assert model_folder.decode_options(trained_off, fps=2)["fps"] == 2.0
+    _, distances, _ = field_videos.predict_video(predictor, trained_off, bright)
     plain, info = video.decode_video(bright, gamma="off", size=(32, 32))
     assert not info["gamma_corrected"]
-    expected = fold_mean(model_dir, infer.sequences(plain, range(3), 1.0, 2, 1, 3))
+    expected = fold_mean(model_dir, field_videos.sequences(plain, range(3), 1.0, 2, 1, 3))
     assert np.allclose(distances, expected, atol=1e-5)
-    _, corrected, _ = infer.predict_video(predictor, config, bright)
+    _, corrected, _ = field_videos.predict_video(predictor, config, bright)
     assert not np.allclose(corrected, distances, atol=1e-5)
 
 
@@ -224,7 +231,7 @@ def test_video_dir_every_second_with_a_corrupt_video(model_dir, videos, tmp_path
 
     predictor, config = infer.load_predictor(model_dir, tta=2)
     pictures, _ = video.decode_video(f"{videos}/six.avi", fps=1.0, size=(32, 32))
-    expected = fold_mean(model_dir, infer.sequences(pictures, range(6), 1.0, 2, 1, 3), views=2)
+    expected = fold_mean(model_dir, field_videos.sequences(pictures, range(6), 1.0, 2, 1, 3), views=2)
     assert np.allclose(good[good.video_id == "six.avi"].distance, expected, atol=1e-5)
 
 
@@ -235,7 +242,7 @@ def test_times_csv_rows_in_order_and_resume(model_dir, videos, tmp_path, monkeyp
     predictor, config = infer.load_predictor(model_dir)
     out_csv = str(tmp_path / "times.csv")
     calls = []
-    real = infer.predict_video
+    real = field_videos.predict_video
 
     def killed_at_third_video(*args, **kwargs):
         calls.append(args[2])
@@ -243,14 +250,16 @@ def test_times_csv_rows_in_order_and_resume(model_dir, videos, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(infer, "predict_video", killed_at_third_video)
+    monkeypatch.setattr(field_videos, "predict_video", killed_at_third_video)
     with pytest.raises(KeyboardInterrupt):
-        infer.predict_videos(predictor, config, videos, out_csv, times=times, progress=False)
+        field_videos.predict_videos(predictor, config, videos, out_csv, times=times,
+                                    progress=False)
     assert not pathlib.Path(out_csv).exists()
     calls.clear()
-    monkeypatch.setattr(infer, "predict_video", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    failures = infer.predict_videos(predictor, config, videos, out_csv, times=times,
-                                    progress=False)
+    monkeypatch.setattr(field_videos, "predict_video",
+                        lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    failures = field_videos.predict_videos(predictor, config, videos, out_csv, times=times,
+                                           progress=False)
     assert [pathlib.Path(c).name for c in calls] == ["broken.mp4", "four.mp4", "missing.mp4"]
     assert sorted(failures) == ["broken.mp4", "missing.mp4"]
     table = pd.read_csv(out_csv, keep_default_na=False, na_values={"distance": [""]})
@@ -261,14 +270,14 @@ def test_times_csv_rows_in_order_and_resume(model_dir, videos, tmp_path, monkeyp
     assert table.error[2] == "past the end: the video has 4 s"
     assert (table.error[[0, 3, 6]] == "").all()
     pictures, _ = video.decode_video(f"{videos}/four.mp4", fps=1.0, size=(32, 32))
-    expected = fold_mean(model_dir, infer.sequences(pictures, [1], 1.0, 2, 1, 3))
+    expected = fold_mean(model_dir, field_videos.sequences(pictures, [1], 1.0, 2, 1, 3))
     assert np.allclose(table.distance[6], expected, atol=1e-5)
 
 
 def test_shared_clips_one_row_per_second(model_dir, shared_dir, tmp_path):
     predictor, config = infer.load_predictor(model_dir)
     out_csv = tmp_path / "shared.csv"
-    failures = infer.predict_videos(predictor, config, str(shared_dir / "videos"), str(out_csv),
+    failures = field_videos.predict_videos(predictor, config, str(shared_dir / "videos"), str(out_csv),
                                     batch_size=32, progress=False)
     table = pd.read_csv(out_csv, keep_default_na=False, na_values={"distance": [""]})
     assert failures == {}
@@ -283,7 +292,7 @@ def test_videos_and_output_on_ram_filesystem(model_dir, videos):
     tf.io.gfile.makedirs("ram://infer_videos")
     tf.io.gfile.copy(f"{videos}/four.mp4", "ram://infer_videos/four.mp4", overwrite=True)
     predictor, config = infer.load_predictor(model_dir)
-    assert infer.predict_videos(predictor, config, "ram://infer_videos", "ram://infer/out.csv",
+    assert field_videos.predict_videos(predictor, config, "ram://infer_videos", "ram://infer/out.csv",
                                 progress=False) == {}
     with tf.io.gfile.GFile("ram://infer/out.csv") as f:
         table = pd.read_csv(f)
@@ -294,7 +303,7 @@ def test_videos_and_output_on_ram_filesystem(model_dir, videos):
 def test_export_refuses_a_folder_with_other_files(model_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(InputError, match="folder holds other files"):
-        jobs.run_infer(model_dir, export_dir=str(tmp_path))
+        run_infer(model_dir, export_dir=str(tmp_path))
     assert (tmp_path / "keep.txt").exists()
 
 
@@ -344,7 +353,7 @@ def test_test_records_decoded_otherwise_than_the_training_frames_are_reported(
 ])
 def test_bad_requests_are_one_line_usage_errors(model_dir, job, kwargs, message):
     with pytest.raises(UsageError, match=message):
-        getattr(jobs, job)(model_dir, **kwargs)
+        {"run_infer": run_infer, "run_field": run_field}[job](model_dir, **kwargs)
 
 
 def test_submission_row_without_prediction_is_an_error(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from chimpact import infer, model
 from chimpact.errors import InputError
+from chimpact.field import videos
+from chimpact.training import model
 
 MODELS = pathlib.Path(__file__).resolve().parents[1] / "models"
 PRESET = re.compile(r"^(down|full)-(a[124])p(\d\d)-f(\d)s(\d)$")
@@ -75,7 +76,7 @@ def test_single_family_sees_the_centre_frame_alone():
     pictures = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
 
     def predict(pictures):
-        return np.asarray(network(infer.model_sequences(config, pictures, [3], 1.0)))
+        return np.asarray(network(videos.model_sequences(config, pictures, [3], 1.0)))
 
     before = predict(pictures)
     others = pictures.copy()

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chimpact import model, model_folder, train
 from chimpact.errors import InputError
+from chimpact.training import model, model_folder, train
 from model_checks import TINY, finish, start_python
 from preempted_training import EPOCHS
 from sequence_records import write_records

@@ -12,8 +12,10 @@ import pytest
 import tensorflow as tf
 
 import videogen
-from chimpact import extract, frames, packing, pipeline, records, storage, video, window
+from chimpact import storage
+from chimpact.data import extract, frames, packing, records, video, window
 from chimpact.errors import InputError
+from chimpact.training import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from chimpact import synth
+from chimpact.data.video import ffmpeg_binary
+from chimpact.demo import synth
 from chimpact.errors import InputError
-from chimpact.video import ffmpeg_binary
 
 REAL = "data/deep-chimpact"
 TABLES = ["train_labels.csv", "submission_format.csv", "train_metadata.csv", "test_metadata.csv"]
@@ -162,7 +162,7 @@ def test_overexposed_videos_trigger_gamma_correction(tmp_path):
 @pytest.mark.slow
 def test_same_seed_same_bytes_and_cli(world, tmp_path):
     args = [f"--{k}={v}" for k, v in SMALL.items()]
-    subprocess.run([sys.executable, "-m", "chimpact.synth", f"--out_dir={tmp_path}", *args], check=True,
+    subprocess.run([sys.executable, "-m", "chimpact.demo.synth", f"--out_dir={tmp_path}", *args], check=True,
                    capture_output=True)
     names = sorted(os.listdir(world / "videos"))
     match, mismatch, errors = filecmp.cmpfiles(world / "videos", tmp_path / "videos", names, shallow=False)

@@ -12,8 +12,10 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from chimpact import checkpoint, model, model_folder, pipeline, records, storage, train
+from chimpact import storage
+from chimpact.data import records
 from chimpact.errors import InputError
+from chimpact.training import checkpoint, model, model_folder, pipeline, train
 from model_checks import ROOT, TINY, TINY_FLAGS, finish, start_python
 from sequence_records import write_records
 
@@ -165,7 +167,7 @@ def test_mirrored_strategy_on_two_cpus_predicts_every_example_once(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from chimpact import model, pipeline, train
+        from chimpact.training import model, pipeline, train
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         train.train("{tmp_path}/rec", "{tmp_path}/model", folds=[0], epochs=2, batch_size=4,
                     verbose=0, strategy=strategy, **{TINY!r})
@@ -224,7 +226,7 @@ def test_multiworker_strategy_with_two_processes(tmp_path):
 
 
 def test_strategy_requests_that_cannot_be_met_are_errors_not_fallbacks(monkeypatch):
-    from chimpact import strategy as strategies
+    from chimpact.training import strategy as strategies
 
     port = _free_ports(1)[0]
     with pytest.raises(InputError, match=f"--tpu=grpc://localhost:{port}: cannot reach"):

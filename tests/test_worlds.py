@@ -4,7 +4,8 @@ ratios, frame rates, numbers of videos, animal sizes (duikers, elephants) and se
 import pandas as pd
 import pytest
 
-from chimpact import demo, extract, packing, synth, video
+from chimpact.data import extract, packing, video
+from chimpact.demo import demo, synth
 from model_checks import finish, start_python
 
 # name -> synth.write_world arguments, plus the frames' size (create_frames.py --size): the two

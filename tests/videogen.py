@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 
-from chimpact.video import ffmpeg_binary
+from chimpact.data.video import ffmpeg_binary
 
 BITS = 12
 ROWS, COLS = 3, 4

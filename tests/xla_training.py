@@ -18,7 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from chimpact import infer, model_folder, pipeline, storage, train
+from chimpact import storage
+from chimpact.predict import infer
+from chimpact.training import model_folder, pipeline, train
 
 MODEL = dict(volume_size=3, lstm_units=16, dense_units=8)
 

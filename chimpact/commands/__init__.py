@@ -9,6 +9,7 @@ import sys
 from absl import app, flags
 
 import chimpact
+from chimpact import cli, storage
 from chimpact.errors import UsageError
 
 # command -> the top-level script that runs the same program.
@@ -25,6 +26,8 @@ USAGE = """usage: chimpact COMMAND [flags]      (chimpact COMMAND --help: its fl
   ensemble  blend trained models on their out-of-fold predictions (ensemble.py)
 
 chimpact --version prints the version."""
+
+HELP_FLAGS = {"-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml"}
 
 
 def _version():
@@ -73,7 +76,27 @@ def run(name, argv=None):
     sys.modules["__main__"].__doc__ = program.__doc__
     for flag in flags.FLAGS.get_key_flags_for_module(program.__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(program.main, argv=argv, flags_parser=_parse_flags)
+    try:
+        app.run(_reaching_buckets(program), argv=argv, flags_parser=_parse_flags)
+    except SystemExit as done:
+        # absl exits 1 after printing the help it was asked for: asking is no failure.
+        if done.code == 1 and HELP_FLAGS & set(argv[1:]):
+            sys.exit(0)
+        raise
+
+
+def _reaching_buckets(program):
+    """The program's main, run once every gs:// path among its flags is reachable
+    (storage.check_reachable): an unreachable bucket is one line and exit 1, not minutes of
+    TensorFlow's retries and a traceback."""
+
+    @cli.reports_input_errors
+    def main(argv):
+        storage.check_reachable({flag.name: flag.value for flag
+                                 in flags.FLAGS.get_key_flags_for_module(program.__name__)})
+        return program.main(argv)
+
+    return main
 
 
 def main():

@@ -56,7 +56,7 @@ def main(argv):
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.annotate, "annotate")
     cli.require_tensorflow()
-    from chimpact import jobs  # TensorFlow loads here, once the flags are read
+    from chimpact.field import jobs  # TensorFlow loads here, once the flags are read
     failures = jobs.run_field(
         FLAGS.model_dir, FLAGS.video_dir, times_csv=FLAGS.times_csv,
         detections_json=FLAGS.detections, out_csv=FLAGS.out_csv, min_conf=FLAGS.min_conf,

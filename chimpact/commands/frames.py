@@ -50,7 +50,7 @@ def main(argv):
     size = cli.image_size(FLAGS.size, "size")
     storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
-    from chimpact import extract, video  # TensorFlow loads here, once the flags are read
+    from chimpact.data import extract, video  # TensorFlow loads here, once the flags are read
     options = video.DecodeOptions(
         fps=FLAGS.fps, size=size and size[::-1], gamma=FLAGS.gamma,
         gamma_value=FLAGS.gamma_value, white_threshold=FLAGS.white_threshold,

@@ -41,7 +41,7 @@ def main(argv):
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.export, "export")
     cli.require_tensorflow()
-    from chimpact import jobs  # TensorFlow loads here, once the flags are read
+    from chimpact.predict import jobs  # TensorFlow loads here, once the flags are read
     jobs.run_infer(
         FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,
         out_csv=FLAGS.out_csv, export_dir=FLAGS.export, oof=FLAGS.oof, tta=FLAGS.tta,

@@ -66,7 +66,7 @@ def main(argv):
         image_size = cli.image_size(FLAGS.image_size)
         storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
-    from chimpact import packing, records  # TensorFlow loads here, once the flags are read
+    from chimpact.data import packing, records  # TensorFlow loads here, once the flags are read
     if FLAGS.inspect:
         for line in records.describe(FLAGS.inspect):
             print(line)

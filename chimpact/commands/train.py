@@ -127,8 +127,8 @@ def main(argv):
     storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
     # TensorFlow loads here, once the flags are read.
-    from chimpact import strategy as strategies
-    from chimpact import train
+    from chimpact.training import strategy as strategies
+    from chimpact.training import train
     strategy = strategies.make_strategy(FLAGS.strategy, FLAGS.tpu)
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     train.train(

@@ -12,7 +12,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from chimpact import labels, storage
+from chimpact import storage
+from chimpact.data import labels
 from chimpact.errors import InputError
 
 COORDINATES = ["x1", "y1", "x2", "y2"]

@@ -12,6 +12,7 @@ and at the end; a re-run redoes exactly the videos without a folder and an `ok` 
 
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import time
 
@@ -19,8 +20,11 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import frames, labels, storage, video
+from chimpact import storage
+from chimpact.data import frames, labels, video
 from chimpact.errors import InputError
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".avi", ".asf", ".mov", ".mkv", ".wmv", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts",
@@ -66,7 +70,7 @@ def read_table(path, columns, flag):
 
 def labelled_frames(labels_csv, fps):
     """{video_id: [frame indices at `fps`]} of the labelled times in the label table
-    `labels_csv` (read by chimpact.labels)."""
+    `labels_csv` (read by chimpact.data.labels)."""
     table = labels.read_labels(labels_csv, "test")[0]
     return {video_id: sorted({frames.frame_index(t, fps) for t in group.time})
             for video_id, group in table.groupby("video_id")}
@@ -86,7 +90,7 @@ def labelled_tables(labels_csvs, fps):
 
 def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_csv=None,
                    labels_csv=None, overwrite=False, progress=True):
-    """Writes the frames of every video in `video_dir` to `out_dir` (see chimpact.frames).
+    """Writes the frames of every video in `video_dir` to `out_dir` (see chimpact.data.frames).
 
     `options` is a video.DecodeOptions; `labels_csv` one label table or several, whose times
     decide each listed video's gamma; `workers` videos are decoded at a time (0: one per core).
@@ -131,6 +135,8 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         if dropped:
             _write_manifest(out_dir, manifest)
 
+    log.info("%s -> %s: %d videos to decode at %g fps, %d already done, %d missing", video_dir,
+             out_dir, len(todo), options.fps, summary.already_done, len(missing))
     started = last_write = time.monotonic()
     bar = tqdm.tqdm(total=len(todo), unit="video", disable=not progress, dynamic_ncols=True)
     pool = concurrent.futures.ThreadPoolExecutor(workers)

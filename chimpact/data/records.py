@@ -14,7 +14,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from chimpact import boxes, storage, window
+from chimpact import storage
+from chimpact.data import boxes, window
 from chimpact.errors import InputError
 
 SCHEMA_VERSION = 2
@@ -45,7 +46,7 @@ class Shard:
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
-    """What a records folder holds; chimpact.packing makes it, every later stage asks it."""
+    """What a records folder holds; chimpact.data.packing makes it, every later stage asks it."""
 
     subset: str  # train | test
     frames_per_side: int

@@ -17,8 +17,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from chimpact import crop, model_folder, storage
+from chimpact import storage
 from chimpact.errors import InputError
+from chimpact.training import crop, model_folder
 from chimpact.settings import FAMILIES, OUTPUT_BIASES, PRECISIONS  # noqa: F401  (model.*)
 
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -98,8 +99,6 @@ def _tiny(shape, weights, pooling):
     not Keras' 0.99: a small model trained for few steps changes fast, and lagging statistics
     made validation losses spike (and the learning rate halve) on small worlds. Synchronized
     across replicas, so that every replica validates with the statistics that are saved."""
-    if weights == "imagenet":
-        raise InputError("--weights=imagenet: the tiny backbone has no pretrained weights")
     frames = keras.Input(shape)
     x = layers.Rescaling(1.0 / 255.0)(frames)
     for filters in (16, 32, 64):
@@ -114,15 +113,39 @@ def _tiny(shape, weights, pooling):
     return network
 
 
-# --backbone values (settings.BACKBONES): builders (shape (H, W, 3), weights none|imagenet|PATH, pooling avg|None).
-BACKBONES = {
-    "efficientnet_b0": _keras_application(keras.applications.EfficientNetB0, True),
-    "efficientnet_b7": _keras_application(keras.applications.EfficientNetB7, True),
-    "efficientnet_v2_s": _keras_application(keras.applications.EfficientNetV2S, False),
-    "efficientnet_v2_m": _keras_application(keras.applications.EfficientNetV2M, False),
-    "efficientnet_v2_l": _keras_application(keras.applications.EfficientNetV2L, False),
-    "tiny": _tiny,
+# The keras.applications backbones, each with whether it takes EfficientNet V1's normalisation.
+APPLICATIONS = {
+    "efficientnet_b0": (keras.applications.EfficientNetB0, True),
+    "efficientnet_b7": (keras.applications.EfficientNetB7, True),
+    "efficientnet_v2_s": (keras.applications.EfficientNetV2S, False),
+    "efficientnet_v2_m": (keras.applications.EfficientNetV2M, False),
+    "efficientnet_v2_l": (keras.applications.EfficientNetV2L, False),
 }
+# --backbone values (settings.BACKBONES): builders (shape (H, W, 3), weights none|imagenet|PATH, pooling avg|None).
+BACKBONES = {**{name: _keras_application(*application)
+                for name, application in APPLICATIONS.items()}, "tiny": _tiny}
+
+
+def check_weights(backbone, weights):
+    """InputError, before anything is written, unless `backbone` can get `weights`: none, a
+    weights file that exists, or imagenet fetched now (or found in Keras' cache, ~/.keras or
+    KERAS_HOME), so that a machine without network fails in one line, not after a fold."""
+    if weights == "none":
+        return
+    if weights != "imagenet":
+        if not storage.exists(weights):
+            raise InputError(f"--weights={weights}: weights file not found")
+        return
+    if backbone not in APPLICATIONS:
+        raise InputError(f"--weights=imagenet: the {backbone} backbone has no pretrained weights")
+    try:
+        APPLICATIONS[backbone][0](include_top=False, weights="imagenet", input_shape=(64, 64, 3))
+    except Exception as e:  # Keras raises a bare Exception for a failed download
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise InputError(f"--weights=imagenet: Keras cannot fetch {backbone}'s ImageNet weights "
+                         f"({reason}): connect this machine to the network once (Keras keeps "
+                         "them), or pass --weights=none or --weights=PATH of a .weights.h5 "
+                         "file") from e
 
 
 def adapt_stem(source, target):

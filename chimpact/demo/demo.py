@@ -2,7 +2,7 @@
 
     python -m chimpact.demo --run_dir=runs/demo
 
-Generates the world (chimpact.synth), then runs create_frames.py, create_tfrecords.py (train and
+Generates the world (chimpact.demo.synth), then runs create_frames.py, create_tfrecords.py (train and
 test), run_train.py and run_infer.py for each preset, and ensemble.py, each as a subprocess
 exactly as a user types it, and prints each model's out-of-fold MAE beside the ensemble's and the
 constant-median baseline's. A stage whose command already succeeded (RUN_DIR/done/<stage> holds
@@ -19,7 +19,7 @@ import time
 
 import pandas as pd
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 PRESETS = ("models/demo.flags", "models/demo-f1.flags", "models/demo-box.flags")
 # A share of the demo's videos shows two or three animals; each label names one by its box.
 WORLD_FLAGS = ("--max_animals=3", "--multi_fraction=0.4")
@@ -31,7 +31,7 @@ def commands(run_dir, n_videos=100, seed=0, fps=1, size="64x48", n_folds=3, pres
     data, frames, records, models = (f"{run_dir}/{d}" for d in ("data", "frames", "records", "models"))
     model_dirs = [f"{models}/{pathlib.Path(p).stem}" for p in presets]
     stages = [
-        ("synth", [python, "-m", "chimpact.synth", f"--out_dir={data}", f"--n_videos={n_videos}",
+        ("synth", [python, "-m", "chimpact.demo.synth", f"--out_dir={data}", f"--n_videos={n_videos}",
                    f"--seed={seed}", *WORLD_FLAGS]),
         ("frames", [python, "create_frames.py", f"--video_dir={data}/videos", f"--out_dir={frames}",
                     f"--fps={fps}", f"--size={size}",
@@ -169,6 +169,3 @@ def main(argv=None):
              presets=tuple(args.presets.split(",")), train_overrides=tuple(shlex.split(args.train_flags)))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
-"""Trains a distance model (any family of chimpact.model) fold by fold under a tf.distribute
+"""Trains a distance model (any family of training.model) fold by fold under a tf.distribute
 strategy, resumably.
 
 For each fold: Adam or AdamW, MAE or Huber loss, RMSE metric, the learning rate halved after 3
 epochs without val_loss improvement (plateau) or annealed along a cosine over all the epochs'
 steps, the best epoch's weights kept, and the validation fold predicted (out-of-fold), into a
-model folder (chimpact.model_folder, local or gs://). Pseudo-labelled test rows
-(chimpact.pseudo) join every fold's training set, never its validation.
+model folder (chimpact.training.model_folder, local or gs://). Pseudo-labelled test rows
+(chimpact.training.pseudo) join every fold's training set, never its validation.
 
 After every epoch the chief writes, in this order: the weights of a new best epoch under a name
 of their own (best-e{epoch}.weights.h5), the checkpoint (the commit point), then renames the new
@@ -26,11 +26,12 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import (augment, checkpoint, crop, model, model_folder, pipeline, pseudo,
-                      records, storage, window)
-from chimpact import strategy as strategies
+from chimpact import storage
+from chimpact.data import records, window
 from chimpact.errors import InputError
 from chimpact.settings import LOSSES, OPTIMIZERS, SCHEDULES
+from chimpact.training import augment, checkpoint, crop, model, model_folder, pipeline, pseudo
+from chimpact.training import strategy as strategies
 
 log = logging.getLogger(__name__)
 JIT_COMPILE = ("auto", True, False)
@@ -365,13 +366,13 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
 
     `family` is model.FAMILIES' (cnn_lstm, stacked, single); `volume_size` defaults to the
     family's. `step`, when given, must equal the records' step. `image_size` (H, W) defaults to
-    the stored size; `crop_bottom` removes that share of its rows at the bottom (chimpact.crop);
+    the stored size; `crop_bottom` removes that share of its rows at the bottom (training.crop);
     `frame_fill` (window.FILLS) says what the frames past a video's ends are. `batch_size` is the
     global batch. `jit_compile` (auto, True, False) is compile's: auto lets Keras choose (XLA on
     a single GPU, not on CPUs or under tf.distribute; TPUs always compile with XLA). `use_boxes`
     conditions the distance on each example's box (records made with --boxes_csv;
     model.build_model). `pseudo_labels_csv` (with the test records `pseudo_tfrec_dir`) adds
-    pseudo-labelled test rows to every fold's training set (chimpact.pseudo). `flags_text` is
+    pseudo-labelled test rows to every fold's training set (training.pseudo). `flags_text` is
     saved as flags.txt.
     """
     strategy = strategy or tf.distribute.get_strategy()
@@ -401,6 +402,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
     _check_settings(settings, folds, strategy)
+    model.check_weights(backbone, weights)
     settings = _merge_config(out_dir, settings)
     chief = strategies.is_chief(strategy)
     if chief:

@@ -4,7 +4,7 @@ training writes and inference and the ensemble read:
     config.json  flags.txt  oof.csv  scores.json  logs/fold{f}/ (TensorBoard)
     oof_tta.csv  test_preds.csv (run_infer.py)
     fold{f}/best.weights.h5  fold{f}/history.csv  fold{f}/oof.csv (written last: fold done)
-    fold{f}/checkpoint.npz   the fold's whole training state (chimpact.checkpoint), until done
+    fold{f}/checkpoint.npz   the fold's whole training state (training.checkpoint), until done
 
 Prediction tables are keyed by (video_id, time): oof.csv and oof_tta.csv have distance, fold
 and pred, test_preds.csv pred; with TTA both add one column per view, pred being their mean.
@@ -13,6 +13,7 @@ and pred, test_preds.csv pred; with TTA both add one column per view, pred being
 import json
 
 from chimpact import storage
+from chimpact.data import frames, video
 from chimpact.errors import InputError
 
 CONFIG = "config.json"
@@ -41,7 +42,7 @@ def fold_weights_path(model_dir, fold):
 
 
 def read_config(model_dir):
-    """The config.json of a trained model folder (written by chimpact.train)."""
+    """The config.json of a trained model folder (written by chimpact.training.train)."""
     path = storage.join(model_dir, CONFIG)
     if not storage.exists(path):
         raise InputError(f"{model_dir}: no {CONFIG}: not a folder written by run_train.py")
@@ -50,3 +51,15 @@ def read_config(model_dir):
 
 def write_config(model_dir, config):
     storage.atomic_write(storage.join(model_dir, CONFIG), json.dumps(config, indent=1) + "\n")
+
+
+def decode_options(config, fps=None):
+    """decode_video's settings for raw videos: those of the model's training frames (config's
+    `frames`, from the records), else create_frames.py's defaults; `fps` overrides."""
+    defaults = video.DecodeOptions()
+    trained = config.get("frames") or {}
+    options = {name: getattr(defaults, name) if trained.get(name) is None else trained[name]
+               for name in frames.DECODE_SETTINGS}
+    if fps:
+        options["fps"] = float(fps)
+    return options

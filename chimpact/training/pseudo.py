@@ -9,9 +9,10 @@ import dataclasses
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import labels, pipeline, records
+from chimpact.data import labels, records
+from chimpact.data.labels import KEYS
 from chimpact.errors import InputError
-from chimpact.labels import KEYS
+from chimpact.training import pipeline
 
 
 @dataclasses.dataclass(frozen=True)

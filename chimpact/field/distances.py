@@ -1,8 +1,9 @@
 """A distance per animal for a folder of field videos and their MegaDetector output: one row per
 detection and snapshot moment, with an interval, ready for camera-trap distance sampling.
 
-Each detection used at a snapshot moment t (chimpact.detections) gets the sequence of frames the
-records would hold for second t (chimpact.window) and the detection's box, through every fold's
+Each detection used at a snapshot moment t (chimpact.field.detections) gets the sequence of frames
+the records would hold for second t (chimpact.data.window) and the detection's box, through every
+fold's
 network under every test-time view (infer.FoldAverage with per_fold). The distance is their
 mean (or median, run_field.py --aggregate); the interval runs from distance + q10 to
 distance + q90 of the model folder's out-of-fold errors (an 80% interval measured on held-out
@@ -18,8 +19,12 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import annotate, boxes, detections, frames, infer, model_folder, storage, video
+from chimpact import storage
+from chimpact.data import boxes, frames, video
 from chimpact.errors import InputError
+from chimpact.field import annotate, detections, videos
+from chimpact.predict import infer
+from chimpact.training import model_folder
 
 log = logging.getLogger(__name__)
 COLUMNS = ["video_id", "time", "detection", *boxes.COORDINATES, "conf", "distance",
@@ -60,7 +65,7 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
                            keep_empty=False, fps=None, batch_size=16):
     """(rows (COLUMNS), pictures at the snapshot moments, their times) of one video with its
     VideoDetections; VideoError when it cannot be decoded."""
-    pictures, fps = infer.decode_frames(config, path, fps)
+    pictures, fps = videos.decode_frames(config, path, fps)
     moments = snapshot_times(len(pictures), fps, snapshot_s)
     used = detections.snapshot_detections(detected.detections, detected.frame_rate, snapshot_s)
     used = used[used.time.isin(moments)].reset_index(drop=True)
@@ -70,7 +75,7 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
         parts = []
         for start in range(0, len(used), batch_size):
             chunk = used.iloc[start:start + batch_size]
-            sequences = infer.model_sequences(config, pictures, chunk.time, fps)
+            sequences = videos.model_sequences(config, pictures, chunk.time, fps)
             box = np.column_stack([chunk[boxes.COORDINATES].to_numpy(), np.ones(len(chunk))])
             parts.append(infer.predict_arrays(
                 predictor, infer.model_inputs(config, sequences, box), batch_size))
@@ -93,10 +98,10 @@ def _sheet_path(annotate_dir, video_id):
 
 
 def predict_detections(predictor, config, video_dir, inputs, out_csv,
-                       videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
+                       detected_videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
                        annotate_dir=None, batch_size=16, progress=True):
-    """Writes `out_csv` (COLUMNS) for the `videos` (VideoDetections) of `video_dir`, in file
-    order; a video missing, failed in MegaDetector or undecodable gets one row with the error and
+    """Writes `out_csv` (COLUMNS) for the `detected_videos` (VideoDetections) of `video_dir`, in
+    file order; a video missing, failed in MegaDetector or undecodable gets one row with the error and
     the others finish. `inputs` (what produced the rows) decides whether an
     interrupted run's per-video results are reused. Returns {video_id: error}."""
     if not tf.io.gfile.isdir(video_dir):
@@ -104,11 +109,13 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
     if not config.get("use_boxes", False):
         log.warning("%s was trained without boxes (run_train.py --use_boxes): every detection "
                     "of a frame gets the same distance", config.get("tfrec_dir", "the model"))
-    parts = infer.parts_dir(out_csv, inputs)
+    parts = videos.parts_dir(out_csv, inputs)
     if annotate_dir:
         tf.io.gfile.makedirs(annotate_dir)
+    log.info("%s -> %s: the detections of %d videos, a snapshot every %g s", video_dir, out_csv,
+             len(detected_videos), snapshot_s)
     failures, tables = {}, []
-    for detected in tqdm.tqdm(videos, unit="video", disable=not progress):
+    for detected in tqdm.tqdm(detected_videos, unit="video", disable=not progress):
         video_id = detected.file
         part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
         path = storage.join(video_dir, video_id)

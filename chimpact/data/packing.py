@@ -23,7 +23,8 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from chimpact import boxes, frames, labels, records, storage, window
+from chimpact import storage
+from chimpact.data import boxes, frames, labels, records, window
 from chimpact.errors import InputError
 from chimpact.settings import SHUFFLE_SEED
 
@@ -126,7 +127,7 @@ def assign_folds(groups, n_folds, distances=None, seed=SHUFFLE_SEED):
 
 
 def plan_examples(table, videos, frames_per_side, step):
-    """Adds to each label row its frame window (chimpact.window), clamped-frame count and
+    """Adds to each label row its frame window (chimpact.data.window), clamped-frame count and
     whether its own second lies outside the video."""
     windows, clamped, bits, outside = [], [], [], []
     for row in table.itertuples():
@@ -364,6 +365,8 @@ def _write(out_dir, plan, manifest, frames_dir, workers, progress):
     _prepare_out_dir(out_dir, manifest.fingerprint)
     pending = [(storage.join(out_dir, name), rows) for name, _, rows in plan
                if not tf.io.gfile.exists(storage.join(out_dir, name))]
+    log.info("%s -> %s: %d %s examples in %d shards, %d to write", frames_dir, out_dir,
+             manifest.examples, manifest.subset, len(plan), len(pending))
     _write_shards(pending, frames_dir, manifest.image_size, workers, progress)
     records.write_manifest(out_dir, manifest)
     tf.io.gfile.remove(storage.join(out_dir, PLAN))

@@ -1,7 +1,7 @@
 """tf.data input pipelines over the sequence records, and prediction with every example once.
 
 Training: every shard of the epoch read at once in a fresh order (the shards themselves hold
-their fold's examples in random order, see chimpact.packing), serialized records shuffled in
+their fold's examples in random order, see chimpact.data.packing), serialized records shuffled in
 blocks (the buffer holds JPEG bytes, not decoded frames), only the centred `volume_size` frames
 decoded, resized only when the stored size differs, one random augmentation per example,
 batched, prefetched; all parallel and autotuned. Each epoch is its own seeded stream, so a
@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from chimpact import augment, boxes, crop, records
+from chimpact.data import boxes, records
 from chimpact.errors import InputError
+from chimpact.training import augment, crop
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER = 256
@@ -55,7 +56,7 @@ def make_loader(manifest, volume_size, image_size=None, crop_bottom=0.0, outside
     and box when the records have boxes).
 
     Frames are resized (with antialiasing) only when the stored size is not `image_size`, then
-    lose their bottom `crop_bottom` (chimpact.crop), boxes with them. `outside`
+    lose their bottom `crop_bottom` (chimpact.training.crop), boxes with them. `outside`
     (Manifest.frame_outside) blacks out the frames past the videos' ends.
     """
     stored = tuple(manifest.image_size)

@@ -22,7 +22,7 @@ With --max_animals above 1, a share of the videos (--multi_fraction) shows 2..ma
 walking at their own distances; the labels and the metadata box always name the first one, the
 way each challenge label names one animal.
 
-    python -m chimpact.synth --out_dir=runs/demo/data --n_videos=100 --seed=0
+    python -m chimpact.demo.synth --out_dir=runs/demo/data --n_videos=100 --seed=0
 """
 
 import argparse
@@ -38,8 +38,8 @@ import pandas as pd
 import tqdm
 
 from chimpact import storage
+from chimpact.data.video import ffmpeg_binary
 from chimpact.errors import InputError
-from chimpact.video import ffmpeg_binary
 
 # The challenge's distances (metres): 0.5 m steps to 8 m, then 1 m steps, plus 13.5.
 DISTANCES = tuple(sorted([0.5 * i for i in range(17)] + [float(d) for d in range(9, 26)] + [13.5]))
@@ -491,7 +491,7 @@ def test_detections(plans, width, height, fps):
         images.append({"file": plan.video_id, "frame_rate": float(fps),
                        "frames_processed": list(range(0, plan.duration_s * fps, fps)),
                        "detections": found})
-    output = {"info": {"format_version": "1.4", "detector": "chimpact.synth (true boxes)"},
+    output = {"info": {"format_version": "1.4", "detector": "chimpact.demo.synth (true boxes)"},
               "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
               "images": images}
     columns = ["video_id", "time", "detection", "distance", "x1", "y1", "x2", "y2"]
@@ -578,7 +578,7 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m chimpact.synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m chimpact.demo.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out_dir", required=True, help="Folder (local or gs://) that receives the world.")
     parser.add_argument("--n_videos", type=int, default=100, help="Number of videos, train and test together.")
     parser.add_argument("--seed", type=int, default=0, help="Same seed and flags give the same bytes.")

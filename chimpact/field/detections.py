@@ -18,7 +18,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from chimpact import boxes, storage
+from chimpact import storage
+from chimpact.data import boxes
 from chimpact.errors import InputError
 
 MIN_CONF = 0.2  # MegaDetector's typical detection threshold

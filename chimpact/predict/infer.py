@@ -9,7 +9,6 @@ own network predicts the out-of-fold rows under the same views (`predict_oof`), 
 ensemble can be fitted on what it will be applied to.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -18,20 +17,19 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import tqdm
 
-from chimpact import (augment, boxes, crop, extract, frames, model, model_folder, pipeline,
-                      records, storage, video, window)
+from chimpact import storage
+from chimpact.data import boxes, frames, records
+from chimpact.data.labels import KEYS
 from chimpact.errors import InputError, UsageError
-from chimpact.labels import KEYS
 from chimpact.settings import AGGREGATES
+from chimpact.training import augment, crop, model, model_folder, pipeline
 
 log = logging.getLogger(__name__)
 EXPORT_INFO = "chimpact_export.json"
 # Test-time views: identity, then the geometric augmentations (flips, right-angle rotations...).
 TTA_AUG = "a1"
 # --aggregate values: how the folds' and the views' predictions are combined.
-_PARTS = ".parts"
 
 
 def median(values, axis):
@@ -116,6 +114,8 @@ def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold
     config = _trained_config(model_dir)
     strategy = strategy or tf.distribute.get_strategy()
     folds = model.load_fold_models(model_dir, strategy=strategy)
+    log.info("%s: folds %s, %d test-time view(s), %s over them, %d replica(s)", model_dir,
+             sorted(folds), tta, aggregate, strategy.num_replicas_in_sync)
     return _predictor([folds[f] for f in sorted(folds)], tta, strategy, jit_compile,
                       per_fold, aggregate), config
 
@@ -267,7 +267,7 @@ def export(predictor, config, export_dir, jit_compile="auto"):
         **({"box": "float32 [batch, 5]: x1, y1, x2, y2 in 0..1 of the animal at second t, "
                    "then 1; no box: 0, 0, 1, 1, 0"} if use_boxes else {}),
         "output": "distance in metres [batch, 1] at second t",
-        **decode_options(config), "volume_size": config["volume_size"],
+        **model_folder.decode_options(config), "volume_size": config["volume_size"],
         "image_size": [height, width], "step": config["step"], "folds": config["folds"],
         "tta": predictor.tta, "aggregate": predictor.aggregate,
         "mixed_precision": config.get("mixed_precision", "none"),
@@ -276,41 +276,9 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     storage.atomic_write(storage.join(export_dir, EXPORT_INFO), json.dumps(info, indent=1) + "\n")
 
 
-def decode_options(config, fps=None):
-    """decode_video's settings for raw videos: those of the model's training frames (config's
-    `frames`, from the records), else create_frames.py's defaults; `fps` overrides."""
-    defaults = video.DecodeOptions()
-    trained = config.get("frames") or {}
-    options = {name: getattr(defaults, name) if trained.get(name) is None else trained[name]
-               for name in frames.DECODE_SETTINGS}
-    if fps:
-        options["fps"] = float(fps)
-    return options
-
-
-def video_seconds(n_frames, fps):
-    """Every whole second of a video whose frame lies inside it."""
-    return [t for t in range(int(np.ceil(n_frames / fps)))
-            if frames.frame_index(t, fps) < n_frames]
-
-
-def sequences(pictures, times, fps, frames_per_side, step, volume_size, fill="clamp"):
-    """[len(times), volume_size, H, W, 3]: the frames of decoded `pictures` that the records hold
-    for these seconds (chimpact.window: the same window, clamped at the ends the same way, or
-    black there with fill zero)."""
-    picked = [window.volume_window(t, fps, len(pictures), frames_per_side, step, volume_size)
-              for t in times]
-    shape = (len(picked), volume_size)
-    chosen = pictures[np.array([w for w, _ in picked], np.int64).reshape(shape)]
-    if fill == "zero":
-        chosen[np.array([outside for _, outside in picked], bool).reshape(shape)] = 0
-    return chosen
-
-
-def model_sequences(config, pictures, times, fps):
-    """sequences() with a model folder's window and fill."""
-    return sequences(pictures, times, fps, config["frames_per_side"], config["step"],
-                     config["volume_size"], config["frame_fill"])
+def combine_views(values, aggregate):
+    """[n, views] predictions -> [n]: their mean or median (AGGREGATES)."""
+    return np.median(values, axis=1) if aggregate == "median" else values.mean(axis=1)
 
 
 def predict_arrays(predictor, inputs, batch_size):
@@ -328,6 +296,7 @@ def predict_arrays(predictor, inputs, batch_size):
                              batch_size=batch_size, verbose=0)[:n]
 
 
+
 def model_inputs(config, batch, box=None):
     """What the fold networks read of a batch of sequences at the folder's image_size (numpy or
     tensors): the sequences less their --crop_bottom rows, with their boxes (absent: the whole
@@ -341,100 +310,3 @@ def model_inputs(config, batch, box=None):
     elif isinstance(box, np.ndarray):
         box = box.astype(np.float32)
     return {"frames": frames, "box": crop.crop_box(box, batch.shape[-3], fraction)}
-
-
-def decode_frames(config, path, fps, labelled=None):
-    """(pictures uint8 [n, H, W, 3] at the model's size, fps) of a video decoded as
-    create_frames.py decodes, with the settings of the model's training frames."""
-    height, width = config["image_size"]
-    options = decode_options(config, fps)
-    pictures, _ = video.decode_video(path, labelled_frames=labelled, size=(width, height),
-                                     **options)
-    return pictures, options["fps"]
-
-
-def combine_views(values, aggregate):
-    """[n, views] predictions -> [n]: their mean or median (AGGREGATES)."""
-    return np.median(values, axis=1) if aggregate == "median" else values.mean(axis=1)
-
-
-def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
-    """(times, distances, errors) of one video at `times` (every second when None); a time
-    whose frame lies past the video's end gets no distance (NaN) and the error "past the end";
-    VideoError when the video cannot be decoded. Decoding follows create_frames.py with
-    decode_options(config, fps). A box model sees no box (the whole frame)."""
-    fps = decode_options(config, fps)["fps"]
-    labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
-    pictures, fps = decode_frames(config, path, fps, labelled)
-    times = video_seconds(len(pictures), fps) if times is None else list(times)
-    inside = [t for t in times if 0 <= frames.frame_index(t, fps) < len(pictures)]
-    distances = [np.zeros(0, np.float32)]
-    # One batch of sequences at a time: a long video's sequences need not fit in memory.
-    for start in range(0, len(inside), batch_size):
-        chunk = model_sequences(config, pictures, inside[start:start + batch_size], fps)
-        distances.append(combine_views(predict_arrays(predictor, model_inputs(config, chunk),
-                                                      batch_size), predictor.aggregate))
-    found = dict(zip(inside, np.concatenate(distances)))
-    past = f"past the end: the video has {len(pictures) / fps:g} s"
-    return (times, np.array([found.get(t, np.nan) for t in times], np.float32),
-            ["" if t in found else past for t in times])
-
-
-def parts_dir(out_csv, inputs):
-    """Per-video results of an interrupted run with the same `inputs`, kept beside `out_csv`
-    until it is written (emptied when the inputs differ), so that a re-run resumes."""
-    parts = str(out_csv) + _PARTS
-    stamp = storage.join(parts, "inputs.json")
-    if tf.io.gfile.exists(stamp) and json.loads(storage.read_text(stamp)) != inputs:
-        tf.io.gfile.rmtree(parts)
-    if not tf.io.gfile.exists(stamp):
-        tf.io.gfile.makedirs(parts)
-        storage.atomic_write(stamp, json.dumps(inputs))
-    return parts
-
-
-def _read_part(path):
-    return storage.read_csv(path, dtype={"video_id": str, "error": str}, keep_default_na=False,
-                       na_values={"distance": [""]})
-
-
-def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, batch_size=16,
-                   inputs=None, progress=True):
-    """Writes `out_csv` (video_id, time, distance, error): every second of every video in
-    `video_dir`, or the (video_id, time) rows of the `times` table, in its order.
-
-    A video that cannot be decoded gets a row per requested time (one row without a time when
-    every second was asked for) with an empty distance and the error; the others finish.
-    `inputs` (what produced the predictions) decides whether earlier partial results are reused.
-    Returns {video_id: error} of the failed videos.
-    """
-    if times is None:
-        wanted = {video_id: None for video_id in extract.list_videos(video_dir)}
-    else:
-        wanted = {v: rows["time"].tolist() for v, rows in times.groupby("video_id", sort=False)}
-    times_sha = None if times is None else hashlib.sha256(times.to_csv().encode()).hexdigest()
-    parts = parts_dir(out_csv, dict(inputs or {}, video_dir=str(video_dir),
-                                     decode=decode_options(config, fps), times=times_sha))
-    failures, tables = {}, []
-    for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
-        part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
-        if not tf.io.gfile.exists(part):
-            try:
-                seconds, distances, errors = predict_video(
-                    predictor, config, storage.join(video_dir, video_id), wanted[video_id], fps,
-                    batch_size)
-            except video.VideoError as e:
-                failures[video_id] = e.reason
-                tables.append(pd.DataFrame({"video_id": video_id,
-                                            "time": wanted[video_id] or [None],
-                                            "distance": np.nan, "error": e.reason}))
-                continue
-            storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
-                                            "distance": distances, "error": errors}), part)
-        tables.append(_read_part(part))
-    table = pd.concat(tables, ignore_index=True).astype({"time": "Int64"})
-    if times is not None:
-        table = times.astype({"time": "Int64"}).merge(table, on=KEYS, how="left")
-    storage.write_csv(table[KEYS + ["distance", "error"]], out_csv)
-    tf.io.gfile.rmtree(parts)
-    return failures

@@ -7,7 +7,7 @@ ask this module, so the three agree frame for frame. A frame whose time lies pas
 the first or last frame (fill clamp, the reference's) or black (fill zero, the 2nd place's).
 """
 
-from chimpact import frames
+from chimpact.data import frames
 from chimpact.errors import InputError
 
 FILLS = ("clamp", "zero")

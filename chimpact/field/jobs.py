@@ -1,0 +1,59 @@
+"""run_field.py's job in one call: raw videos every second, a times table, or each MegaDetector
+detection at each snapshot moment, through the fold-averaged predictor of chimpact.predict.
+"""
+
+import hashlib
+import logging
+
+from chimpact import storage
+from chimpact.data import labels
+from chimpact.errors import UsageError
+from chimpact.field import detections, distances, videos
+from chimpact.predict import infer
+from chimpact.training import model_folder
+from chimpact.training import strategy as strategies
+
+log = logging.getLogger(__name__)
+
+
+def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
+              min_conf=detections.MIN_CONF, categories=detections.CATEGORIES, snapshot_s=1.0,
+              keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
+              tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True):
+    """Everything run_field.py does: every second of every video in `video_dir`, or the
+    `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
+    interval). Returns {video_id: error} of the videos that failed."""
+    infer.check_aggregate(aggregate)
+    if not video_dir:
+        raise UsageError("--video_dir is required: the folder of videos to predict")
+    if times_csv and detections_json:
+        raise UsageError("--times_csv and --detections both pick what to predict: give one")
+    if (keep_empty or annotate_dir) and not detections_json:
+        raise UsageError("--keep_empty and --annotate go with --detections")
+    if snapshot_s <= 0:
+        raise UsageError(f"--snapshot_s={snapshot_s}: must be positive")
+    if batch_size < 1:
+        raise UsageError(f"--batch_size={batch_size}: must be positive")
+    times = labels.read_times(times_csv) if times_csv else None
+    if detections_json:
+        detected, skipped = detections.read_detections(detections_json, min_conf, categories)
+        offsets = distances.error_offsets(model_dir)
+        for reason, count in skipped.items():
+            log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
+    predictor, config = infer.load_predictor(
+        model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
+        per_fold=bool(detections_json), aggregate=aggregate)
+    inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
+              "aggregate": aggregate}
+    if detections_json:
+        return distances.predict_detections(
+            predictor, config, video_dir,
+            dict(inputs, detections=hashlib.sha256(storage.read_bytes(
+                detections_json)).hexdigest(), min_conf=min_conf, categories=list(categories),
+                 snapshot_s=snapshot_s, keep_empty=keep_empty, fps=fps,
+                 decode=model_folder.decode_options(config, fps), annotate=str(annotate_dir or "")),
+            out_csv or storage.join(model_dir, "detection_distances.csv"), detected, offsets,
+            snapshot_s, keep_empty, fps, annotate_dir, batch_size, progress)
+    return videos.predict_videos(
+        predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
+        times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)
