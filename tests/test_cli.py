@@ -11,6 +11,7 @@ import pytest
 
 from chimpact import cli, commands, presets, settings
 from chimpact.errors import UsageError
+import videogen
 from sequence_records import write_records
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -194,3 +195,25 @@ def test_imagenet_weights_that_cannot_be_fetched_are_one_line_before_anything_is
         assert not out.exists()
         if weights == "imagenet":
             assert "or pass --weights=none or --weights=PATH" in lines[0]
+
+
+def test_each_stage_says_what_it_does_at_info_and_verbosity_silences_it(tmp_path):
+    """create_frames.py logs what it reads, writes and skips at INFO by default (absl's
+    --verbosity=0); --verbosity=-1 keeps warnings only; a re-run says what is already done."""
+    (tmp_path / "videos").mkdir()
+    videogen.make_video(tmp_path / "videos" / "a.mp4", 2, fps=5, size=(48, 32))
+
+    def frames(*flags):
+        done = subprocess.run([sys.executable, "create_frames.py",
+                               f"--video_dir={tmp_path / 'videos'}",
+                               f"--out_dir={tmp_path / 'frames'}", *flags],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return [line for line in done.stderr.splitlines() if "extract.py" in line]
+
+    said = frames()
+    assert len(said) == 1 and said[0].startswith("I") and said[0].endswith(
+        f"] {tmp_path / 'videos'} -> {tmp_path / 'frames'}: 1 videos to decode at 1 fps, "
+        "0 already done, 0 missing"), said
+    assert frames("--verbosity=-1") == []
+    assert frames()[0].endswith(": 0 videos to decode at 1 fps, 1 already done, 0 missing")
