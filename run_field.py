@@ -1,7 +1,40 @@
-"""Predicts distances in raw survey videos (`chimpact field`): the program and its flags are in
+"""Predicts distances in raw survey videos (`chimpact field`): the flags are defined in
 chimpact/commands/field.py; --help shows them."""
 
+import sys
+
+from absl import flags
+
+from chimpact import cli, storage
+from chimpact.cli import reports_input_errors
 from chimpact.commands import run
 
+FLAGS = flags.FLAGS
+
+
+@reports_input_errors
+def main(argv):
+    del argv
+    storage.check_writable(FLAGS.out_csv, "out_csv", "file")
+    storage.check_writable(FLAGS.annotate, "annotate")
+    cli.require_tensorflow()
+    from chimpact.field import jobs  # TensorFlow loads here, once the flags are read
+    failures = jobs.run_field(
+        FLAGS.model_dir, FLAGS.video_dir, times_csv=FLAGS.times_csv,
+        detections_json=FLAGS.detections, out_csv=FLAGS.out_csv, min_conf=FLAGS.min_conf,
+        categories=tuple(FLAGS.detection_categories), snapshot_s=FLAGS.snapshot_s,
+        keep_empty=FLAGS.keep_empty, annotate_dir=FLAGS.annotate, tta=FLAGS.tta,
+        batch_size=FLAGS.batch_size, strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps,
+        jit_compile=cli.jit_compile(FLAGS.jit_compile), aggregate=FLAGS.aggregate,
+        progress=FLAGS.progress)
+    if failures:
+        for video_id, reason in failures.items():
+            print(f"{video_id}: {reason}", file=sys.stderr)
+        print(f"{len(failures)} video(s) could not be predicted; their rows have an empty "
+              "distance and the error", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    run("field")
+    run("field", main)

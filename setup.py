@@ -13,6 +13,9 @@ setup(
     packages=find_packages(include=["chimpact", "chimpact.*"]),
     # The presets travel with the package: `chimpact train --preset=NAME` from any folder.
     package_data={"chimpact.presets": ["*.flags"]},
+    # The entry scripts (they read the flags) and one command that runs them by name.
+    scripts=["create_frames.py", "create_tfrecords.py", "run_train.py", "run_infer.py",
+             "run_field.py", "ensemble.py"],
     entry_points={"console_scripts": ["chimpact = chimpact.commands:main"]},
     # TensorFlow 2.16+ comes from the platform's own distribution, never named here: pip counts
     # tensorflow, tensorflow-cpu and tensorflow-tpu as different packages, and installing one

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import runpy
 import socket
 import textwrap
 
@@ -142,7 +143,8 @@ def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, ca
     with pytest.raises(InputError, match="--aug=a9"):
         train.train(tmp_path / "rec", tmp_path / "out", aug="a9", **TINY)
 
-    from chimpact.commands import train as run_train
+    from chimpact.commands import train as train_flags  # noqa: F401  (defines the flags)
+    run_train = runpy.run_path(str(ROOT / "run_train.py"))  # the script's main, not run
 
     monkeypatch.chdir(ROOT)
     flags.FLAGS.unparse_flags()
@@ -150,7 +152,7 @@ def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, ca
                  f"--tfrec_dir={tmp_path / 'rec'}", f"--out_dir={tmp_path / 'out'}"])
     try:
         with pytest.raises(SystemExit) as exit_info:
-            run_train.main(["run_train.py"])
+            run_train["main"](["run_train.py"])
     finally:
         flags.FLAGS.unparse_flags()
     assert exit_info.value.code == 1

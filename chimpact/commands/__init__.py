@@ -4,7 +4,10 @@ create_tfrecords.py, run_train.py, run_infer.py, run_field.py or ensemble.py wit
 flags."""
 
 import importlib
+import pathlib
+import runpy
 import sys
+import sysconfig
 
 from absl import app, flags
 
@@ -59,9 +62,10 @@ def _with_presets(argv):
     return expanded
 
 
-def run(name, argv=None):
-    """Runs command `name` on `argv` (default sys.argv) as its script does: --version, and
-    train's --preset, are read first; usage errors exit 2, failed work 1."""
+def run(name, main, argv=None):
+    """Runs `main`, the entry script of command `name` (whose flags chimpact/commands/NAME.py
+    defines), on `argv` (default sys.argv): --version, and train's --preset, are read first;
+    usage errors exit 2, failed work 1."""
     argv = list(sys.argv if argv is None else argv)
     if "--version" in argv[1:]:
         _version()
@@ -77,7 +81,7 @@ def run(name, argv=None):
     for flag in flags.FLAGS.get_key_flags_for_module(program.__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     try:
-        app.run(_reaching_buckets(program), argv=argv, flags_parser=_parse_flags)
+        app.run(_reaching_buckets(program, main), argv=argv, flags_parser=_parse_flags)
     except SystemExit as done:
         # absl exits 1 after printing the help it was asked for: asking is no failure.
         if done.code == 1 and HELP_FLAGS & set(argv[1:]):
@@ -85,8 +89,8 @@ def run(name, argv=None):
         raise
 
 
-def _reaching_buckets(program):
-    """The program's main, run once every gs:// path among its flags is reachable
+def _reaching_buckets(program, program_main):
+    """The script's main, run once every gs:// path among its flags is reachable
     (storage.check_reachable): an unreachable bucket is one line and exit 1, not minutes of
     TensorFlow's retries and a traceback."""
 
@@ -94,7 +98,7 @@ def _reaching_buckets(program):
     def main(argv):
         storage.check_reachable({flag.name: flag.value for flag
                                  in flags.FLAGS.get_key_flags_for_module(program.__name__)})
-        return program.main(argv)
+        return program_main(argv)
 
     return main
 
@@ -111,4 +115,17 @@ def main():
         print(f"error: {'unknown command ' + repr(command) if command else 'no command'}; "
               f"expected one of {', '.join(SCRIPTS)}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    run(command, [f"chimpact {command}", *arguments])
+    sys.argv = [f"chimpact {command}", *arguments]
+    runpy.run_path(str(_script(command)), run_name="__main__")
+
+
+def _script(command):
+    """The entry script of `command`: beside the package in a checkout, else in the folder pip
+    installed the package's scripts into (setup.py `scripts`)."""
+    for folder in (pathlib.Path(__file__).resolve().parents[2],
+                   pathlib.Path(sysconfig.get_path("scripts"))):
+        if (folder / SCRIPTS[command]).is_file():
+            return folder / SCRIPTS[command]
+    print(f"error: {SCRIPTS[command]} is not installed beside chimpact: reinstall the package "
+          "(pip install .)", file=sys.stderr)
+    sys.exit(1)

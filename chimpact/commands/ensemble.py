@@ -10,10 +10,8 @@ ensemble.json, submission.csv and ensemble.png into --out_dir and prints the MAE
 
 from absl import flags
 
-from chimpact import ensemble, storage
-from chimpact.cli import reports_input_errors
+from chimpact import ensemble
 
-FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Comma-separated model directories (local or gs://), each "
                   "holding oof.csv and test_preds.csv.")
 flags.DEFINE_string("out_dir", None, "Where ensemble.json, submission.csv and ensemble.png go.")
@@ -31,15 +29,3 @@ flags.DEFINE_enum("tta", "none", list(ensemble.TTA_MEMBERS), "What each model br
                   "--oof, test_preds.csv, made with the same --tta); views, each TTA view as a "
                   "member of its own, as the reference allowed.")
 flags.mark_flags_as_required(["model_dirs", "out_dir"])
-
-
-@reports_input_errors
-def main(argv):
-    del argv
-    storage.check_writable(FLAGS.out_dir, "out_dir")
-    summary = ensemble.run_ensemble(
-        FLAGS.model_dirs, FLAGS.out_dir, coef_min=FLAGS.coef_min, coef_max=FLAGS.coef_max,
-        coef_step=FLAGS.coef_step, round_to_labels=FLAGS.round_to_labels,
-        submission_csv=FLAGS.submission_csv, tta=FLAGS.tta)
-    print(ensemble.mae_table(summary))
-

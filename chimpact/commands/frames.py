@@ -10,9 +10,8 @@ labels) and redoes the others. Exits 1 when a video failed, after finishing the 
 
 from absl import flags
 
-from chimpact import cli, settings, storage
+from chimpact import cli, settings
 
-FLAGS = flags.FLAGS
 flags.DEFINE_string("video_dir", None, "Folder of videos (local or gs://); every video file "
                     "directly inside it is decoded.")
 flags.DEFINE_string("out_dir", None, "Where frame folders and manifest.csv go (local or gs://).")
@@ -42,22 +41,3 @@ flags.DEFINE_float("timeout", 600.0, "Seconds decoding one video may take in all
                    "and the video marked failed.", lower_bound=1.0)
 flags.DEFINE_bool("overwrite", False, "Redo every video, even those already complete.")
 flags.mark_flags_as_required(["video_dir", "out_dir"])
-
-
-@cli.reports_input_errors
-def main(argv):
-    del argv
-    size = cli.image_size(FLAGS.size, "size")
-    storage.check_writable(FLAGS.out_dir, "out_dir")
-    cli.require_tensorflow()
-    from chimpact.data import extract, video  # TensorFlow loads here, once the flags are read
-    options = video.DecodeOptions(
-        fps=FLAGS.fps, size=size and size[::-1], gamma=FLAGS.gamma,
-        gamma_value=FLAGS.gamma_value, white_threshold=FLAGS.white_threshold,
-        white_ratio=FLAGS.white_ratio, timeout=FLAGS.timeout)
-    summary = extract.extract_frames(
-        FLAGS.video_dir, FLAGS.out_dir, options, quality=FLAGS.quality, workers=FLAGS.workers,
-        videos_csv=FLAGS.videos_csv, labels_csv=FLAGS.labels_csv, overwrite=FLAGS.overwrite)
-    print(summary.line)
-    return 1 if summary.failed else 0
-

@@ -13,11 +13,8 @@ the model folder (what ensemble.py reads); --submission_csv fills the format tab
 
 from absl import flags
 
-from chimpact import cli, storage
-from chimpact.cli import reports_input_errors
 from chimpact.commands import prediction
 
-FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(prediction)
 flags.DEFINE_string("tfrec_dir", None, "Test records (create_tfrecords.py --subset=test): "
                     "predicts each example once and writes MODEL_DIR/test_preds.csv (with --oof: "
@@ -33,17 +30,3 @@ flags.DEFINE_string("out_csv", None, "Where --submission_csv's filled table goes
 flags.DEFINE_string("export", None, "Folder for a SavedModel of the fold average (endpoint "
                     "`serve`: uint8 [batch, volume_size, H, W, 3] -> metres), loadable without "
                     "chimpact.")
-
-
-@reports_input_errors
-def main(argv):
-    del argv
-    storage.check_writable(FLAGS.out_csv, "out_csv", "file")
-    storage.check_writable(FLAGS.export, "export")
-    cli.require_tensorflow()
-    from chimpact.predict import jobs  # TensorFlow loads here, once the flags are read
-    jobs.run_infer(
-        FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,
-        out_csv=FLAGS.out_csv, export_dir=FLAGS.export, oof=FLAGS.oof, tta=FLAGS.tta,
-        batch_size=FLAGS.batch_size, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
-        jit_compile=cli.jit_compile(FLAGS.jit_compile), aggregate=FLAGS.aggregate)

@@ -15,15 +15,11 @@ else the default device. --strategy=multiworker reads TF_CONFIG (run the same co
 machine, with a shared --out_dir such as gs://).
 """
 
-import sys
 
 from absl import flags
 
-from chimpact import cli, settings, storage
-from chimpact.cli import reports_input_errors
-from chimpact.errors import UsageError
+from chimpact import cli, settings
 
-FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", None, "A packaged preset by name (models/NAME.flags, found "
                     "wherever chimpact is installed): its flags where --preset=NAME stands, "
                     "so that flags after it win; --preset=list prints the presets.")
@@ -96,53 +92,3 @@ flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or local (TPU VM); 
                     "TPU is an error.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output: 1 bar, "
                   "2 one line per epoch, 0 silent.")
-
-
-def _ints(values, name):
-    try:
-        return [int(v) for v in values]
-    except ValueError:
-        raise UsageError(f"--{name}={','.join(values)}: expected whole numbers")
-
-
-def flags_text():
-    """The flags of this script as a flagfile that repeats the run."""
-    lines = [f"# python run_train.py --flagfile=flags.txt   (written by: {' '.join(sys.argv)})"]
-    lines += [flag.serialize() for flag in FLAGS.get_flags_for_module(__name__)
-              if flag.value is not None]
-    return "\n".join(lines) + "\n"
-
-
-@reports_input_errors
-def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.preset:
-        raise UsageError(f"--preset {FLAGS.preset}: write --preset={FLAGS.preset} (the preset "
-                         "is read before the other flags)")
-    for name in ("tfrec_dir", "out_dir"):
-        if not FLAGS[name].value:
-            raise UsageError(f"--{name} is required")
-    image_size = cli.image_size(FLAGS.image_size)
-    storage.check_writable(FLAGS.out_dir, "out_dir")
-    cli.require_tensorflow()
-    # TensorFlow loads here, once the flags are read.
-    from chimpact.training import strategy as strategies
-    from chimpact.training import train
-    strategy = strategies.make_strategy(FLAGS.strategy, FLAGS.tpu)
-    verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
-    train.train(
-        FLAGS.tfrec_dir, FLAGS.out_dir, backbone=FLAGS.backbone, weights=FLAGS.weights,
-        volume_size=FLAGS.volume_size, step=FLAGS.step, image_size=image_size,
-        folds=_ints(FLAGS.folds, "folds") if FLAGS.folds else None, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, lr=FLAGS.lr, aug=FLAGS.aug, aug_prob=FLAGS.aug_prob,
-        seed=FLAGS.seed, lstm_units=FLAGS.lstm_units, dense_units=FLAGS.dense_units,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=cli.jit_compile(FLAGS.jit_compile),
-        output_bias=FLAGS.output_bias, use_boxes=FLAGS.use_boxes, family=FLAGS.family,
-        crop_bottom=FLAGS.crop_bottom, frame_fill=FLAGS.frame_fill, loss=FLAGS.loss,
-        schedule=FLAGS.schedule, optimizer=FLAGS.optimizer,
-        weight_decay=FLAGS.weight_decay if FLAGS.optimizer == "adamw" else 0.0,
-        pseudo_labels_csv=FLAGS.pseudo_labels, pseudo_tfrec_dir=FLAGS.pseudo_tfrec_dir,
-        strategy=strategy, flags_text=flags_text(),
-        verbose=verbose)
-
