@@ -249,7 +249,10 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     archive.add_endpoint("serve", serve)
     with storage.local_dir() as tmp:
         local = os.path.join(tmp, "export")
-        archive.write_out(local, verbose=False)
+        # A served model is never differentiated: without its custom gradients (EfficientNet's
+        # swish has one per layer) SavedModel skips tracing them, a third of the export's time.
+        archive.write_out(local, verbose=False,
+                          options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         for folder, _, names in tf.io.gfile.walk(local):
             relative = os.path.relpath(folder, local)
             target = export_dir if relative == "." else storage.join(export_dir, relative)
