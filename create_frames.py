@@ -28,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run("frames", main)
+    run("frames", main, FLAGS)

@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run("records", main)
+    run("records", main, FLAGS)

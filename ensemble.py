@@ -22,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run("ensemble", main)
+    run("ensemble", main, FLAGS)

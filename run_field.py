@@ -37,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run("field", main)
+    run("field", main, FLAGS)

@@ -25,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run("infer", main)
+    run("infer", main, FLAGS)

@@ -63,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run("train", main)
+    run("train", main, FLAGS)

@@ -38,13 +38,17 @@ def _version():
     sys.exit(0)
 
 
-def _parse_flags(argv):
-    """absl's flag parsing, a bad flag exiting 2 (a usage error) instead of absl's 1."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e} (--helpshort lists the flags)", file=sys.stderr)
-        sys.exit(2)
+def _flags_parser(flag_values):
+    """absl's flag parsing into `flag_values`, a bad flag exiting 2 (a usage error) instead of
+    absl's 1."""
+    def parse(argv):
+        try:
+            return flag_values(argv)
+        except flags.Error as e:
+            print(f"error: {e} (--helpshort lists the flags)", file=sys.stderr)
+            sys.exit(2)
+
+    return parse
 
 
 def _with_presets(argv):
@@ -62,10 +66,10 @@ def _with_presets(argv):
     return expanded
 
 
-def run(name, main, argv=None):
+def run(name, main, flag_values, argv=None):
     """Runs `main`, the entry script of command `name` (whose flags chimpact/commands/NAME.py
-    defines), on `argv` (default sys.argv): --version, and train's --preset, are read first;
-    usage errors exit 2, failed work 1."""
+    defines in the script's `flag_values`, absl's FLAGS), on `argv` (default sys.argv):
+    --version, and train's --preset, are read first; usage errors exit 2, failed work 1."""
     argv = list(sys.argv if argv is None else argv)
     if "--version" in argv[1:]:
         _version()
@@ -78,10 +82,11 @@ def run(name, main, argv=None):
     # absl's --help prints the __main__ module's docstring and the flags key to sys.argv[0]:
     # the program's usage and flags.
     sys.modules["__main__"].__doc__ = program.__doc__
-    for flag in flags.FLAGS.get_key_flags_for_module(program.__name__):
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    for flag in flag_values.get_key_flags_for_module(program.__name__):
+        flag_values.register_key_flag_for_module(sys.argv[0], flag)
     try:
-        app.run(_reaching_buckets(program, main), argv=argv, flags_parser=_parse_flags)
+        app.run(_reaching_buckets(program, main, flag_values), argv=argv,
+                flags_parser=_flags_parser(flag_values))
     except SystemExit as done:
         # absl exits 1 after printing the help it was asked for: asking is no failure.
         if done.code == 1 and HELP_FLAGS & set(argv[1:]):
@@ -89,7 +94,7 @@ def run(name, main, argv=None):
         raise
 
 
-def _reaching_buckets(program, program_main):
+def _reaching_buckets(program, program_main, flag_values):
     """The script's main, run once every gs:// path among its flags is reachable
     (storage.check_reachable): an unreachable bucket is one line and exit 1, not minutes of
     TensorFlow's retries and a traceback."""
@@ -97,7 +102,7 @@ def _reaching_buckets(program, program_main):
     @cli.reports_input_errors
     def main(argv):
         storage.check_reachable({flag.name: flag.value for flag
-                                 in flags.FLAGS.get_key_flags_for_module(program.__name__)})
+                                 in flag_values.get_key_flags_for_module(program.__name__)})
         return program_main(argv)
 
     return main
