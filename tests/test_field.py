@@ -60,7 +60,8 @@ MD_OUTPUT = {
     "info": {"format_version": "1.4"},
     "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
     "images": [
-        {"file": "four.mp4", "frame_rate": 5.0, "frames_processed": list(range(0, 20, 5)),
+        # frame 10, nearer t=2 than frame 11, was not processed
+        {"file": "four.mp4", "frame_rate": 5.0, "frames_processed": [0, 5, 11, 12, 15],
          "detections": [
              _detection(0, BBOX_A),
              _detection(0, BBOX_B, conf=0.1),                  # below --min_conf
@@ -111,6 +112,8 @@ def test_detections_rows_skips_and_errors_are_as_documented(model_dir, video_dir
 
     table = pd.read_csv(out_csv)
     assert list(table.columns) == distances.COLUMNS
+    # the video folder's own name is the deployment of the videos at its top
+    assert set(table.deployment_id) == {pathlib.Path(video_dir).name}
     assert list(zip(table.video_id, table.time.fillna(-1), table.detection.fillna(-1))) == [
         ("four.mp4", 0, 0), ("four.mp4", 1, 0), ("four.mp4", 1, 1), ("four.mp4", 2, 0),
         ("missing.mp4", -1, -1), ("six.avi", 5, 0), ("failed.mp4", -1, -1)]
@@ -182,24 +185,6 @@ def test_snapshot_detections_takes_the_nearest_frame_within_half_a_snapshot():
     assert list(zip(used.time, used.frame_number)) == [(0, 10), (2, 30), (4, 50)]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"images": []}, "no `detection_categories`"),
-    ({"detection_categories": {"1": "animal"}, "images": [{"file": "a.mp4", "detections": []}]},
-     r"images\[0\]: \(a.mp4\) frame_rate None is not a positive number"),
-    ({"detection_categories": {"1": "animal"}, "images": [
-        {"file": "a.mp4", "frame_rate": 30, "detections": [{"category": "1", "conf": 0.5}]}]},
-     r"images\[0\].detections\[0\] \(a.mp4\): needs category"),
-    ({"detection_categories": {"1": "animal"}, "images": [
-        {"file": "a.mp4", "frame_rate": 30, "detections": [_detection(0, [0.5, 0.5, -1, 1])]}]},
-     r"bbox \[0.5, 0.5, -1.0, 1.0\] is not \[x, y, width, height\] in 0..1"),
-    ({"detection_categories": {"2": "person"}, "images": []},
-     "--detection_categories: animal not in the file's categories"),
-])
-def test_malformed_megadetector_files_are_one_line_errors(tmp_path, data, message):
-    with pytest.raises(InputError, match=message):
-        detections.read_detections(_write_json(tmp_path, data))
-
-
 def test_box_views_compile_with_xla_and_match(model_dir, video_dir):
     """The fold average with every test-time view moves the boxes the same under XLA."""
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32))
@@ -248,3 +233,69 @@ def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_
     expected = np.mean([network.predict(inputs, verbose=0)[:, 0]
                         for network in model.load_fold_models(model_dir).values()], axis=0)
     np.testing.assert_allclose(table.distance, expected, atol=1e-5)
+
+
+def _survey(video_dir, root):
+    """A survey folder of two deployments, cam1 (four.mp4) and cam2 (six.avi, and extra.avi that
+    MegaDetector did not list)."""
+    for video, folder in (("four.mp4", "cam1"), ("six.avi", "cam2"), ("six.avi", "cam2/extra")):
+        target = root / f"{folder}/{video}" if "/" not in folder else root / f"{folder}.avi"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((pathlib.Path(video_dir) / video).read_bytes())
+    return root
+
+
+# MegaDetector looked at frames 0-2 of four.mp4 (5 fps: up to 0.4 s) and every frame of six.avi,
+# where frame 20 (4 s, no animal) is nearer moment 4 than frame 22's animal: moment 4 is empty.
+SURVEY_DETECTIONS = {"cam1/four.mp4": ([0, 1, 2], {0: BBOX_A}),
+                     "cam2/six.avi": (list(range(30)), {22: BBOX_B, 25: BBOX_C})}
+
+
+def _video_level(root):
+    """Format 1.5: a Windows relative path, an absolute one inside the folder, one outside."""
+    images = [{"file": "cam1\\four.mp4", "frame_rate": 5.0, "frames_processed": [0, 1, 2],
+               "detections": [_detection(0, BBOX_A)]},
+              {"file": f"{root}/cam2/six.avi", "frame_rate": 5.0,
+               "frames_processed": list(range(30)),
+               "detections": [_detection(22, BBOX_B), _detection(25, BBOX_C)]},
+              {"file": "/elsewhere/seven.mp4", "frame_rate": 5.0, "frames_processed": [0],
+               "detections": []}]
+    return {"info": {"format_version": "1.5"}, "detection_categories": {"1": "animal"},
+            "images": images}
+
+
+def _frame_level():
+    """The same survey's frame results, without a frame rate: the videos' own is used."""
+    images = [{"file": f"{video}/frame{frame:06d}.jpg",
+               "detections": [_detection(frame, bbox) for f, bbox in found.items() if f == frame]}
+              for video, (processed, found) in SURVEY_DETECTIONS.items() for frame in processed]
+    for entry in images:
+        for detection in entry["detections"]:
+            del detection["frame_number"]
+    return {"info": {"format_version": "1.4"}, "detection_categories": {"1": "animal"},
+            "images": images}
+
+
+def test_a_survey_folder_in_both_layouts_gives_the_same_rows(model_dir, video_dir, tmp_path):
+    root = _survey(video_dir, tmp_path / "survey")
+    tables = {}
+    for name, data in (("video", _video_level(root)), ("frames", _frame_level())):
+        failures = run_field(model_dir, str(root), detections_json=_write_json(tmp_path, data),
+                             out_csv=str(tmp_path / f"{name}.csv"), keep_empty=True,
+                             progress=False)
+        tables[name] = pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False,
+                                   na_values={c: [""] for c in distances.COLUMNS[2:-1]})
+        assert failures == ({} if name == "frames" else {
+            "/elsewhere/seven.mp4": "an absolute path outside --video_dir=" + str(root)})
+    video = tables["video"]
+    assert list(zip(video.video_id, video.deployment_id, video.time.fillna(-1))) == [
+        ("cam1/four.mp4", "cam1", t) for t in (0, 1, 2, 3)] + [
+        ("cam2/six.avi", "cam2", t) for t in range(6)] + [
+        ("/elsewhere/seven.mp4", "", -1), ("cam2/extra.avi", "cam2", -1)]
+    # moments 1-3 s of four.mp4 had no processed frame within 0.5 s: not processed, not empty
+    assert video.error.tolist()[:10] == ["", *[distances.NOT_PROCESSED] * 3, *[""] * 6]
+    assert video.distance.notna().tolist()[:10] == [True, *[False] * 8, True]
+    assert video.error.iloc[-1] == distances.NOT_LISTED
+    np.testing.assert_allclose(video.loc[[0, 9], boxes.COORDINATES], [BOX_A, BOX_C], atol=1e-6)
+    listed = video[video.video_id != "/elsewhere/seven.mp4"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(tables["frames"], listed, check_dtype=False)

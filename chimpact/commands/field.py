@@ -22,20 +22,27 @@ flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://): p
 flags.mark_flag_as_required("video_dir")
 flags.DEFINE_string("times_csv", None, "A table of video_id, time rows; only "
                     "those seconds are predicted, in that order.")
-flags.DEFINE_string("detections", None, "MegaDetector's batch output JSON "
-                    "for these videos (images[].file relative to --video_dir): one row per "
-                    "detection and snapshot moment, video_id, time, detection, x1, y1, x2, y2, "
-                    "conf, distance, distance_low, distance_high, error. A --use_boxes model "
-                    "gives each animal its own distance.")
-flags.DEFINE_float("min_conf", 0.2, "With --detections: detections below this confidence are "
-                   "skipped (MegaDetector's typical threshold).", lower_bound=0.0)
+flags.DEFINE_string("detections", None, "MegaDetector's output JSON for these videos, "
+                    "video level (format 1.3-1.6) or frame level (video.AVI/frame000010.jpg "
+                    "entries); images[].file relative to --video_dir, or absolute inside it, "
+                    "/ or \\ separated. One row per detection and snapshot moment: video_id, "
+                    "deployment_id, time, detection, x1, y1, x2, y2, conf, distance, "
+                    "distance_low, distance_high, error; a row per video of the folder that "
+                    "the file does not list. A --use_boxes model gives each animal its own "
+                    "distance.")
+flags.DEFINE_float("min_conf", None, "With --detections: detections below this confidence "
+                   "are skipped. Default: the file's info.detector_metadata."
+                   "typical_detection_threshold (0.2 for MDv5, 0.3 for MDv1000), else 0.2.",
+                   lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_list("detection_categories", ["animal"], "With --detections: the categories "
                   "(names in the file's detection_categories) that get a distance.")
 flags.DEFINE_float("snapshot_s", 1.0, "With --detections: seconds between snapshot moments "
                    "t = 0, T, 2T, ...; a detection counts at the moment its frame is nearest, "
                    "within T/2 (camera-trap distance sampling's snapshot interval).")
 flags.DEFINE_bool("keep_empty", False, "With --detections: also a row (empty distance) for "
-                  "each snapshot moment without a detection.")
+                  "each snapshot moment without a detection; its error says `not processed` "
+                  "where MegaDetector looked at no frame within half a snapshot of it "
+                  "(frames_processed).")
 flags.DEFINE_string("annotate", None, "With --detections: folder for one contact sheet per "
                     "video (<video_id>.jpg): its snapshot frames with each box and distance.")
 flags.DEFINE_string("out_csv", None, "Output table. Default: MODEL_DIR/video_preds.csv, or "

@@ -22,15 +22,18 @@ import tqdm
 from chimpact import storage
 from chimpact.data import boxes, frames, video
 from chimpact.errors import InputError
-from chimpact.field import annotate, detections, videos
+from chimpact.field import annotate, deployments, detections, megadetector, videos
 from chimpact.predict import infer
 from chimpact.training import model_folder
 
 log = logging.getLogger(__name__)
-COLUMNS = ["video_id", "time", "detection", *boxes.COORDINATES, "conf", "distance",
+COLUMNS = ["video_id", "deployment_id", "time", "detection", *boxes.COORDINATES, "conf", "distance",
            "distance_low", "distance_high", "error"]
 QUANTILES = (0.1, 0.9)
-_NUMERIC_NA = {name: [""] for name in COLUMNS if name not in ("video_id", "error")}
+_TEXT = ("video_id", "deployment_id", "error")
+_NUMERIC_NA = {name: [""] for name in COLUMNS if name not in _TEXT}
+NOT_PROCESSED = "not processed: MegaDetector looked at no frame within half a snapshot"
+NOT_LISTED = "not in --detections: MegaDetector did not list this video"
 
 
 def error_offsets(model_dir):
@@ -64,13 +67,22 @@ def snapshot_times(n_frames, fps, snapshot_s):
 def predict_detected_video(predictor, config, path, detected, offsets, snapshot_s=1.0,
                            keep_empty=False, fps=None, batch_size=16):
     """(rows (COLUMNS), pictures at the snapshot moments, their times) of one video with its
-    VideoDetections; VideoError when it cannot be decoded."""
-    pictures, fps = videos.decode_frames(config, path, fps)
+    VideoDetections; with `keep_empty`, a row for each moment without a detection, its error
+    NOT_PROCESSED where MegaDetector looked at no frame near it. VideoError when it cannot be
+    decoded, or when neither the file nor the video gives the frame rate."""
+    pictures, info = videos.decode_frames(config, path, fps)
+    fps = info["fps"]
+    frame_rate = detected.frame_rate or info.get("source_fps")
+    if not frame_rate:
+        raise video.VideoError(path, "no frame rate in --detections and none in the video: "
+                               "give info.custom_metadata.video_frame_rate")
     moments = snapshot_times(len(pictures), fps, snapshot_s)
-    used = detections.snapshot_detections(detected.detections, detected.frame_rate, snapshot_s)
+    used = detections.snapshot_detections(detected.detections, frame_rate, snapshot_s,
+                                          detected.frames_processed)
     used = used[used.time.isin(moments)].reset_index(drop=True)
     table = used[["time", "detection", *boxes.COORDINATES, "conf"]].copy()
     table["distance"] = table["distance_low"] = table["distance_high"] = np.nan
+    table["error"] = ""
     if len(used):
         parts = []
         for start in range(0, len(used), batch_size):
@@ -82,15 +94,19 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
         distance, low, high = interval(np.concatenate(parts), offsets, predictor.aggregate)
         table["distance"], table["distance_low"], table["distance_high"] = distance, low, high
     if keep_empty:
+        looked = set(detections.processed_moments(moments, detected.frames_processed,
+                                                  frame_rate, snapshot_s))
         empty = pd.DataFrame({"time": sorted(set(moments) - set(table.time))})
+        empty["error"] = ["" if t in looked else NOT_PROCESSED for t in empty.time]
         table = pd.concat([table, empty], ignore_index=True).sort_values(
             ["time", "detection"], kind="stable", na_position="first")
     picked = [frames.frame_index(t, fps) for t in moments]
     return table.reset_index(drop=True), pictures[picked], moments
 
 
-def _error_row(video_id, reason):
-    return pd.DataFrame([{"video_id": video_id, "error": reason}], columns=COLUMNS)
+def _error_row(video_id, deployment_id, reason):
+    return pd.DataFrame([{"video_id": video_id, "deployment_id": deployment_id,
+                          "error": reason}], columns=COLUMNS)
 
 
 def _sheet_path(annotate_dir, video_id):
@@ -101,25 +117,33 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
                        detected_videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
                        annotate_dir=None, batch_size=16, progress=True):
     """Writes `out_csv` (COLUMNS) for the `detected_videos` (VideoDetections) of `video_dir`, in
-    file order; a video missing, failed in MegaDetector or undecodable gets one row with the error and
-    the others finish. `inputs` (what produced the rows) decides whether an
-    interrupted run's per-video results are reused. Returns {video_id: error}."""
+    file order, then a row for each video of the folder the file does not list (NOT_LISTED,
+    not a failure: the file may cover part of a folder); a video missing, failed in
+    MegaDetector or undecodable gets one row with the error and the others finish. `inputs` (what produced the rows) decides whether an interrupted run's
+    per-video results are reused. Returns {video_id: error}."""
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
     if not config.get("use_boxes", False):
         log.warning("%s was trained without boxes (run_train.py --use_boxes): every detection "
                     "of a frame gets the same distance", config.get("tfrec_dir", "the model"))
+    listed = {detected.file: megadetector.resolve(detected.file, video_dir)
+              for detected in detected_videos}
+    unlisted = [v for v in deployments.survey_videos(video_dir) if v not in listed.values()]
     parts = videos.parts_dir(out_csv, inputs)
     if annotate_dir:
         tf.io.gfile.makedirs(annotate_dir)
     log.info("%s -> %s: the detections of %d videos, a snapshot every %g s", video_dir, out_csv,
-             len(detected_videos), snapshot_s)
+             len(listed), snapshot_s)
     failures, tables = {}, []
     for detected in tqdm.tqdm(detected_videos, unit="video", disable=not progress):
-        video_id = detected.file
+        video_id = listed[detected.file] or detected.file
+        deployment_id = (deployments.folder_deployment(video_id, video_dir)
+                         if listed[detected.file] else "")
         part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
         path = storage.join(video_dir, video_id)
-        if detected.failure:
+        if listed[detected.file] is None:
+            failures[video_id] = f"an absolute path outside --video_dir={video_dir}"
+        elif detected.failure:
             failures[video_id] = f"MegaDetector failed on it: {detected.failure}"
         elif not tf.io.gfile.exists(path):
             failures[video_id] = f"not found in --video_dir={video_dir}"
@@ -134,14 +158,21 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
                 if annotate_dir:
                     annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
                                          _sheet_path(annotate_dir, video_id))
-                storage.write_csv(rows.assign(video_id=video_id, error=""), part)
+                storage.write_csv(rows.assign(video_id=video_id, deployment_id=deployment_id),
+                                  part)
         if video_id in failures:
-            tables.append(_error_row(video_id, failures[video_id]))
+            tables.append(_error_row(video_id, deployment_id, failures[video_id]))
         else:
-            tables.append(storage.read_csv(part, dtype={"video_id": str, "error": str},
+            tables.append(storage.read_csv(part, dtype={name: str for name in _TEXT},
                                            keep_default_na=False, na_values=_NUMERIC_NA))
+    if unlisted:
+        log.warning("%d video(s) of --video_dir=%s are not in --detections (%s%s): a row each "
+                    "says so", len(unlisted), video_dir, ", ".join(unlisted[:3]),
+                    ", ..." if len(unlisted) > 3 else "")
+    for video_id in unlisted:
+        tables.append(_error_row(video_id, deployments.folder_deployment(video_id, video_dir),
+                                 NOT_LISTED))
     table = pd.concat(tables, ignore_index=True)[COLUMNS].astype({"detection": "Int64"})
     storage.write_csv(table, out_csv)
     tf.io.gfile.rmtree(parts)
     return failures
-

@@ -8,7 +8,7 @@ import logging
 from chimpact import storage
 from chimpact.data import labels
 from chimpact.errors import UsageError
-from chimpact.field import detections, distances, videos
+from chimpact.field import distances, megadetector, videos
 from chimpact.predict import infer
 from chimpact.training import model_folder
 from chimpact.training import strategy as strategies
@@ -17,12 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
-              min_conf=detections.MIN_CONF, categories=detections.CATEGORIES, snapshot_s=1.0,
+              min_conf=None, categories=megadetector.CATEGORIES, snapshot_s=1.0,
               keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
               tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True):
     """Everything run_field.py does: every second of every video in `video_dir`, or the
     `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
-    interval). Returns {video_id: error} of the videos that failed."""
+    interval; `min_conf` None: the file's typical_detection_threshold). Returns {video_id: error} of the videos that failed."""
     infer.check_aggregate(aggregate)
     if not video_dir:
         raise UsageError("--video_dir is required: the folder of videos to predict")
@@ -36,10 +36,21 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
         raise UsageError(f"--batch_size={batch_size}: must be positive")
     times = labels.read_times(times_csv) if times_csv else None
     if detections_json:
-        detected, skipped = detections.read_detections(detections_json, min_conf, categories)
+        found = megadetector.read_detections(detections_json, min_conf, categories)
         offsets = distances.error_offsets(model_dir)
-        for reason, count in skipped.items():
+        log.info("%s: %d videos, detections from conf %g%s", detections_json, len(found.videos),
+                 found.min_conf, "" if min_conf is None else " (--min_conf)")
+        for reason, count in found.skipped.items():
             log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
+        if found.summaries:
+            log.warning(
+                "%s: %d video(s) keep at most one detection per category and no "
+                "frames_processed (%s%s): a video summary of MegaDetector's, which drops "
+                "every other frame's animals; for a distance per animal, write the video "
+                "results with every processed frame (process_video.py, or "
+                "frame_results_to_video_results with include_all_processed_frames)",
+                detections_json, len(found.summaries), ", ".join(found.summaries[:5]),
+                ", ..." if len(found.summaries) > 5 else "")
     predictor, config = infer.load_predictor(
         model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
         per_fold=bool(detections_json), aggregate=aggregate)
@@ -49,10 +60,10 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
         return distances.predict_detections(
             predictor, config, video_dir,
             dict(inputs, detections=hashlib.sha256(storage.read_bytes(
-                detections_json)).hexdigest(), min_conf=min_conf, categories=list(categories),
+                detections_json)).hexdigest(), min_conf=found.min_conf, categories=list(categories),
                  snapshot_s=snapshot_s, keep_empty=keep_empty, fps=fps,
                  decode=model_folder.decode_options(config, fps), annotate=str(annotate_dir or "")),
-            out_csv or storage.join(model_dir, "detection_distances.csv"), detected, offsets,
+            out_csv or storage.join(model_dir, "detection_distances.csv"), found.videos, offsets,
             snapshot_s, keep_empty, fps, annotate_dir, batch_size, progress)
     return videos.predict_videos(
         predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),

@@ -49,13 +49,12 @@ def model_sequences(config, pictures, times, fps):
 
 
 def decode_frames(config, path, fps, labelled=None):
-    """(pictures uint8 [n, H, W, 3] at the model's size, fps) of a video decoded as
-    create_frames.py decodes, with the settings of the model's training frames."""
+    """(pictures uint8 [n, H, W, 3] at the model's size, info: fps decoded at, source_fps...)
+    of a video decoded as create_frames.py decodes, with the settings of the model's training
+    frames."""
     height, width = config["image_size"]
     options = model_folder.decode_options(config, fps)
-    pictures, _ = video.decode_video(path, labelled_frames=labelled, size=(width, height),
-                                     **options)
-    return pictures, options["fps"]
+    return video.decode_video(path, labelled_frames=labelled, size=(width, height), **options)
 
 
 def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
@@ -65,7 +64,7 @@ def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
     model_folder.decode_options(config, fps). A box model sees no box (the whole frame)."""
     fps = model_folder.decode_options(config, fps)["fps"]
     labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
-    pictures, fps = decode_frames(config, path, fps, labelled)
+    pictures, _ = decode_frames(config, path, fps, labelled)
     times = video_seconds(len(pictures), fps) if times is None else list(times)
     inside = [t for t in times if 0 <= frames.frame_index(t, fps) < len(pictures)]
     distances = [np.zeros(0, np.float32)]
