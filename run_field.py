@@ -8,6 +8,7 @@ from absl import flags
 from chimpact import cli, storage
 from chimpact.cli import reports_input_errors
 from chimpact.commands import run
+from chimpact.errors import UsageError
 
 FLAGS = flags.FLAGS
 
@@ -17,6 +18,14 @@ def main(argv):
     del argv
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.annotate, "annotate")
+    storage.check_writable(FLAGS.distance_csv, "distance_csv", "file")
+    truncate = None
+    if FLAGS.truncate:
+        try:
+            truncate = [float(v) for v in FLAGS.truncate]
+        except ValueError:
+            raise UsageError(f"--truncate={','.join(FLAGS.truncate)}: give LEFT,RIGHT "
+                             "metres") from None
     cli.require_tensorflow()
     from chimpact.field import jobs  # TensorFlow loads here, once the flags are read
     failures = jobs.run_field(
@@ -26,7 +35,9 @@ def main(argv):
         keep_empty=FLAGS.keep_empty, annotate_dir=FLAGS.annotate, tta=FLAGS.tta,
         batch_size=FLAGS.batch_size, strategy=FLAGS.strategy, tpu=FLAGS.tpu, fps=FLAGS.fps,
         jit_compile=cli.jit_compile(FLAGS.jit_compile), aggregate=FLAGS.aggregate,
-        progress=FLAGS.progress)
+        progress=FLAGS.progress, videos_csv=FLAGS.videos_csv,
+        deployments_csv=FLAGS.deployments_csv, distance_csv=FLAGS.distance_csv,
+        truncate=truncate, area_km2=FLAGS.area_km2)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

@@ -17,7 +17,7 @@ import videogen
 from model_checks import untrained_model_folder
 from sequence_records import write_records
 from chimpact.data import boxes, video
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.field import detections, distances, videos
 from chimpact.field.jobs import run_field
 from chimpact.predict import infer
@@ -299,3 +299,44 @@ def test_a_survey_folder_in_both_layouts_gives_the_same_rows(model_dir, video_di
     np.testing.assert_allclose(video.loc[[0, 9], boxes.COORDINATES], [BOX_A, BOX_C], atol=1e-6)
     listed = video[video.video_id != "/elsewhere/seven.mp4"].reset_index(drop=True)
     pd.testing.assert_frame_equal(tables["frames"], listed, check_dtype=False)
+
+
+def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, video_dir, tmp_path):
+    root = _survey(video_dir, tmp_path / "survey")
+    data = _video_level(root)
+    data["images"] = data["images"][:2]
+    md_json = _write_json(tmp_path, data)
+    pd.DataFrame({"deploymentID": ["north", "cam2", "east"], "latitude": [-5.1, -5.2, -5.3],
+                  "longitude": [29.1, 29.2, 29.3],
+                  "deploymentStart": ["2021-03-01T08:00:00+01:00"] * 3,
+                  "deploymentEnd": ["2021-03-01T09:00:00+01:00", "2021-03-01T08:30:00+01:00",
+                                    "2021-03-01T08:10:00+01:00"]}).to_csv(
+        tmp_path / "deployments.csv", index=False)
+    # four.mp4 is filmed by deployment "north", whatever its folder; six.avi keeps its folder's
+    pd.DataFrame({"video_id": ["cam1/four.mp4"], "deployment_id": ["north"],
+                  "timestamp": ["2021-03-01T08:10:00+01:00"]}).to_csv(tmp_path / "videos.csv",
+                                                                        index=False)
+    common = dict(detections_json=md_json, deployments_csv=str(tmp_path / "deployments.csv"),
+                  progress=False)
+    failures = run_field(model_dir, str(root), out_csv=str(tmp_path / "rows.csv"),
+                         videos_csv=str(tmp_path / "videos.csv"),
+                         distance_csv=str(tmp_path / "flat.csv"), **common)
+    assert failures == {}
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    assert list(zip(rows.video_id, rows.deployment_id)) == [
+        ("cam1/four.mp4", "north"), ("cam2/six.avi", "cam2"), ("cam2/extra.avi", "cam2")]
+    flat = pd.read_csv(tmp_path / "flat.csv")
+    assert flat["Sample.Label"].tolist() == ["north", "cam2", "east"]
+    assert flat.Effort.tolist() == [3600.0, 1800.0, 600.0]  # active seconds / 1 s snapshots
+    np.testing.assert_allclose(flat.distance[:2], rows.distance[:2])
+    assert flat.distance.isna().tolist() == [False, False, True]
+
+    # Checked before any work: a deployment the table lacks, and the flags that need others.
+    with pytest.raises(UsageError, match="--deployments_csv: no row for deployment\\(s\\) cam1"):
+        run_field(model_dir, str(root), out_csv=str(tmp_path / "none.csv"), **common)
+    with pytest.raises(UsageError, match="--distance_csv needs --deployments_csv"):
+        run_field(model_dir, str(root), detections_json=md_json,
+                  distance_csv=str(tmp_path / "flat2.csv"))
+    with pytest.raises(UsageError, match="--truncate=15.0,2.0: give LEFT,RIGHT"):
+        run_field(model_dir, str(root), truncate=[15.0, 2.0], **common)
+    assert not (tmp_path / "none.csv").exists() and not (tmp_path / "flat2.csv").exists()

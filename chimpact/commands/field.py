@@ -43,6 +43,22 @@ flags.DEFINE_bool("keep_empty", False, "With --detections: also a row (empty dis
                   "each snapshot moment without a detection; its error says `not processed` "
                   "where MegaDetector looked at no frame within half a snapshot of it "
                   "(frames_processed).")
+flags.DEFINE_string("videos_csv", None, "With --detections: video_id (a path under "
+                    "--video_dir), deployment_id, timestamp (the video's start, ISO 8601 with "
+                    "its UTC offset). Default: a video's folder is its deployment.")
+flags.DEFINE_string("deployments_csv", None, "With --detections: Camtrap DP deployment fields, "
+                    "deploymentID, latitude, longitude, deploymentStart, deploymentEnd (and "
+                    "optionally cameraHeight, cameraTilt, locationName); start to end is each "
+                    "deployment's active time.")
+flags.DEFINE_string("distance_csv", None, "With --detections and --deployments_csv: R "
+                    "Distance's flat file for camera-trap point transects (Region.Label, Area, "
+                    "Sample.Label = deployment, Effort = active seconds / --snapshot_s, object, "
+                    "distance, size); a deployment without animals once with an empty distance.")
+flags.DEFINE_list("truncate", None, "With --distance_csv: LEFT,RIGHT metres; rows outside are "
+                  "left out of the flat file (e.g. 2,15 as in Howe et al.'s duikers).")
+flags.DEFINE_float("area_km2", None, "With --distance_csv: the survey region's area (km2) for "
+                   "the Area column (default 0: Distance estimates density only).",
+                   lower_bound=0.0)
 flags.DEFINE_string("annotate", None, "With --detections: folder for one contact sheet per "
                     "video (<video_id>.jpg): its snapshot frames with each box and distance.")
 flags.DEFINE_string("out_csv", None, "Output table. Default: MODEL_DIR/video_preds.csv, or "

@@ -115,12 +115,13 @@ def _sheet_path(annotate_dir, video_id):
 
 def predict_detections(predictor, config, video_dir, inputs, out_csv,
                        detected_videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
-                       annotate_dir=None, batch_size=16, progress=True):
+                       annotate_dir=None, batch_size=16, progress=True, deployment_of=None):
     """Writes `out_csv` (COLUMNS) for the `detected_videos` (VideoDetections) of `video_dir`, in
     file order, then a row for each video of the folder the file does not list (NOT_LISTED,
     not a failure: the file may cover part of a folder); a video missing, failed in
     MegaDetector or undecodable gets one row with the error and the others finish. `inputs` (what produced the rows) decides whether an interrupted run's
-    per-video results are reused. Returns {video_id: error}."""
+    per-video results are reused; `deployment_of` ({video_id: deployment_id}, --videos_csv)
+    overrides the videos' folders. Returns {video_id: error}."""
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
     if not config.get("use_boxes", False):
@@ -128,6 +129,11 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
                     "of a frame gets the same distance", config.get("tfrec_dir", "the model"))
     listed = {detected.file: megadetector.resolve(detected.file, video_dir)
               for detected in detected_videos}
+    deployment_of = deployment_of or {}
+
+    def deployment(video_id):
+        return deployment_of.get(video_id) or deployments.folder_deployment(video_id, video_dir)
+
     unlisted = [v for v in deployments.survey_videos(video_dir) if v not in listed.values()]
     parts = videos.parts_dir(out_csv, inputs)
     if annotate_dir:
@@ -137,8 +143,7 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
     failures, tables = {}, []
     for detected in tqdm.tqdm(detected_videos, unit="video", disable=not progress):
         video_id = listed[detected.file] or detected.file
-        deployment_id = (deployments.folder_deployment(video_id, video_dir)
-                         if listed[detected.file] else "")
+        deployment_id = deployment(video_id) if listed[detected.file] else ""
         part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
         path = storage.join(video_dir, video_id)
         if listed[detected.file] is None:
@@ -170,8 +175,7 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
                     "says so", len(unlisted), video_dir, ", ".join(unlisted[:3]),
                     ", ..." if len(unlisted) > 3 else "")
     for video_id in unlisted:
-        tables.append(_error_row(video_id, deployments.folder_deployment(video_id, video_dir),
-                                 NOT_LISTED))
+        tables.append(_error_row(video_id, deployment(video_id), NOT_LISTED))
     table = pd.concat(tables, ignore_index=True)[COLUMNS].astype({"detection": "Int64"})
     storage.write_csv(table, out_csv)
     tf.io.gfile.rmtree(parts)

@@ -8,7 +8,7 @@ import logging
 from chimpact import storage
 from chimpact.data import labels
 from chimpact.errors import UsageError
-from chimpact.field import distances, megadetector, videos
+from chimpact.field import deployments, distance_file, distances, megadetector, videos
 from chimpact.predict import infer
 from chimpact.training import model_folder
 from chimpact.training import strategy as strategies
@@ -16,13 +16,28 @@ from chimpact.training import strategy as strategies
 log = logging.getLogger(__name__)
 
 
+def _check_deployments(detected_videos, video_dir, deployment_of, deployment_table):
+    """Every listed video's deployment is in --deployments_csv, before any work."""
+    named = {(deployment_of or {}).get(video_id) or deployments.folder_deployment(
+        video_id, video_dir) for video_id in
+        (megadetector.resolve(v.file, video_dir) for v in detected_videos) if video_id}
+    missing = sorted(named - set(deployment_table.index))
+    if missing:
+        raise UsageError(f"--deployments_csv: no row for deployment(s) {', '.join(missing[:5])} "
+                         "of the videos (their folders, or --videos_csv's deployment_id)")
+
+
 def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
               min_conf=None, categories=megadetector.CATEGORIES, snapshot_s=1.0,
               keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
-              tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True):
+              tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
+              videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
+              area_km2=None):
     """Everything run_field.py does: every second of every video in `video_dir`, or the
     `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
-    interval; `min_conf` None: the file's typical_detection_threshold). Returns {video_id: error} of the videos that failed."""
+    interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
+    `videos_csv` and `deployments_csv`, and R Distance's flat file `distance_csv`. Returns
+    {video_id: error} of the videos that failed."""
     infer.check_aggregate(aggregate)
     if not video_dir:
         raise UsageError("--video_dir is required: the folder of videos to predict")
@@ -34,6 +49,18 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
         raise UsageError(f"--snapshot_s={snapshot_s}: must be positive")
     if batch_size < 1:
         raise UsageError(f"--batch_size={batch_size}: must be positive")
+    if (videos_csv or deployments_csv or distance_csv) and not detections_json:
+        raise UsageError("--videos_csv, --deployments_csv and --distance_csv go with --detections")
+    if distance_csv and not deployments_csv:
+        raise UsageError("--distance_csv needs --deployments_csv: each deployment's active time "
+                         "is its effort")
+    if truncate is not None and not (len(truncate) == 2 and 0 <= truncate[0] < truncate[1]):
+        raise UsageError(f"--truncate={','.join(map(str, truncate))}: give LEFT,RIGHT metres, "
+                         "0 <= LEFT < RIGHT")
+    deployment_table = deployments.read_deployments(deployments_csv) if deployments_csv else None
+    deployment_of = ({video_id: deployment_id for video_id, (deployment_id, _) in
+                      deployments.read_videos(videos_csv, deployment_table).items()}
+                     if videos_csv else None)
     times = labels.read_times(times_csv) if times_csv else None
     if detections_json:
         found = megadetector.read_detections(detections_json, min_conf, categories)
@@ -51,20 +78,30 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                 "frame_results_to_video_results with include_all_processed_frames)",
                 detections_json, len(found.summaries), ", ".join(found.summaries[:5]),
                 ", ..." if len(found.summaries) > 5 else "")
+        if deployment_table is not None:
+            _check_deployments(found.videos, video_dir, deployment_of, deployment_table)
     predictor, config = infer.load_predictor(
         model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
         per_fold=bool(detections_json), aggregate=aggregate)
     inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
               "aggregate": aggregate}
     if detections_json:
-        return distances.predict_detections(
+        out_csv = out_csv or storage.join(model_dir, "detection_distances.csv")
+        failures = distances.predict_detections(
             predictor, config, video_dir,
             dict(inputs, detections=hashlib.sha256(storage.read_bytes(
                 detections_json)).hexdigest(), min_conf=found.min_conf, categories=list(categories),
                  snapshot_s=snapshot_s, keep_empty=keep_empty, fps=fps,
                  decode=model_folder.decode_options(config, fps), annotate=str(annotate_dir or "")),
-            out_csv or storage.join(model_dir, "detection_distances.csv"), found.videos, offsets,
-            snapshot_s, keep_empty, fps, annotate_dir, batch_size, progress)
+            out_csv, found.videos, offsets, snapshot_s, keep_empty, fps, annotate_dir, batch_size,
+            progress, deployment_of)
+        if distance_csv:
+            rows = storage.read_csv(out_csv, dtype={"video_id": str, "deployment_id": str})
+            storage.write_csv(distance_file.distance_table(
+                rows, deployment_table, snapshot_s, truncate, area_km2), distance_csv)
+            log.info("%s: R Distance's flat file (Distance::ds(table, transect = \"point\"))",
+                     distance_csv)
+        return failures
     return videos.predict_videos(
         predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
         times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)
