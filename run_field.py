@@ -19,6 +19,7 @@ def main(argv):
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.annotate, "annotate")
     storage.check_writable(FLAGS.distance_csv, "distance_csv", "file")
+    storage.check_writable(FLAGS.camtrap_dp, "camtrap_dp")
     truncate = None
     if FLAGS.truncate:
         try:
@@ -37,7 +38,8 @@ def main(argv):
         jit_compile=cli.jit_compile(FLAGS.jit_compile), aggregate=FLAGS.aggregate,
         progress=FLAGS.progress, videos_csv=FLAGS.videos_csv,
         deployments_csv=FLAGS.deployments_csv, distance_csv=FLAGS.distance_csv,
-        truncate=truncate, area_km2=FLAGS.area_km2)
+        truncate=truncate, area_km2=FLAGS.area_km2, camtrap_dp_dir=FLAGS.camtrap_dp,
+        hfov=FLAGS.hfov)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

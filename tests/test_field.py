@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import camtrap_rules
 import videogen
 from model_checks import untrained_model_folder
 from sequence_records import write_records
@@ -284,7 +285,8 @@ def test_a_survey_folder_in_both_layouts_gives_the_same_rows(model_dir, video_di
                              out_csv=str(tmp_path / f"{name}.csv"), keep_empty=True,
                              progress=False)
         tables[name] = pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False,
-                                   na_values={c: [""] for c in distances.COLUMNS[2:-1]})
+                                   na_values={c: [""] for c in distances.COLUMNS[2:-1]
+                                              if c != "category"})
         assert failures == ({} if name == "frames" else {
             "/elsewhere/seven.mp4": "an absolute path outside --video_dir=" + str(root)})
     video = tables["video"]
@@ -310,17 +312,20 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
                   "longitude": [29.1, 29.2, 29.3],
                   "deploymentStart": ["2021-03-01T08:00:00+01:00"] * 3,
                   "deploymentEnd": ["2021-03-01T09:00:00+01:00", "2021-03-01T08:30:00+01:00",
-                                    "2021-03-01T08:10:00+01:00"]}).to_csv(
+                                    "2021-03-01T08:10:00+01:00"],
+                  "cameraHeight": [0.7, None, 1.1], "cameraTilt": [-10, None, 5]}).to_csv(
         tmp_path / "deployments.csv", index=False)
     # four.mp4 is filmed by deployment "north", whatever its folder; six.avi keeps its folder's
-    pd.DataFrame({"video_id": ["cam1/four.mp4"], "deployment_id": ["north"],
-                  "timestamp": ["2021-03-01T08:10:00+01:00"]}).to_csv(tmp_path / "videos.csv",
-                                                                        index=False)
+    pd.DataFrame({"video_id": ["cam1/four.mp4", "cam2/six.avi"],
+                  "deployment_id": ["north", "cam2"],
+                  "timestamp": ["2021-03-01T08:10:00+01:00", "2021-03-01T08:20:00+01:00"]}
+                 ).to_csv(tmp_path / "videos.csv", index=False)
     common = dict(detections_json=md_json, deployments_csv=str(tmp_path / "deployments.csv"),
                   progress=False)
     failures = run_field(model_dir, str(root), out_csv=str(tmp_path / "rows.csv"),
                          videos_csv=str(tmp_path / "videos.csv"),
-                         distance_csv=str(tmp_path / "flat.csv"), **common)
+                         distance_csv=str(tmp_path / "flat.csv"),
+                         camtrap_dp_dir=str(tmp_path / "package"), hfov=60.0, **common)
     assert failures == {}
     rows = pd.read_csv(tmp_path / "rows.csv")
     assert list(zip(rows.video_id, rows.deployment_id)) == [
@@ -331,6 +336,24 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
     np.testing.assert_allclose(flat.distance[:2], rows.distance[:2])
     assert flat.distance.isna().tolist() == [False, False, True]
 
+    # The Camtrap DP package breaks none of the standard's rules, and holds what was measured.
+    assert camtrap_rules.check(tmp_path / "package") == []
+    media = pd.read_csv(tmp_path / "package" / "media.csv")
+    assert media.filePath.tolist() == ["cam1/four.mp4", "cam2/six.avi"]
+    assert media.fileMediatype.tolist() == ["video/mp4", "video/x-msvideo"]
+    assert media.timestamp.tolist() == ["2021-03-01T07:10:00Z", "2021-03-01T07:20:00Z"]
+    seen = pd.read_csv(tmp_path / "package" / "observations.csv")
+    assert seen.eventStart.tolist() == ["2021-03-01T07:10:00Z", "2021-03-01T07:20:05Z"]
+    assert seen.deploymentID.tolist() == ["north", "cam2"]
+    assert seen.mediaID.tolist() == media.mediaID.tolist()
+    np.testing.assert_allclose(seen.individualPositionRadius, rows.distance[:2], atol=1e-3)
+    # box centres 0.25 and 0.1 of the width at a 60 degree field of view: to the left
+    np.testing.assert_allclose(seen.individualPositionAngle, [-16.10, -24.79], atol=0.01)
+    np.testing.assert_allclose(seen[["bboxX", "bboxY", "bboxWidth", "bboxHeight"]],
+                               [[0.1, 0.2, 0.3, 0.5], [0.0, 0.5, 0.2, 0.2]], atol=1e-6)
+    assert seen.classificationProbability.tolist() == [0.9, 0.9]
+    assert seen.observationComments[0].startswith("distance 80% interval ")
+
     # Checked before any work: a deployment the table lacks, and the flags that need others.
     with pytest.raises(UsageError, match="--deployments_csv: no row for deployment\\(s\\) cam1"):
         run_field(model_dir, str(root), out_csv=str(tmp_path / "none.csv"), **common)
@@ -339,4 +362,10 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
                   distance_csv=str(tmp_path / "flat2.csv"))
     with pytest.raises(UsageError, match="--truncate=15.0,2.0: give LEFT,RIGHT"):
         run_field(model_dir, str(root), truncate=[15.0, 2.0], **common)
+    with pytest.raises(UsageError, match="--camtrap_dp: no start time for 1 video\\(s\\) "
+                                         "\\(cam2/six.avi\\)"):
+        pd.read_csv(tmp_path / "videos.csv")[:1].to_csv(tmp_path / "one.csv", index=False)
+        run_field(model_dir, str(root), camtrap_dp_dir=str(tmp_path / "package2"),
+                  out_csv=str(tmp_path / "none.csv"), videos_csv=str(tmp_path / "one.csv"),
+                  **common)
     assert not (tmp_path / "none.csv").exists() and not (tmp_path / "flat2.csv").exists()

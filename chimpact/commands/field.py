@@ -26,7 +26,7 @@ flags.DEFINE_string("detections", None, "MegaDetector's output JSON for these vi
                     "video level (format 1.3-1.6) or frame level (video.AVI/frame000010.jpg "
                     "entries); images[].file relative to --video_dir, or absolute inside it, "
                     "/ or \\ separated. One row per detection and snapshot moment: video_id, "
-                    "deployment_id, time, detection, x1, y1, x2, y2, conf, distance, "
+                    "deployment_id, time, detection, category, x1, y1, x2, y2, conf, distance, "
                     "distance_low, distance_high, error; a row per video of the folder that "
                     "the file does not list. A --use_boxes model gives each animal its own "
                     "distance.")
@@ -59,6 +59,14 @@ flags.DEFINE_list("truncate", None, "With --distance_csv: LEFT,RIGHT metres; row
 flags.DEFINE_float("area_km2", None, "With --distance_csv: the survey region's area (km2) for "
                    "the Area column (default 0: Distance estimates density only).",
                    lower_bound=0.0)
+flags.DEFINE_string("camtrap_dp", None, "With --detections and --deployments_csv: folder for "
+                    "a Camtrap DP 1.0 package (datapackage.json, deployments.csv, media.csv, "
+                    "observations.csv): an event observation per detection and snapshot "
+                    "moment, its distance as individualPositionRadius. The videos' start: "
+                    "--videos_csv's timestamp, else the file's creation_time.")
+flags.DEFINE_float("hfov", None, "With --camtrap_dp: the cameras' horizontal field of view "
+                   "(degrees) for individualPositionAngle, from the box centre (negative "
+                   "left); empty without it.")
 flags.DEFINE_string("annotate", None, "With --detections: folder for one contact sheet per "
                     "video (<video_id>.jpg): its snapshot frames with each box and distance.")
 flags.DEFINE_string("out_csv", None, "Output table. Default: MODEL_DIR/video_preds.csv, or "

@@ -155,6 +155,19 @@ def _local_video(path):
         yield local
 
 
+def creation_time(path):
+    """The container's creation_time (ISO 8601 text, as ffmpeg prints it) of a local or remote
+    video, or None when it has none or cannot be read."""
+    try:
+        with _local_video(path) as local:
+            done = subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", local],
+                                  capture_output=True, text=True, errors="replace", timeout=60)
+    except (VideoError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"^\s*creation_time\s*:\s*(\S+)", done.stderr, re.MULTILINE)
+    return found[1] if found else None
+
+
 def one_line(error):
     """The message of `error` on one line, at most 300 characters, for a manifest or a log."""
     return " ".join(str(error).split())[:300]

@@ -27,10 +27,10 @@ from chimpact.predict import infer
 from chimpact.training import model_folder
 
 log = logging.getLogger(__name__)
-COLUMNS = ["video_id", "deployment_id", "time", "detection", *boxes.COORDINATES, "conf", "distance",
+COLUMNS = ["video_id", "deployment_id", "time", "detection", "category", *boxes.COORDINATES, "conf", "distance",
            "distance_low", "distance_high", "error"]
 QUANTILES = (0.1, 0.9)
-_TEXT = ("video_id", "deployment_id", "error")
+_TEXT = ("video_id", "deployment_id", "category", "error")
 _NUMERIC_NA = {name: [""] for name in COLUMNS if name not in _TEXT}
 NOT_PROCESSED = "not processed: MegaDetector looked at no frame within half a snapshot"
 NOT_LISTED = "not in --detections: MegaDetector did not list this video"
@@ -80,7 +80,7 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
     used = detections.snapshot_detections(detected.detections, frame_rate, snapshot_s,
                                           detected.frames_processed)
     used = used[used.time.isin(moments)].reset_index(drop=True)
-    table = used[["time", "detection", *boxes.COORDINATES, "conf"]].copy()
+    table = used[["time", "detection", "category", *boxes.COORDINATES, "conf"]].copy()
     table["distance"] = table["distance_low"] = table["distance_high"] = np.nan
     table["error"] = ""
     if len(used):

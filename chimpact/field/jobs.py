@@ -4,11 +4,15 @@ detection at each snapshot moment, through the fold-averaged predictor of chimpa
 
 import hashlib
 import logging
+import posixpath
+
+import pandas as pd
 
 from chimpact import storage
 from chimpact.data import labels
 from chimpact.errors import UsageError
-from chimpact.field import deployments, distance_file, distances, megadetector, videos
+from chimpact.data import video
+from chimpact.field import camtrap_dp, deployments, distance_file, distances, megadetector, videos
 from chimpact.predict import infer
 from chimpact.training import model_folder
 from chimpact.training import strategy as strategies
@@ -27,17 +31,44 @@ def _check_deployments(detected_videos, video_dir, deployment_of, deployment_tab
                          "of the videos (their folders, or --videos_csv's deployment_id)")
 
 
+def _video_starts(detected_videos, video_dir, video_table):
+    """{video_id: start} of the listed videos in the folder: --videos_csv's timestamp, else the
+    container's creation time; UsageError naming those with neither, before any work."""
+    starts, lacking = {}, []
+    for detected in detected_videos:
+        video_id = megadetector.resolve(detected.file, video_dir)
+        path = video_id and storage.join(video_dir, video_id)
+        if not video_id or detected.failure or not storage.exists(path):
+            continue
+        if video_id in video_table:
+            starts[video_id] = video_table[video_id][1]
+            continue
+        created = video.creation_time(path)
+        if created is None:
+            lacking.append(video_id)
+            continue
+        try:
+            starts[video_id] = pd.Timestamp(created).tz_convert("UTC")
+        except (TypeError, ValueError, AttributeError):  # none, unreadable, or no time zone
+            lacking.append(video_id)
+    if lacking:
+        raise UsageError(f"--camtrap_dp: no start time for {len(lacking)} video(s) "
+                         f"({', '.join(lacking[:3])}): give their timestamp in --videos_csv "
+                         "(their files hold no creation_time)")
+    return starts
+
+
 def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
               min_conf=None, categories=megadetector.CATEGORIES, snapshot_s=1.0,
               keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
               tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
               videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
-              area_km2=None):
+              area_km2=None, camtrap_dp_dir=None, hfov=None):
     """Everything run_field.py does: every second of every video in `video_dir`, or the
     `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
     interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
-    `videos_csv` and `deployments_csv`, and R Distance's flat file `distance_csv`. Returns
-    {video_id: error} of the videos that failed."""
+    `videos_csv` and `deployments_csv`, R Distance's flat file `distance_csv` and a Camtrap DP
+    package in `camtrap_dp_dir`. Returns {video_id: error} of the videos that failed."""
     infer.check_aggregate(aggregate)
     if not video_dir:
         raise UsageError("--video_dir is required: the folder of videos to predict")
@@ -49,18 +80,24 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
         raise UsageError(f"--snapshot_s={snapshot_s}: must be positive")
     if batch_size < 1:
         raise UsageError(f"--batch_size={batch_size}: must be positive")
-    if (videos_csv or deployments_csv or distance_csv) and not detections_json:
-        raise UsageError("--videos_csv, --deployments_csv and --distance_csv go with --detections")
+    if (videos_csv or deployments_csv or distance_csv or camtrap_dp_dir) and not detections_json:
+        raise UsageError("--videos_csv, --deployments_csv, --distance_csv and --camtrap_dp go "
+                         "with --detections")
     if distance_csv and not deployments_csv:
         raise UsageError("--distance_csv needs --deployments_csv: each deployment's active time "
                          "is its effort")
+    if camtrap_dp_dir and not deployments_csv:
+        raise UsageError("--camtrap_dp needs --deployments_csv: Camtrap DP requires each "
+                         "deployment's place and times")
+    if hfov is not None and not 0 < hfov < 180:
+        raise UsageError(f"--hfov={hfov:g}: degrees, between 0 and 180")
     if truncate is not None and not (len(truncate) == 2 and 0 <= truncate[0] < truncate[1]):
         raise UsageError(f"--truncate={','.join(map(str, truncate))}: give LEFT,RIGHT metres, "
                          "0 <= LEFT < RIGHT")
     deployment_table = deployments.read_deployments(deployments_csv) if deployments_csv else None
-    deployment_of = ({video_id: deployment_id for video_id, (deployment_id, _) in
-                      deployments.read_videos(videos_csv, deployment_table).items()}
-                     if videos_csv else None)
+    video_table = deployments.read_videos(videos_csv, deployment_table) if videos_csv else {}
+    deployment_of = {video_id: deployment_id for video_id, (deployment_id, _) in
+                     video_table.items()}
     times = labels.read_times(times_csv) if times_csv else None
     if detections_json:
         found = megadetector.read_detections(detections_json, min_conf, categories)
@@ -80,6 +117,8 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                 ", ..." if len(found.summaries) > 5 else "")
         if deployment_table is not None:
             _check_deployments(found.videos, video_dir, deployment_of, deployment_table)
+        if camtrap_dp_dir:
+            starts = _video_starts(found.videos, video_dir, video_table)
     predictor, config = infer.load_predictor(
         model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
         per_fold=bool(detections_json), aggregate=aggregate)
@@ -101,6 +140,13 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                 rows, deployment_table, snapshot_s, truncate, area_km2), distance_csv)
             log.info("%s: R Distance's flat file (Distance::ds(table, transect = \"point\"))",
                      distance_csv)
+        if camtrap_dp_dir:
+            camtrap_dp.write_package(
+                camtrap_dp_dir, storage.read_csv(out_csv, dtype={"video_id": str,
+                                                                 "deployment_id": str}),
+                deployment_table, starts, hfov, str(model_dir),
+                posixpath.basename(str(video_dir).rstrip("/")) or "survey")
+            log.info("%s: a Camtrap DP %s package", camtrap_dp_dir, camtrap_dp.VERSION)
         return failures
     return videos.predict_videos(
         predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
