@@ -334,3 +334,16 @@ def test_real_clips(shared_dir, tmp_path):
         assert abs(row.n_frames - row.duration_s) <= 1, name
         assert len(os.listdir(out / name)) == row.n_frames
         assert read_frame(str(out), name, row.n_frames - 1).shape == (row.height, row.width, 3)
+
+
+def test_creation_time_is_the_containers_and_never_an_unset_clock(shared_dir, tmp_path):
+    source = make_video(tmp_path / "plain.mp4", 1, fps=5, size=(32, 32))
+    assert video.creation_time(str(source)) is None
+    stamped = tmp_path / "stamped.mp4"
+    subprocess.run([video.ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-i",
+                    str(source), "-c", "copy", "-metadata", "creation_time=2021-03-01T07:10:00Z",
+                    str(stamped)], check=True)
+    assert video.creation_time(str(stamped)).startswith("2021-03-01T07:10:00")
+    # this real ASF's camera wrote the Unix epoch: no time
+    assert video.creation_time(str(shared_dir / "videos" / "PICT0021.ASF")) is None
+    assert video.creation_time(str(tmp_path / "absent.mp4")) is None

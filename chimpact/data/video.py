@@ -157,7 +157,8 @@ def _local_video(path):
 
 def creation_time(path):
     """The container's creation_time (ISO 8601 text, as ffmpeg prints it) of a local or remote
-    video, or None when it has none or cannot be read."""
+    video, or None when it has none, cannot be read, or holds the Unix epoch (a camera whose
+    clock was never set writes 1970-01-01)."""
     try:
         with _local_video(path) as local:
             done = subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", local],
@@ -165,7 +166,7 @@ def creation_time(path):
     except (VideoError, subprocess.TimeoutExpired):
         return None
     found = re.search(r"^\s*creation_time\s*:\s*(\S+)", done.stderr, re.MULTILINE)
-    return found[1] if found else None
+    return found[1] if found and not found[1].startswith("1970-01-01T00:00:00") else None
 
 
 def one_line(error):
