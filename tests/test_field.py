@@ -369,3 +369,46 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
                   out_csv=str(tmp_path / "none.csv"), videos_csv=str(tmp_path / "one.csv"),
                   **common)
     assert not (tmp_path / "none.csv").exists() and not (tmp_path / "flat2.csv").exists()
+
+
+def test_an_interrupted_detection_run_resumes_without_redoing_videos(model_dir, video_dir,
+                                                                     tmp_path, monkeypatch):
+    root = _survey(video_dir, tmp_path / "survey")
+    data = _video_level(root)
+    data["images"] = data["images"][:2]
+    job = dict(detections_json=_write_json(tmp_path, data), out_csv=str(tmp_path / "rows.csv"),
+               progress=False)
+    calls, real = [], distances.predict_detected_video
+
+    def killed_at_the_second_video(*args, **kwargs):
+        calls.append(pathlib.Path(args[2]).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distances, "predict_detected_video", killed_at_the_second_video)
+    with pytest.raises(KeyboardInterrupt):
+        run_field(model_dir, str(root), **job)
+    assert not (tmp_path / "rows.csv").exists()
+    calls.clear()
+    monkeypatch.setattr(distances, "predict_detected_video",
+                        lambda *a, **k: calls.append(pathlib.Path(a[2]).name) or real(*a, **k))
+    run_field(model_dir, str(root), **job)
+    assert calls == ["six.avi"]  # four.mp4 was done before the kill
+    first = pd.read_csv(tmp_path / "rows.csv")
+    assert first.deployment_id.tolist()[:2] == ["cam1", "cam2"]
+    # Killed again after four.mp4, then re-run with a videos table naming its deployment: other
+    # rows, so the run starts afresh instead of keeping four.mp4's old deployment.
+    monkeypatch.setattr(distances, "predict_detected_video", killed_at_the_second_video)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_field(model_dir, str(root), **job)
+    pd.DataFrame({"video_id": ["cam1/four.mp4"], "deployment_id": ["north"],
+                  "timestamp": ["2021-03-01T08:10:00+01:00"]}).to_csv(tmp_path / "videos.csv",
+                                                                        index=False)
+    calls.clear()
+    monkeypatch.setattr(distances, "predict_detected_video",
+                        lambda *a, **k: calls.append(pathlib.Path(a[2]).name) or real(*a, **k))
+    run_field(model_dir, str(root), videos_csv=str(tmp_path / "videos.csv"), **job)
+    assert calls == ["four.mp4", "six.avi"]
+    assert pd.read_csv(tmp_path / "rows.csv").deployment_id.tolist()[:2] == ["north", "cam2"]

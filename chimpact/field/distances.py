@@ -27,7 +27,8 @@ from chimpact.predict import infer
 from chimpact.training import model_folder
 
 log = logging.getLogger(__name__)
-COLUMNS = ["video_id", "deployment_id", "time", "detection", "category", *boxes.COORDINATES, "conf", "distance",
+COLUMNS = ["video_id", "deployment_id", "time", "detection", "category", *boxes.COORDINATES,
+           "conf", "distance",
            "distance_low", "distance_high", "error"]
 QUANTILES = (0.1, 0.9)
 _TEXT = ("video_id", "deployment_id", "category", "error")
@@ -119,9 +120,10 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
     """Writes `out_csv` (COLUMNS) for the `detected_videos` (VideoDetections) of `video_dir`, in
     file order, then a row for each video of the folder the file does not list (NOT_LISTED,
     not a failure: the file may cover part of a folder); a video missing, failed in
-    MegaDetector or undecodable gets one row with the error and the others finish. `inputs` (what produced the rows) decides whether an interrupted run's
-    per-video results are reused; `deployment_of` ({video_id: deployment_id}, --videos_csv)
-    overrides the videos' folders. Returns {video_id: error}."""
+    MegaDetector or undecodable gets one row with the error and the others finish. `inputs`
+    (what produced the rows) decides whether an interrupted run's per-video results are
+    reused; `deployment_of` ({video_id: deployment_id}, --videos_csv) overrides the videos'
+    folders. Returns {video_id: error}."""
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
     if not config.get("use_boxes", False):

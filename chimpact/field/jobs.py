@@ -3,21 +3,39 @@ detection at each snapshot moment, through the fold-averaged predictor of chimpa
 """
 
 import hashlib
+import json
 import logging
 import posixpath
 
 import pandas as pd
 
 from chimpact import storage
-from chimpact.data import labels
+from chimpact.data import labels, video
 from chimpact.errors import UsageError
-from chimpact.data import video
 from chimpact.field import camtrap_dp, deployments, distance_file, distances, megadetector, videos
 from chimpact.predict import infer
 from chimpact.training import model_folder
 from chimpact.training import strategy as strategies
 
 log = logging.getLogger(__name__)
+
+
+def _read_detections(detections_json, min_conf, categories):
+    """The MegaDetector file, its skipped detections and summary videos logged."""
+    found = megadetector.read_detections(detections_json, min_conf, categories)
+    log.info("%s: %d videos, detections from conf %g%s", detections_json, len(found.videos),
+             found.min_conf, "" if min_conf is None else " (--min_conf)")
+    for reason, count in found.skipped.items():
+        log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
+    if found.summaries:
+        log.warning(
+            "%s: %d video(s) keep at most one detection per category and no frames_processed "
+            "(%s%s): a video summary of MegaDetector's, which drops every other frame's "
+            "animals; for a distance per animal, write the video results with every processed "
+            "frame (process_video.py, or frame_results_to_video_results with "
+            "include_all_processed_frames)", detections_json, len(found.summaries),
+            ", ".join(found.summaries[:5]), ", ..." if len(found.summaries) > 5 else "")
+    return found
 
 
 def _check_deployments(detected_videos, video_dir, deployment_of, deployment_table):
@@ -58,18 +76,29 @@ def _video_starts(detected_videos, video_dir, video_table):
     return starts
 
 
-def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
-              min_conf=None, categories=megadetector.CATEGORIES, snapshot_s=1.0,
-              keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
-              tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
-              videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
-              area_km2=None, camtrap_dp_dir=None, hfov=None):
-    """Everything run_field.py does: every second of every video in `video_dir`, or the
-    `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
-    interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
-    `videos_csv` and `deployments_csv`, R Distance's flat file `distance_csv` and a Camtrap DP
-    package in `camtrap_dp_dir`. Returns {video_id: error} of the videos that failed."""
-    infer.check_aggregate(aggregate)
+def _write_exports(out_csv, deployment_table, snapshot_s, distance_csv, truncate, area_km2,
+                   camtrap_dp_dir, starts, hfov, model_dir, video_dir):
+    """R Distance's flat file and the Camtrap DP package of the detection rows in `out_csv`,
+    where asked for."""
+    if not (distance_csv or camtrap_dp_dir):
+        return
+    rows = storage.read_csv(out_csv, dtype={"video_id": str, "deployment_id": str})
+    if distance_csv:
+        storage.write_csv(distance_file.distance_table(
+            rows, deployment_table, snapshot_s, truncate, area_km2), distance_csv)
+        log.info("%s: R Distance's flat file (Distance::ds(table, transect = \"point\"))",
+                 distance_csv)
+    if camtrap_dp_dir:
+        camtrap_dp.write_package(camtrap_dp_dir, rows, deployment_table, starts, hfov,
+                                 str(model_dir),
+                                 posixpath.basename(str(video_dir).rstrip("/")) or "survey")
+        log.info("%s: a Camtrap DP %s package", camtrap_dp_dir, camtrap_dp.VERSION)
+
+
+def _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir, snapshot_s,
+                 batch_size, videos_csv, deployments_csv, distance_csv, camtrap_dp_dir, hfov,
+                 truncate):
+    """UsageError for a flag value or combination that cannot work, before any work."""
     if not video_dir:
         raise UsageError("--video_dir is required: the folder of videos to predict")
     if times_csv and detections_json:
@@ -94,31 +123,34 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
     if truncate is not None and not (len(truncate) == 2 and 0 <= truncate[0] < truncate[1]):
         raise UsageError(f"--truncate={','.join(map(str, truncate))}: give LEFT,RIGHT metres, "
                          "0 <= LEFT < RIGHT")
+
+
+def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
+              min_conf=None, categories=megadetector.CATEGORIES, snapshot_s=1.0,
+              keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
+              tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
+              videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
+              area_km2=None, camtrap_dp_dir=None, hfov=None):
+    """Everything run_field.py does: every second of every video in `video_dir`, or the
+    `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
+    interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
+    `videos_csv` and `deployments_csv`, R Distance's flat file `distance_csv` and a Camtrap DP
+    package in `camtrap_dp_dir`. Returns {video_id: error} of the videos that failed."""
+    infer.check_aggregate(aggregate)
+    _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir, snapshot_s,
+                 batch_size, videos_csv, deployments_csv, distance_csv, camtrap_dp_dir, hfov,
+                 truncate)
     deployment_table = deployments.read_deployments(deployments_csv) if deployments_csv else None
     video_table = deployments.read_videos(videos_csv, deployment_table) if videos_csv else {}
     deployment_of = {video_id: deployment_id for video_id, (deployment_id, _) in
                      video_table.items()}
     times = labels.read_times(times_csv) if times_csv else None
     if detections_json:
-        found = megadetector.read_detections(detections_json, min_conf, categories)
+        found = _read_detections(detections_json, min_conf, categories)
         offsets = distances.error_offsets(model_dir)
-        log.info("%s: %d videos, detections from conf %g%s", detections_json, len(found.videos),
-                 found.min_conf, "" if min_conf is None else " (--min_conf)")
-        for reason, count in found.skipped.items():
-            log.info("%s: %d detections skipped (%s)", detections_json, count, reason)
-        if found.summaries:
-            log.warning(
-                "%s: %d video(s) keep at most one detection per category and no "
-                "frames_processed (%s%s): a video summary of MegaDetector's, which drops "
-                "every other frame's animals; for a distance per animal, write the video "
-                "results with every processed frame (process_video.py, or "
-                "frame_results_to_video_results with include_all_processed_frames)",
-                detections_json, len(found.summaries), ", ".join(found.summaries[:5]),
-                ", ..." if len(found.summaries) > 5 else "")
         if deployment_table is not None:
             _check_deployments(found.videos, video_dir, deployment_of, deployment_table)
-        if camtrap_dp_dir:
-            starts = _video_starts(found.videos, video_dir, video_table)
+        starts = _video_starts(found.videos, video_dir, video_table) if camtrap_dp_dir else {}
     predictor, config = infer.load_predictor(
         model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
         per_fold=bool(detections_json), aggregate=aggregate)
@@ -131,22 +163,13 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
             dict(inputs, detections=hashlib.sha256(storage.read_bytes(
                 detections_json)).hexdigest(), min_conf=found.min_conf, categories=list(categories),
                  snapshot_s=snapshot_s, keep_empty=keep_empty, fps=fps,
-                 decode=model_folder.decode_options(config, fps), annotate=str(annotate_dir or "")),
+                 decode=model_folder.decode_options(config, fps), annotate=str(annotate_dir or ""),
+                 deployments=hashlib.sha256(json.dumps(sorted(deployment_of.items())).encode()
+                                            ).hexdigest()),
             out_csv, found.videos, offsets, snapshot_s, keep_empty, fps, annotate_dir, batch_size,
             progress, deployment_of)
-        if distance_csv:
-            rows = storage.read_csv(out_csv, dtype={"video_id": str, "deployment_id": str})
-            storage.write_csv(distance_file.distance_table(
-                rows, deployment_table, snapshot_s, truncate, area_km2), distance_csv)
-            log.info("%s: R Distance's flat file (Distance::ds(table, transect = \"point\"))",
-                     distance_csv)
-        if camtrap_dp_dir:
-            camtrap_dp.write_package(
-                camtrap_dp_dir, storage.read_csv(out_csv, dtype={"video_id": str,
-                                                                 "deployment_id": str}),
-                deployment_table, starts, hfov, str(model_dir),
-                posixpath.basename(str(video_dir).rstrip("/")) or "survey")
-            log.info("%s: a Camtrap DP %s package", camtrap_dp_dir, camtrap_dp.VERSION)
+        _write_exports(out_csv, deployment_table, snapshot_s, distance_csv, truncate, area_km2,
+                       camtrap_dp_dir, starts, hfov, model_dir, video_dir)
         return failures
     return videos.predict_videos(
         predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
