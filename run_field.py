@@ -39,7 +39,7 @@ def main(argv):
         progress=FLAGS.progress, videos_csv=FLAGS.videos_csv,
         deployments_csv=FLAGS.deployments_csv, distance_csv=FLAGS.distance_csv,
         truncate=truncate, area_km2=FLAGS.area_km2, camtrap_dp_dir=FLAGS.camtrap_dp,
-        hfov=FLAGS.hfov)
+        hfov=FLAGS.hfov, calibration_csv=FLAGS.calibration_csv)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

@@ -412,3 +412,43 @@ def test_an_interrupted_detection_run_resumes_without_redoing_videos(model_dir, 
     run_field(model_dir, str(root), videos_csv=str(tmp_path / "videos.csv"), **job)
     assert calls == ["four.mp4", "six.avi"]
     assert pd.read_csv(tmp_path / "rows.csv").deployment_id.tolist()[:2] == ["north", "cam2"]
+
+
+def test_calibration_corrects_each_deployment_by_its_reference_detections(model_dir, video_dir,
+                                                                          tmp_path):
+    root = _survey(video_dir, tmp_path / "survey")
+    data = _video_level(root)
+    data["images"] = data["images"][:2]
+    md_json = _write_json(tmp_path, data)
+    plain = tmp_path / "plain" / "rows.csv"
+    plain.parent.mkdir()
+    run_field(model_dir, str(root), detections_json=md_json, out_csv=str(plain), progress=False)
+    # cam1's camera reads too near: its references, filmed at 20 m, are predicted about 5.5 m
+    pd.DataFrame({"deployment_id": "cam1", "video_id": "cam1/four.mp4", "time": [0, 1, 2, 3],
+                  "x1": 0.1, "y1": 0.2, "x2": 0.4, "y2": 0.7, "distance": 20.0}).to_csv(
+        tmp_path / "references.csv", index=False)
+    out = tmp_path / "calibrated" / "rows.csv"
+    out.parent.mkdir()
+    failures = run_field(model_dir, str(root), detections_json=md_json, out_csv=str(out),
+                         calibration_csv=str(tmp_path / "references.csv"), progress=False)
+    assert failures == {}
+    report = json.loads((out.parent / "calibration.json").read_text())
+    assert report["cam2"] == {"points": 0, "calibrated": False}
+    fit = report["cam1"]
+    assert fit["points"] == 4 and fit["mae_after"] < 0.5 * fit["mae_before"]
+    # the references predicted as detections are: each fold on its box, in its second's sequence
+    per_fold = _fold_distances(model_dir, f"{root}/cam1/four.mp4", [0, 1, 2, 3], [BOX_A] * 4)
+    assert fit["mae_before"] == pytest.approx(np.abs(20 - per_fold.mean(axis=1)).mean(), rel=1e-5)
+    before, after = pd.read_csv(plain), pd.read_csv(out)
+    cam1, cam2 = after.deployment_id == "cam1", after.deployment_id == "cam2"
+    np.testing.assert_allclose(after.distance[cam1], np.exp(fit["intercept"])
+                               * before.distance[cam1] ** fit["slope"], rtol=1e-5)
+    assert (after.distance[cam1] > 1.5 * before.distance[cam1]).all()
+    pd.testing.assert_frame_equal(after[cam2], before[cam2])
+    assert (after.distance_low[cam1] <= after.distance[cam1]).all()
+    assert (after.distance_high[cam1] >= after.distance[cam1]).all()
+    with pytest.raises(UsageError, match="--calibration_csv: video\\(s\\) cam9/x.mp4 not in"):
+        pd.read_csv(tmp_path / "references.csv").assign(video_id="cam9/x.mp4").to_csv(
+            tmp_path / "elsewhere.csv", index=False)
+        run_field(model_dir, str(root), detections_json=md_json, out_csv=str(out),
+                  calibration_csv=str(tmp_path / "elsewhere.csv"), progress=False)

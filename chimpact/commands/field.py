@@ -59,6 +59,12 @@ flags.DEFINE_list("truncate", None, "With --distance_csv: LEFT,RIGHT metres; row
 flags.DEFINE_float("area_km2", None, "With --distance_csv: the survey region's area (km2) for "
                    "the Area column (default 0: Distance estimates density only).",
                    lower_bound=0.0)
+flags.DEFINE_string("calibration_csv", None, "With --detections: reference detections at "
+                    "known distances (deployment_id, video_id under --video_dir, time, x1, y1, "
+                    "x2, y2, distance in metres): each deployment's distances get a monotone "
+                    "correction fitted on them (shrunk toward none with few points), its "
+                    "intervals widened by the residuals; OUT_CSV's folder gets "
+                    "calibration.json.")
 flags.DEFINE_string("camtrap_dp", None, "With --detections and --deployments_csv: folder for "
                     "a Camtrap DP 1.0 package (datapackage.json, deployments.csv, media.csv, "
                     "observations.csv): an event observation per detection and snapshot "

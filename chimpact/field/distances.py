@@ -32,7 +32,7 @@ COLUMNS = ["video_id", "deployment_id", "time", "detection", "category", *boxes.
            "distance_low", "distance_high", "error"]
 QUANTILES = (0.1, 0.9)
 _TEXT = ("video_id", "deployment_id", "category", "error")
-_NUMERIC_NA = {name: [""] for name in COLUMNS if name not in _TEXT}
+NUMERIC_NA = {name: [""] for name in COLUMNS if name not in _TEXT}
 NOT_PROCESSED = "not processed: MegaDetector looked at no frame within half a snapshot"
 NOT_LISTED = "not in --detections: MegaDetector did not list this video"
 
@@ -65,6 +65,19 @@ def snapshot_times(n_frames, fps, snapshot_s):
             if frames.frame_index(k * snapshot_s, fps) < n_frames]
 
 
+def predict_boxes(predictor, config, pictures, fps, boxed, offsets, batch_size=16):
+    """(distance, low, high) of the `boxed` rows (time, x1, y1, x2, y2) of one video's decoded
+    `pictures`: each box in the sequence the records would hold for its second."""
+    parts = []
+    for start in range(0, len(boxed), batch_size):
+        chunk = boxed.iloc[start:start + batch_size]
+        sequences = videos.model_sequences(config, pictures, chunk.time, fps)
+        box = np.column_stack([chunk[boxes.COORDINATES].to_numpy(), np.ones(len(chunk))])
+        parts.append(infer.predict_arrays(
+            predictor, infer.model_inputs(config, sequences, box), batch_size))
+    return interval(np.concatenate(parts), offsets, predictor.aggregate)
+
+
 def predict_detected_video(predictor, config, path, detected, offsets, snapshot_s=1.0,
                            keep_empty=False, fps=None, batch_size=16):
     """(rows (COLUMNS), pictures at the snapshot moments, their times) of one video with its
@@ -85,15 +98,8 @@ def predict_detected_video(predictor, config, path, detected, offsets, snapshot_
     table["distance"] = table["distance_low"] = table["distance_high"] = np.nan
     table["error"] = ""
     if len(used):
-        parts = []
-        for start in range(0, len(used), batch_size):
-            chunk = used.iloc[start:start + batch_size]
-            sequences = videos.model_sequences(config, pictures, chunk.time, fps)
-            box = np.column_stack([chunk[boxes.COORDINATES].to_numpy(), np.ones(len(chunk))])
-            parts.append(infer.predict_arrays(
-                predictor, infer.model_inputs(config, sequences, box), batch_size))
-        distance, low, high = interval(np.concatenate(parts), offsets, predictor.aggregate)
-        table["distance"], table["distance_low"], table["distance_high"] = distance, low, high
+        table["distance"], table["distance_low"], table["distance_high"] = predict_boxes(
+            predictor, config, pictures, fps, used, offsets, batch_size)
     if keep_empty:
         looked = set(detections.processed_moments(moments, detected.frames_processed,
                                                   frame_rate, snapshot_s))
@@ -171,7 +177,7 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
             tables.append(_error_row(video_id, deployment_id, failures[video_id]))
         else:
             tables.append(storage.read_csv(part, dtype={name: str for name in _TEXT},
-                                           keep_default_na=False, na_values=_NUMERIC_NA))
+                                           keep_default_na=False, na_values=NUMERIC_NA))
     if unlisted:
         log.warning("%d video(s) of --video_dir=%s are not in --detections (%s%s): a row each "
                     "says so", len(unlisted), video_dir, ", ".join(unlisted[:3]),

@@ -12,7 +12,7 @@ import pandas as pd
 from chimpact import storage
 from chimpact.data import labels, video
 from chimpact.errors import UsageError
-from chimpact.field import camtrap_dp, deployments, distance_file, distances, megadetector, videos
+from chimpact.field import calibration, camtrap_dp, deployments, distance_file, distances, megadetector, videos
 from chimpact.predict import infer
 from chimpact.training import model_folder
 from chimpact.training import strategy as strategies
@@ -125,21 +125,50 @@ def _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir
                          "0 <= LEFT < RIGHT")
 
 
+def _calibrate(out_csv, fits):
+    """Corrects `out_csv`'s distances per deployment and writes calibration.json beside it."""
+    rows = storage.read_csv(out_csv, dtype={"video_id": str, "deployment_id": str,
+                                            "category": str, "error": str},
+                            keep_default_na=False, na_values=distances.NUMERIC_NA)
+    deployment_ids = sorted(set(rows.deployment_id[rows.deployment_id != ""]) | set(fits))
+    for deployment_id in deployment_ids:
+        if deployment_id in fits:
+            found = fits[deployment_id]
+            log.info("calibration of %s: %d points, reference MAE %.2f -> %.2f m",
+                     deployment_id, found["points"], found["mae_before"], found["mae_after"])
+        else:
+            log.warning("calibration: %s has no reference detections: left as it is",
+                        deployment_id)
+    storage.write_csv(calibration.apply(rows, fits), out_csv)
+    calibration.write_report(storage.join(posixpath.dirname(str(out_csv)) or ".",
+                                          "calibration.json"), fits, deployment_ids)
+
+
 def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_csv=None,
               min_conf=None, categories=megadetector.CATEGORIES, snapshot_s=1.0,
               keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
               tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
               videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
-              area_km2=None, camtrap_dp_dir=None, hfov=None):
+              area_km2=None, camtrap_dp_dir=None, hfov=None, calibration_csv=None):
     """Everything run_field.py does: every second of every video in `video_dir`, or the
     `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
     interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
     `videos_csv` and `deployments_csv`, R Distance's flat file `distance_csv` and a Camtrap DP
-    package in `camtrap_dp_dir`. Returns {video_id: error} of the videos that failed."""
+    package in `camtrap_dp_dir`, each deployment's distances corrected by the reference
+    detections of `calibration_csv`. Returns {video_id: error} of the videos that failed."""
     infer.check_aggregate(aggregate)
     _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir, snapshot_s,
                  batch_size, videos_csv, deployments_csv, distance_csv, camtrap_dp_dir, hfov,
                  truncate)
+    if calibration_csv and not detections_json:
+        raise UsageError("--calibration_csv goes with --detections")
+    references = calibration.read_calibration(calibration_csv) if calibration_csv else None
+    if references is not None:
+        absent = [v for v in references.video_id.unique()
+                  if not storage.exists(storage.join(video_dir, v))]
+        if absent:
+            raise UsageError(f"--calibration_csv: video(s) {', '.join(absent[:3])} not in "
+                             f"--video_dir={video_dir}")
     deployment_table = deployments.read_deployments(deployments_csv) if deployments_csv else None
     video_table = deployments.read_videos(videos_csv, deployment_table) if videos_csv else {}
     deployment_of = {video_id: deployment_id for video_id, (deployment_id, _) in
@@ -168,6 +197,9 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                                             ).hexdigest()),
             out_csv, found.videos, offsets, snapshot_s, keep_empty, fps, annotate_dir, batch_size,
             progress, deployment_of)
+        if references is not None:
+            _calibrate(out_csv, calibration.fit_references(
+                predictor, config, video_dir, references, offsets, fps, batch_size))
         _write_exports(out_csv, deployment_table, snapshot_s, distance_csv, truncate, area_km2,
                        camtrap_dp_dir, starts, hfov, model_dir, video_dir)
         return failures
