@@ -11,6 +11,8 @@ FLAGS = flags.FLAGS
 
 @cli.reports_input_errors
 def main(argv):
+    # Every gs:// path among the flags answers, before work that would retry it for minutes.
+    storage.check_reachable(FLAGS.flag_values_dict())
     del argv
     size = cli.image_size(FLAGS.size, "size")
     storage.check_writable(FLAGS.out_dir, "out_dir")

@@ -13,6 +13,8 @@ FLAGS = flags.FLAGS
 
 @reports_input_errors
 def main(argv):
+    # Every gs:// path among the flags answers, before work that would retry it for minutes.
+    storage.check_reachable(FLAGS.flag_values_dict())
     del argv
     if not FLAGS.inspect:
         for name in ("frames_dir", "labels_csv", "out_dir"):

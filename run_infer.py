@@ -12,6 +12,8 @@ FLAGS = flags.FLAGS
 
 @reports_input_errors
 def main(argv):
+    # Every gs:// path among the flags answers, before work that would retry it for minutes.
+    storage.check_reachable(FLAGS.flag_values_dict())
     del argv
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.export, "export")

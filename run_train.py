@@ -30,6 +30,8 @@ def flags_text():
 
 @reports_input_errors
 def main(argv):
+    # Every gs:// path among the flags answers, before work that would retry it for minutes.
+    storage.check_reachable(FLAGS.flag_values_dict())
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.preset:

@@ -94,10 +94,16 @@ def test_only_the_entry_programs_read_absl_flags():
 def test_flag_values_are_read_in_the_entry_scripts_only():
     """chimpact/commands/ defines each program's flags; the top-level scripts read them
     (FLAGS.name) and pass plain values on, or absl's FLAGS itself to commands.run: no module
-    of chimpact/ names FLAGS, alone or as flags.FLAGS."""
+    of chimpact/ names FLAGS, alone or as flags.FLAGS, or takes a flag's value
+    (flag.value, flag_values.flag_values_dict())."""
+    def takes_a_value(node):
+        return (isinstance(node, ast.Attribute) and node.attr in ("value", "flag_values_dict")
+                and isinstance(node.value, ast.Name) and "flag" in node.value.id.lower())
+
     def reads_flags(path):
         return any(isinstance(node, ast.Name) and node.id == "FLAGS"
                    or isinstance(node, ast.Attribute) and node.attr == "FLAGS"
+                   or takes_a_value(node)
                    for node in ast.walk(ast.parse(path.read_text())))
 
     readers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")

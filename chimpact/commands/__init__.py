@@ -12,7 +12,6 @@ import sysconfig
 from absl import app, flags
 
 import chimpact
-from chimpact import cli, storage
 from chimpact.errors import UsageError
 
 # command -> the top-level script that runs the same program.
@@ -85,27 +84,13 @@ def run(name, main, flag_values, argv=None):
     for flag in flag_values.get_key_flags_for_module(program.__name__):
         flag_values.register_key_flag_for_module(sys.argv[0], flag)
     try:
-        app.run(_reaching_buckets(program, main, flag_values), argv=argv,
+        app.run(main, argv=argv,
                 flags_parser=_flags_parser(flag_values))
     except SystemExit as done:
         # absl exits 1 after printing the help it was asked for: asking is no failure.
         if done.code == 1 and HELP_FLAGS & set(argv[1:]):
             sys.exit(0)
         raise
-
-
-def _reaching_buckets(program, program_main, flag_values):
-    """The script's main, run once every gs:// path among its flags is reachable
-    (storage.check_reachable): an unreachable bucket is one line and exit 1, not minutes of
-    TensorFlow's retries and a traceback."""
-
-    @cli.reports_input_errors
-    def main(argv):
-        storage.check_reachable({flag.name: flag.value for flag
-                                 in flag_values.get_key_flags_for_module(program.__name__)})
-        return program_main(argv)
-
-    return main
 
 
 def main():
