@@ -13,7 +13,7 @@ import pandas as pd
 from chimpact import storage
 from chimpact.data import boxes, video
 from chimpact.errors import InputError
-from chimpact.field import distances, videos
+from chimpact.field import distances, megadetector, videos
 
 COLUMNS = ["deployment_id", "video_id", "time", *boxes.COORDINATES, "distance"]
 SHRINK_POINTS = 2  # the points at which the fit has half its own weight
@@ -27,7 +27,7 @@ def read_calibration(path):
     label = f"--calibration_csv={path}"
     table = storage.read_table(path, COLUMNS, label).astype(
         {"deployment_id": str, "video_id": str})
-    table["video_id"] = table.video_id.str.replace("\\", "/", regex=False)
+    table["video_id"] = table.video_id.map(megadetector.normalise)
     numbers = table[["time", *boxes.COORDINATES, "distance"]].apply(pd.to_numeric,
                                                                      errors="coerce")
     bad = (numbers.isna().any(axis=1) | (numbers.distance <= 0) | (numbers.time < 0)

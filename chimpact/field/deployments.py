@@ -15,6 +15,7 @@ import tensorflow as tf
 from chimpact import storage
 from chimpact.data.extract import VIDEO_EXTENSIONS
 from chimpact.errors import InputError
+from chimpact.field import megadetector
 
 DEPLOYMENT_COLUMNS = ["deploymentID", "latitude", "longitude", "deploymentStart",
                       "deploymentEnd"]
@@ -94,7 +95,7 @@ def read_videos(path, deployments=None):
     label = f"--videos_csv={path}"
     table = storage.read_table(path, VIDEO_COLUMNS, label).astype(
         {"video_id": str, "deployment_id": str})
-    table["video_id"] = table.video_id.str.replace("\\", "/", regex=False)
+    table["video_id"] = table.video_id.map(megadetector.normalise)
     twice = table.video_id[table.video_id.duplicated()]
     if len(twice):
         raise InputError(f"{label}: video_id {twice.iloc[0]!r} appears twice")
