@@ -227,3 +227,41 @@ def test_crowded_scenes_keep_the_named_animal_and_draw_the_others():
         assert (file, time) == (row.video_id, row.time)
         np.testing.assert_allclose([x, y, x + width, y + height], [row.x1, row.y1, row.x2, row.y2],
                                    atol=1e-5)
+
+
+def test_a_survey_at_new_cameras_with_setup_clips_deployments_and_both_layouts(tmp_path):
+    from chimpact.demo import survey
+    from chimpact.field import calibration, deployments, megadetector
+
+    survey.write_survey(str(tmp_path), seed=7, width=64, height=48, fps=2,
+                        videos_per_deployment=2, progress=False)
+    setups = {f"{site}/{survey.SETUP_ID}" for site in pd.read_csv(
+        tmp_path / "deployments.csv").deploymentID}
+    # every camera lies outside the training world's range in height, horizon or lens
+    for camera in survey.CAMERAS:
+        assert any(not low <= camera[name] <= high
+                   for name, (low, high) in synth.CAMERA_RANGES.items())
+    videos = deployments.read_videos(str(tmp_path / "videos.csv"), deployments.read_deployments(
+        str(tmp_path / "deployments.csv")))
+    found = deployments.survey_videos(str(tmp_path / "videos"))
+    assert sorted(videos) == found and len(found) == 3 * 3 and setups <= set(found)
+    assert all(deployment == video_id.split("/")[0]
+               for video_id, (deployment, _) in videos.items())
+    # the references: five marks per camera, increasing, each box whole inside the frame
+    references = calibration.read_calibration(str(tmp_path / "calibration.csv"))
+    assert set(references.video_id) == setups
+    for _, marks in references.groupby("deployment_id"):
+        assert len(marks) == survey.N_MARKS and marks.distance.is_monotonic_increasing
+        assert marks.distance.iloc[-1] == survey.FAR_MARK_M
+        assert ((marks[["x1", "y1"]] > 0).all(axis=1) & (marks[["x2", "y2"]] < 1).all(axis=1)).all()
+    # both MegaDetector layouts read into the same detections of the survey videos alone
+    layouts = [megadetector.read_detections(str(tmp_path / name))
+               for name in ("detections.json", "detections.frames.json")]
+    tables = [{v.file: (v.frame_rate, v.frames_processed, v.detections.to_numpy().tolist())
+               for v in layout.videos} for layout in layouts]
+    assert tables[0] == tables[1] and set(tables[0]) == set(found) - setups
+    truth = pd.read_csv(tmp_path / "animals.csv")
+    assert len(truth) == sum(len(v.detections) for v in layouts[0].videos)
+    # a horizon above the centre row is a camera tilted down
+    tilts = pd.read_csv(tmp_path / "deployments.csv").cameraTilt
+    assert (tilts < 0).all()

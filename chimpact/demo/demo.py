@@ -5,8 +5,13 @@
 Generates the world (chimpact.demo.synth), then runs create_frames.py, create_tfrecords.py (train and
 test), run_train.py and run_infer.py for each preset, and ensemble.py, each as a subprocess
 exactly as a user types it, and prints each model's out-of-fold MAE beside the ensemble's and the
-constant-median baseline's. A stage whose command already succeeded (RUN_DIR/done/<stage> holds
-the command) is skipped, so a re-run reuses what is done; the tools also resume themselves.
+constant-median baseline's. With the box preset, the field workflow follows on a survey at three
+cameras unlike the world's (chimpact.demo.survey): run_field.py on its MegaDetector file alone,
+then on the file's frame-level layout with the deployments, the setup clips' references
+(calibration), R Distance's flat file and a Camtrap DP package; it prints per deployment the MAE
+and the interval's coverage before and after calibration. A stage whose command already
+succeeded (RUN_DIR/done/<stage> holds the command) is skipped, so a re-run reuses what is done;
+the tools also resume themselves.
 """
 
 import argparse
@@ -21,6 +26,7 @@ import pandas as pd
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PRESETS = ("models/demo.flags", "models/demo-f1.flags", "models/demo-box.flags")
+FIELD_PRESET = "models/demo-box.flags"  # the field stages run when the presets include it
 # A share of the demo's videos shows two or three animals; each label names one by its box.
 WORLD_FLAGS = ("--max_animals=3", "--multi_fraction=0.4")
 
@@ -55,7 +61,27 @@ def commands(run_dir, n_videos=100, seed=0, fps=1, size="64x48", n_folds=3, pres
                                          f"--submission_csv={data}/submission_format.csv"]))
     stages.append(("ensemble", [python, "ensemble.py", f"--model_dirs={','.join(model_dirs)}",
                                 f"--out_dir={run_dir}", f"--submission_csv={data}/submission_format.csv"]))
+    if FIELD_PRESET in presets:
+        stages += field_commands(run_dir, model_dirs[presets.index(FIELD_PRESET)], seed, python)
     return stages, model_dirs
+
+
+def field_commands(run_dir, model_dir, seed=0, python=sys.executable):
+    """The field stages: the survey, run_field.py uncalibrated on the video-level MegaDetector
+    file, and calibrated on its frame-level layout with both exports."""
+    survey, field = f"{run_dir}/survey", f"{run_dir}/field"
+    common = [python, "run_field.py", f"--model_dir={model_dir}", f"--video_dir={survey}/videos",
+              f"--videos_csv={survey}/videos.csv", f"--deployments_csv={survey}/deployments.csv"]
+    return [
+        ("survey", [python, "-m", "chimpact.demo.survey", f"--out_dir={survey}", f"--seed={seed}"]),
+        ("field", [*common, f"--detections={survey}/detections.json",
+                   f"--out_csv={field}/uncalibrated/animals.csv"]),
+        ("field-calibrated", [*common, f"--detections={survey}/detections.frames.json",
+                              f"--calibration_csv={survey}/calibration.csv",
+                              f"--out_csv={field}/animals.csv",
+                              f"--distance_csv={field}/distance.csv",
+                              f"--camtrap_dp={field}/camtrap-dp"]),
+    ]
 
 
 def run_stage(name, argv, run_dir, log=print):
@@ -127,6 +153,40 @@ def score_table(run_dir, model_dirs):
             for name, oof, oof_crowded, test, test_crowded in rows]
 
 
+def field_scores(run_dir):
+    """Per deployment and over all: (deployment, animals, MAE uncalibrated, MAE calibrated, share
+    of true distances inside the 80% interval before, after), from the survey's truth."""
+    run_dir = pathlib.Path(run_dir)
+    truth = pd.read_csv(run_dir / "survey" / "animals.csv")
+    keys = ["video_id", "time", "detection"]
+    scored = []
+    for path in ("uncalibrated/animals.csv", "animals.csv"):
+        rows = pd.read_csv(run_dir / "field" / path)
+        merged = truth.merge(rows, on=keys, suffixes=("", "_pred"), validate="1:1")
+        scored.append(merged.assign(
+            error=(merged.distance - merged.distance_pred).abs(),
+            inside=merged.distance.between(merged.distance_low, merged.distance_high)))
+    before, after = scored
+    table = []
+    for name, mine in [*before.groupby("deployment_id").groups.items(), ("all", before.index)]:
+        table.append((name, len(mine), before.error[mine].mean(), after.error[mine].mean(),
+                      before.inside[mine].mean(), after.inside[mine].mean()))
+    return table
+
+
+def format_field(table):
+    """The field scores' text; its last line the calibration's gain over all deployments."""
+    lines = [f"{'deployment':<12} {'animals':>7} {'MAE before':>11} {'after':>6}  "
+             f"{'80% interval holds before':>26} {'after':>6}"]
+    lines += [f"{name:<12} {n:>7} {mae:>11.3f} {mae_after:>6.3f}  {inside:>26.0%} {inside_after:>6.0%}"
+              for name, n, mae, mae_after, inside, inside_after in table]
+    _, _, mae, mae_after, inside, inside_after = table[-1]
+    lines.append(f"calibration: MAE {mae:.2f} -> {mae_after:.2f} m ({mae_after / mae:.2f} of "
+                 f"uncalibrated); 80% intervals hold {inside:.0%} -> {inside_after:.0%} of the "
+                 "true distances")
+    return "\n".join(lines)
+
+
 def format_table(rows):
     """The score table's text, and the ensemble's OOF MAE over the median baseline's."""
     lines = [f"{'':<18} {'all scenes':^19} {'scenes of 2-3 animals':^23}",
@@ -140,7 +200,8 @@ def format_table(rows):
 
 def run_demo(run_dir="runs/demo", n_videos=100, seed=0, n_folds=3, presets=PRESETS, train_overrides=(),
              log=print):
-    """Runs every stage (skipping those done) and returns the score rows and the ensemble/baseline ratio."""
+    """Runs every stage (skipping those done) and returns the score rows, the ensemble/baseline
+    ratio and the field scores (field_scores; None without the box preset)."""
     run_dir = os.path.abspath(run_dir)
     stages, model_dirs = commands(run_dir, n_videos=n_videos, seed=seed, n_folds=n_folds, presets=presets,
                                   train_overrides=train_overrides)
@@ -150,9 +211,17 @@ def run_demo(run_dir="runs/demo", n_videos=100, seed=0, n_folds=3, presets=PRESE
     rows = score_table(run_dir, model_dirs)
     table, ratio = format_table(rows)
     (pathlib.Path(run_dir) / "scores.txt").write_text(table + "\n")
-    log(f"\n{table}\n\ndemo finished in {time.time() - start:.0f} s; outputs: {run_dir}/submission.csv, "
+    log(f"\n{table}")
+    field = None
+    if FIELD_PRESET in presets:
+        field = field_scores(run_dir)
+        text = format_field(field)
+        (pathlib.Path(run_dir) / "field_scores.txt").write_text(text + "\n")
+        log(f"\nfield survey at 3 new cameras (calibrated by 5 references each):\n{text}\n"
+            f"outputs: {run_dir}/field/animals.csv, distance.csv, camtrap-dp/, calibration.json")
+    log(f"\ndemo finished in {time.time() - start:.0f} s; outputs: {run_dir}/submission.csv, "
         f"{run_dir}/ensemble.png, {run_dir}/ensemble.json, models in {run_dir}/models")
-    return rows, ratio
+    return rows, ratio, field
 
 
 def main(argv=None):

@@ -128,18 +128,25 @@ def _ids(rng, n, length, taken=()):
     return ids
 
 
-def make_sites(n_sites, seed):
-    """`n_sites` cameras with their own colours, heights and horizons, alternating between the parks."""
-    rng = np.random.default_rng([seed, 0])
+# The training world's camera geometry: (low, high) of the height (m), the horizon's row (a
+# fraction of the frame height) and the focal length (a fraction of the frame width).
+CAMERA_RANGES = {"camera_height_m": (0.45, 0.7), "horizon": (0.3, 0.38), "focal": (2.2, 2.6)}
+
+
+def make_sites(n_sites, seed, geometry=None, stream=0):
+    """`n_sites` cameras with their own colours, heights and horizons, alternating between the
+    parks; `geometry` (a list of {camera_height_m, horizon, focal}, one per site) sets the
+    cameras instead of CAMERA_RANGES. `stream` picks another random stream (other sites)."""
+    rng = np.random.default_rng([seed, 0] if stream == 0 else [seed, 0, stream])
     sites = []
     for i, site_id in enumerate(_ids(rng, n_sites, 3)):
         green = rng.uniform(0.6, 1.0)
+        drawn = {name: float(rng.uniform(*CAMERA_RANGES[name]))
+                 for name in ("camera_height_m", "horizon", "focal")}
         sites.append(Site(
             site_id=site_id,
             park=PARKS[i % len(PARKS)],
-            camera_height_m=float(rng.uniform(0.45, 0.7)),
-            horizon=float(rng.uniform(0.3, 0.38)),
-            focal=float(rng.uniform(2.2, 2.6)),
+            **(drawn if geometry is None else geometry[i]),
             sky=tuple(float(c) for c in rng.uniform(150, 210, 3)),
             ground=tuple(float(c) for c in (rng.uniform(140, 185), 175 * green, rng.uniform(100, 140))),
             foliage=tuple(float(c) for c in rng.uniform([40, 80, 30], [80, 130, 70])),
@@ -183,8 +190,9 @@ def _companions(rng, count, key_frames, n_labels, animal_height_m):
 
 def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fraction=0.15,
                night_fraction=0.15, min_duration_s=15, max_duration_s=60,
-               animal_height_m=ANIMAL_HEIGHT_M, max_animals=1, multi_fraction=0.5):
+               animal_height_m=ANIMAL_HEIGHT_M, max_animals=1, multi_fraction=0.5, sites=None):
     """The plans of all videos; distances are drawn independently of the site and the id.
+    `sites` (Site list) replaces the `n_sites` drawn ones.
     Animals' heights are uniform in the (low, high) range `animal_height_m`. A share
     `multi_fraction` of the videos shows 2..`max_animals` animals (from a random stream of its
     own, so that a world of one animal per video is the same with or without the option)."""
@@ -192,7 +200,7 @@ def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fr
         raise InputError(f"--n_videos={n_videos}: need at least 2 (one train, one test)")
     if not 0 < test_fraction < 1:
         raise InputError(f"--test_fraction={test_fraction}: must be between 0 and 1")
-    sites = make_sites(n_sites, seed)
+    sites = make_sites(n_sites, seed) if sites is None else sites
     rng = np.random.default_rng([seed, 1])
     video_ids = _ids(rng, n_videos, 4)
     n_test = min(n_videos - 1, max(1, round(n_videos * test_fraction)))
@@ -214,7 +222,7 @@ def plan_world(n_videos, seed, fps, n_sites=8, test_fraction=0.2, overexposed_fr
         plans.append(VideoPlan(
             video_id=f"{video_id}.mp4",
             subset="test" if i in test else "train",
-            site=sites[int(rng.integers(n_sites))],
+            site=sites[int(rng.integers(len(sites)))],
             duration_s=duration,
             label_times=label_times,
             distances=tuple(distances),
@@ -445,7 +453,7 @@ def encode_mp4(chunks, width, height, fps, path):
 def _metadata_row(plan, camera, time_s, fps, rng):
     """The named animal's detector-style box at a label time: normalised, clipped, NaN when
     mostly unseen."""
-    (x1, y1, x2, y2), visible = _visible_box(plan, camera, time_s * fps)
+    (x1, y1, x2, y2), visible = visible_box(plan, camera, time_s * fps)
     (_, top, _, bottom), _, _ = animal_box(plan, camera, time_s * fps)
     row = {"video_id": plan.video_id, "time": time_s, "park": plan.site.park, "site_id": plan.site.site_id}
     if visible < 0.3 or rng.random() < 0.05:
@@ -456,7 +464,7 @@ def _metadata_row(plan, camera, time_s, fps, rng):
     return row
 
 
-def _visible_box(animal, camera, frame):
+def visible_box(animal, camera, frame):
     """The normalised, clipped box of an animal in `frame` and the share of it inside the frame."""
     (left, top, right, bottom), _, _ = animal_box(animal, camera, frame)
     x1, x2 = np.clip([left / camera.width, right / camera.width], 0, 1)
@@ -478,7 +486,7 @@ def test_detections(plans, width, height, fps):
         for second in range(plan.duration_s):
             frame, j = second * fps, 0
             for animal in plan.animals:
-                (x1, y1, x2, y2), visible = _visible_box(animal, camera, frame)
+                (x1, y1, x2, y2), visible = visible_box(animal, camera, frame)
                 if visible < 0.3:
                     continue
                 found.append({"category": "1", "conf": round(0.5 + 0.49 * visible, 3),

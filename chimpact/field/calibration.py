@@ -1,11 +1,17 @@
 """Calibration per camera: detections at known distances filmed at each deployment (a person at
 marked distances when the camera is set up, or a few detections measured by hand) give a
 monotone correction of that deployment's distances, d -> exp(a) * d**b, fitted on logs and
-shrunk toward no correction (a = 0, b = 1) when there are few points; the intervals are widened
-by the calibration's own residuals. A deployment without points is left as it is.
+shrunk toward no correction (a = 0, b = 1) as a random effect would be: by n / (n + k), where
+k = (the model's own error spread / CAMERA_SPREAD)**2 is how many points one prior camera is
+worth, so a few noisy points move a deployment less than many precise ones. The interval ends
+are corrected too, then widened by one factor per deployment until they hold its references as
+split conformal prediction asks (all five of five for an 80% interval), so that the promise
+holds at that camera whatever the correction left. A deployment without points is left as it
+is.
 """
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -16,9 +22,12 @@ from chimpact.errors import InputError
 from chimpact.field import distances, megadetector, videos
 
 COLUMNS = ["deployment_id", "video_id", "time", *boxes.COORDINATES, "distance"]
-SHRINK_POINTS = 2  # the points at which the fit has half its own weight
+# The spread (sd of log predicted/true) of cameras' biases before calibration: a camera off by
+# 1.5x is one standard deviation off (the issue measured 1.47, 0.66 and 1.23 at three new ones).
+CAMERA_SPREAD = math.log(1.5)
 MIN_SLOPE_POINTS = 3  # below this, a scale only (b = 1)
 SLOPES = (0.25, 4.0)
+COVERAGE = 0.8  # the intervals' promise (distances.QUANTILES)
 
 
 def read_calibration(path):
@@ -41,9 +50,10 @@ def read_calibration(path):
     return table.assign(**numbers)
 
 
-def fit(predicted, true):
-    """{points, intercept a, slope b, mae_before, mae_after, low, high (the 10th and 90th
-    percentiles of the corrected residuals)} of one deployment's reference points."""
+def fit(predicted, true, noise=CAMERA_SPREAD, interval=None):
+    """{points, weight, intercept a, slope b, mae_before, mae_after, widen} of one deployment's
+    reference points, whose log errors have the spread `noise` (the model's out-of-fold one);
+    `interval` (low, high): their intervals before calibration, which give `widen`."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
     n = len(true)
     x, y = np.log(np.maximum(predicted, 1e-3)), np.log(true)
@@ -51,13 +61,27 @@ def fit(predicted, true):
     if n >= MIN_SLOPE_POINTS and np.var(x) > 1e-9:
         slope = float(np.clip(np.cov(x, y, bias=True)[0, 1] / np.var(x), *SLOPES))
     intercept = float(np.mean(y) - slope * np.mean(x))
-    weight = n / (n + SHRINK_POINTS)
+    weight = n / (n + (noise / CAMERA_SPREAD) ** 2)
     intercept, slope = weight * intercept, 1.0 + weight * (slope - 1.0)
-    residuals = true - correct(predicted, intercept, slope)
-    return {"points": n, "intercept": intercept, "slope": slope,
+    widen = 0.0 if interval is None else widening(
+        *(correct(end, intercept, slope) for end in interval), true)
+    return {"points": n, "weight": weight, "intercept": intercept, "slope": slope,
             "mae_before": float(np.abs(true - predicted).mean()),
-            "mae_after": float(np.abs(residuals).mean()),
-            "low": float(np.quantile(residuals, 0.1)), "high": float(np.quantile(residuals, 0.9))}
+            "mae_after": float(np.abs(true - correct(predicted, intercept, slope)).mean()),
+            "widen": widen}
+
+
+def widening(low, high, true, coverage=COVERAGE):
+    """The least w >= 0 such that [low * exp(-w), high * exp(w)] holds k of the n `true`
+    distances, k = ceil((n + 1) * coverage) (all of them up to 8 points for 80%): split
+    conformal prediction on the camera's own references, scored by the log ratio by which a
+    true distance falls outside its corrected interval, so that the interval holds `coverage`
+    of that camera's distances whatever the correction left."""
+    low, high, true = (np.asarray(v, float) for v in (low, high, true))
+    outside = np.maximum(np.log(np.maximum(low, 1e-3) / true),
+                         np.log(true / np.maximum(high, 1e-3)))
+    k = min(len(true), math.ceil((len(true) + 1) * coverage))
+    return max(float(np.sort(outside)[k - 1]), 0.0)
 
 
 def correct(distance, intercept, slope):
@@ -69,17 +93,16 @@ def correct(distance, intercept, slope):
 
 
 def apply(rows, fits):
-    """The detection rows with each calibrated deployment's distances corrected and intervals
-    widened by its residuals (low not below 0); other deployments as they were."""
+    """The detection rows with each calibrated deployment's distances and interval ends
+    corrected and the interval widened by its factor exp(widen) (low not below 0); other
+    deployments as they were."""
     rows = rows.copy()
     for deployment_id, found in fits.items():
         mine = rows.deployment_id == deployment_id
-        a, b = found["intercept"], found["slope"]
+        a, b, widen = found["intercept"], found["slope"], found["widen"]
         rows.loc[mine, "distance"] = correct(rows.distance[mine], a, b)
-        rows.loc[mine, "distance_low"] = np.maximum(
-            correct(rows.distance_low[mine], a, b) + min(found["low"], 0.0), 0.0)
-        rows.loc[mine, "distance_high"] = (correct(rows.distance_high[mine], a, b)
-                                           + max(found["high"], 0.0))
+        rows.loc[mine, "distance_low"] = correct(rows.distance_low[mine], a, b) * np.exp(-widen)
+        rows.loc[mine, "distance_high"] = correct(rows.distance_high[mine], a, b) * np.exp(widen)
     return rows
 
 
@@ -89,11 +112,12 @@ def write_report(path, fits, deployment_ids):
     storage.atomic_write(path, json.dumps(report, indent=2))
 
 
-def fit_references(predictor, config, video_dir, references, offsets, fps=None, batch_size=16):
+def fit_references(predictor, config, video_dir, references, offsets, noise, fps=None,
+                   batch_size=16):
     """{deployment_id: fit} from the reference detections, each predicted as the survey's
-    detections are (its box in the sequence of its second); InputError naming a reference video
-    that cannot be decoded."""
-    predicted = pd.Series(np.nan, index=references.index)
+    detections are (its box in the sequence of its second), their errors of spread `noise`;
+    InputError naming a reference video that cannot be decoded."""
+    predicted = pd.DataFrame(np.nan, index=references.index, columns=["distance", "low", "high"])
     for video_id, rows in references.groupby("video_id", sort=False):
         path = storage.join(video_dir, video_id)
         try:
@@ -104,8 +128,8 @@ def fit_references(predictor, config, video_dir, references, offsets, fps=None, 
         if len(inside) < len(rows):
             raise InputError(f"--calibration_csv: {video_id}: a time past the video's end "
                              f"({len(pictures) / info['fps']:g} s)")
-        predicted[rows.index] = distances.predict_boxes(predictor, config, pictures,
-                                                        info["fps"], rows, offsets,
-                                                        batch_size)[0]
-    return {d: fit(predicted[rows.index], rows.distance)
+        predicted.loc[rows.index] = np.column_stack(distances.predict_boxes(
+            predictor, config, pictures, info["fps"], rows, offsets, batch_size))
+    return {d: fit(predicted.distance[rows.index], rows.distance, noise,
+                   (predicted.low[rows.index], predicted.high[rows.index]))
             for d, rows in references.groupby("deployment_id", sort=False)}

@@ -31,20 +31,35 @@ COLUMNS = ["video_id", "deployment_id", "time", "detection", "category", *boxes.
            "conf", "distance",
            "distance_low", "distance_high", "error"]
 QUANTILES = (0.1, 0.9)
+MIN_LOG_M = 0.1  # distances below this have no meaningful ratio
 _TEXT = ("video_id", "deployment_id", "category", "error")
 NUMERIC_NA = {name: [""] for name in COLUMNS if name not in _TEXT}
 NOT_PROCESSED = "not processed: MegaDetector looked at no frame within half a snapshot"
 NOT_LISTED = "not in --detections: MegaDetector did not list this video"
 
 
-def error_offsets(model_dir):
-    """(low, high): the QUANTILES of the out-of-fold errors (true - predicted, metres) of a
-    trained model folder."""
+def _out_of_fold(model_dir):
     path = storage.join(model_dir, model_folder.OOF)
     if not storage.exists(path):
         raise InputError(f"{path}: missing: the folder's training did not finish")
-    oof = storage.read_csv(path, dtype={"video_id": str})
+    return storage.read_csv(path, dtype={"video_id": str})
+
+
+def error_offsets(model_dir):
+    """(low, high): the QUANTILES of the out-of-fold errors (true - predicted, metres) of a
+    trained model folder."""
+    oof = _out_of_fold(model_dir)
     return tuple(float(v) for v in np.quantile(oof.distance - oof.pred, QUANTILES))
+
+
+def log_error_spread(model_dir):
+    """The spread of a trained model folder's out-of-fold errors as ratios: 1.4826 x the median
+    absolute deviation of log(true / predicted), over rows where both exceed MIN_LOG_M (a
+    standard deviation that a few wild rows do not inflate)."""
+    oof = _out_of_fold(model_dir)
+    both = oof[(oof.distance > MIN_LOG_M) & (oof.pred > MIN_LOG_M)]
+    ratios = np.log(both.distance / both.pred)
+    return float(1.4826 * np.median(np.abs(ratios - np.median(ratios))))
 
 
 def interval(predictions, offsets, aggregate="mean"):

@@ -199,7 +199,8 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
             progress, deployment_of)
         if references is not None:
             _calibrate(out_csv, calibration.fit_references(
-                predictor, config, video_dir, references, offsets, fps, batch_size))
+                predictor, config, video_dir, references, offsets,
+                distances.log_error_spread(model_dir), fps, batch_size))
         _write_exports(out_csv, deployment_table, snapshot_s, distance_csv, truncate, area_km2,
                        camtrap_dp_dir, starts, hfov, model_dir, video_dir)
         return failures
