@@ -184,9 +184,14 @@ def test_rerun_reuses_videos_and_refuses_another_world(world):
         synth.write_world(str(world), progress=False, **{**SMALL, "seed": 9})
 
 
-def test_bad_sizes_are_input_errors(tmp_path):
+def test_bad_sizes_are_input_errors(tmp_path, capsys):
+    from chimpact.demo import survey
+
     with pytest.raises(InputError, match="--width=63"):
         synth.write_world(str(tmp_path), n_videos=2, width=63, progress=False)
+    assert survey.main([f"--out_dir={tmp_path}", "--height=30"]) == 1
+    assert capsys.readouterr().err.startswith("error: --width=128 --height=30: need even sizes")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_writes_through_gfile():

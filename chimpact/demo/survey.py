@@ -16,7 +16,6 @@ held at marked distances, the reference detections that calibrate it.
     python -m chimpact.demo.survey --out_dir=runs/demo/survey --width=128 --height=96 --fps=10
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -144,8 +143,7 @@ def tables(survey, setups, width, height):
 def write_survey(out_dir, seed=0, width=128, height=96, fps=10, videos_per_deployment=4,
                  progress=True):
     """Writes the survey into `out_dir` (local or gs://); videos already there are kept."""
-    if width % 2 or height % 2 or width < 32 or height < 32:
-        raise InputError(f"--width={width} --height={height}: need even sizes of at least 32")
+    synth.check_frame_size(width, height)
     if videos_per_deployment < 1:
         raise InputError(f"--videos_per_deployment={videos_per_deployment}: need at least 1")
     params = dict(seed=seed, width=width, height=height, fps=fps,
@@ -181,13 +179,7 @@ def write_survey(out_dir, seed=0, width=128, height=96, fps=10, videos_per_deplo
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m chimpact.demo.survey",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out_dir", required=True, help="Folder (local or gs://) for the survey.")
-    parser.add_argument("--seed", type=int, default=0, help="Same seed and flags, same bytes.")
-    parser.add_argument("--width", type=int, default=128, help="Frame width in pixels (even).")
-    parser.add_argument("--height", type=int, default=96, help="Frame height in pixels (even).")
-    parser.add_argument("--fps", type=int, default=10, help="Frames per second of the videos.")
+    parser = synth.video_arguments("python -m chimpact.demo.survey", __doc__, "the survey")
     parser.add_argument("--videos_per_deployment", type=int, default=4,
                         help="Survey videos at each of the deployments (besides its setup clip).")
     args = parser.parse_args(argv)

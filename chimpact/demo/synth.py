@@ -532,12 +532,17 @@ def world_tables(plans, width, height, fps, seed):
     }
 
 
+def check_frame_size(width, height):
+    """Refuses frame sizes the videos' yuv420p encoding cannot hold."""
+    if width % 2 or height % 2 or width < 32 or height < 32:
+        raise InputError(f"--width={width} --height={height}: need even sizes of at least 32 (yuv420p)")
+
+
 def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_sites=8, test_fraction=0.2,
                 overexposed_fraction=0.15, min_duration_s=15, max_duration_s=60,
                 animal_height_m=ANIMAL_HEIGHT_M, max_animals=1, multi_fraction=0.5, progress=True):
     """Generates the world into `out_dir` (local or gs://); videos already there are kept."""
-    if width % 2 or height % 2 or width < 32 or height < 32:
-        raise InputError(f"--width={width} --height={height}: need even sizes of at least 32 (yuv420p)")
+    check_frame_size(width, height)
     if not 1 <= min_duration_s <= max_duration_s:
         raise InputError(f"--min_duration_s={min_duration_s} --max_duration_s={max_duration_s}: "
                          "need 1 <= min <= max")
@@ -585,14 +590,21 @@ def write_world(out_dir, n_videos=100, seed=0, width=128, height=96, fps=10, n_s
     return plans
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m chimpact.demo.synth", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out_dir", required=True, help="Folder (local or gs://) that receives the world.")
-    parser.add_argument("--n_videos", type=int, default=100, help="Number of videos, train and test together.")
+def video_arguments(prog, doc, what):
+    """The command-line parser of a generator of videos, with the arguments every generator takes
+    (--out_dir, --seed and the videos' size and frame rate)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--out_dir", required=True, help=f"Folder (local or gs://) that receives {what}.")
     parser.add_argument("--seed", type=int, default=0, help="Same seed and flags give the same bytes.")
     parser.add_argument("--width", type=int, default=128, help="Frame width in pixels (even).")
     parser.add_argument("--height", type=int, default=96, help="Frame height in pixels (even).")
     parser.add_argument("--fps", type=int, default=10, help="Frames per second of the videos.")
+    return parser
+
+
+def main(argv=None):
+    parser = video_arguments("python -m chimpact.demo.synth", __doc__, "the world")
+    parser.add_argument("--n_videos", type=int, default=100, help="Number of videos, train and test together.")
     parser.add_argument("--n_sites", type=int, default=8, help="Number of camera sites (split between 2 parks).")
     parser.add_argument("--test_fraction", type=float, default=0.2, help="Share of videos in the test table.")
     parser.add_argument("--overexposed_fraction", type=float, default=0.15,
