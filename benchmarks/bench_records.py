@@ -3,11 +3,12 @@
     python benchmarks/bench_records.py [--quick] [--videos=100] [--size=224]
 
 Both sides pack the same generated frames (JPEGs at 1 fps, a label every 10 s as in the
-challenge) into records of 11 frames per example, one worker each, alternating, 3 runs:
-- ours: chimpact.packing.create_records (one shard per fold);
+challenge) into records of 11 frames per example, alternating, at least 3 runs and 10 s each:
+- ours: chimpact.packing.create_records (one shard per fold), with 1 and with 2 workers;
 - reference: its create_tfrecords.py, stage 1 reading the 11 JPEG files of each example into
   one .npy of their bytes, stage 2 reading the .npy files back into 8 shards per fold.
-Checks: every example's frames are the same bytes, with the same distance, on both sides.
+Checks: every example's frames are the same bytes, with the same distance, on both sides, and
+2 workers write the same files as 1.
 """
 
 import os
@@ -127,27 +128,41 @@ def main(argv):
         n = len(pd.read_csv(labels_csv))
 
         def fresh(side, repeat):
-            path = os.path.join(work, f"{side}-{repeat}")
-            shutil.rmtree(path, ignore_errors=True)
-            return path
+            """The side's output folder for this run; the previous run's goes (the first is
+            kept for the checks), so that the disk's write-back of earlier runs, not the
+            code, does not set the pace."""
+            if repeat > 1:
+                shutil.rmtree(os.path.join(work, f"{side}-{repeat - 1}"), ignore_errors=True)
+            return os.path.join(work, f"{side}-{repeat}")
+
+        def ours(workers):
+            return lambda r: packing.create_records(
+                frames_dir, labels_csv, fresh(f"ours{workers}", r),
+                frames_per_side=FRAMES_PER_SIDE, n_folds=N_FOLDS, shards=1, workers=workers,
+                progress=False)
 
         sides = {
-            "create_records (1 worker)": lambda r: packing.create_records(
-                frames_dir, labels_csv, fresh("ours", r), frames_per_side=FRAMES_PER_SIDE,
-                n_folds=N_FOLDS, shards=1, workers=1, progress=False),
+            "create_records (1 worker)": ours(1),
+            "create_records (2 workers)": ours(2),
             "reference (npy, then TFRecords)": lambda r: reference_two_stage(
                 frames_dir, labels_csv, fresh("reference", r)),
         }
-        runs = timing.compare(sides, FLAGS.repeats)
+        runs = timing.compare(sides, FLAGS.repeats, 0 if FLAGS.quick else timing.MIN_SECONDS)
         check_same_records(runs["create_records (1 worker)"]["outputs"][0],
-                           os.path.join(work, "ours-0"), os.path.join(work, "reference-0"))
+                           os.path.join(work, "ours1-0"), os.path.join(work, "reference-0"))
+        for name in os.listdir(os.path.join(work, "ours1-0")):
+            with open(os.path.join(work, "ours1-0", name), "rb") as one, \
+                    open(os.path.join(work, "ours2-0", name), "rb") as two:
+                assert one.read() == two.read(), f"{name}: 2 workers wrote other bytes"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{n} examples of {window.stored_frames(FRAMES_PER_SIDE)} frames, "
           f"{FLAGS.size}x{FLAGS.size} px, {timing.cores()} cores; same bytes and labels")
     timing.report(runs, n, "example")
     timing.ratio(runs, "create_records (1 worker)", "reference (npy, then TFRecords)",
-                 "ratio create_records / reference (examples/s, medians)")
+                 "ratio create_records, 1 worker / reference (examples/s, medians)")
+    timing.ratio(runs, "create_records (2 workers)", "create_records (1 worker)",
+                 "ratio create_records, 2 workers / 1 worker (examples/s, medians)")
 
 
 if __name__ == "__main__":

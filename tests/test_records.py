@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -197,6 +198,29 @@ def test_frame_window_uses_seconds_and_fps():
     assert window.frame_window(34, 2.9, 100, 1, 1) == ([96, 99, 99], [False, False, True])
 
 
+@pytest.mark.parametrize("box", [None, [0.1, 0.25, 0.5, 0.95, 1.0]])
+@pytest.mark.parametrize("fold, time, video_id", [(3, 20, "v.mp4"), (-1, 130000, "cam é/ü.AVI")])
+def test_examples_are_tf_train_examples_with_their_features_in_key_order(box, fold, time, video_id):
+    jpegs = [frame_jpeg(video_id, i, (16, 8)) for i in range(3)] + [b"", bytes(range(256)) * 600]
+    feature = {
+        "frames": tf.train.Feature(bytes_list=tf.train.BytesList(value=jpegs)),
+        "distance": tf.train.Feature(float_list=tf.train.FloatList(value=[0.1 + 12.3])),
+        "video_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[video_id.encode()])),
+        "time": tf.train.Feature(int64_list=tf.train.Int64List(value=[time])),
+        "fold": tf.train.Feature(int64_list=tf.train.Int64List(value=[fold])),
+    }
+    if box is not None:
+        feature["box"] = tf.train.Feature(float_list=tf.train.FloatList(value=box))
+        feature["box_probability"] = tf.train.Feature(float_list=tf.train.FloatList(value=[0.7]))
+    serialized = records.serialize_example(jpegs, 0.1 + 12.3, video_id, time, fold, box, 0.7)
+    assert tf.train.Example.FromString(serialized) == tf.train.Example(
+        features=tf.train.Features(feature=feature))
+    # the features in the order of their keys' bytes, whatever the process or protobuf
+    keys = re.findall(rb"\n[\x03-\x0f](box|box_probability|distance|fold|frames|time|video_id)"
+                      rb"\x12", serialized)
+    assert keys == sorted(key.encode() for key in feature)
+
+
 def test_parser_decodes_only_the_centred_volume():
     images = [frame_jpeg("v.mp4", i) for i in range(11)]
     stored = [b"not a jpeg"] * 2 + images[2:9] + [b"not a jpeg"] * 2
@@ -320,6 +344,27 @@ def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
                            progress=False)
     assert sorted(os.listdir(out)) == [
         "manifest.json", "train-fold0-000-of-001.tfrecord", "train-fold1-000-of-001.tfrecord"]
+
+
+@pytest.mark.slow
+def test_same_inputs_same_bytes_from_any_number_of_workers_and_any_process(small, tmp_path):
+    frames_dir, labels = small
+    settings = dict(frames_per_side=1, n_folds=2, shards=2)
+    for workers in (1, 2):
+        packing.create_records(frames_dir, labels, str(tmp_path / f"w{workers}"), **settings,
+                               workers=workers, progress=False)
+    # another process: the order in which protobuf writes an example's features must not
+    # depend on a process's hash seed
+    subprocess.run([sys.executable, os.path.join(ROOT, "create_tfrecords.py"),
+                    f"--frames_dir={frames_dir}", f"--labels_csv={labels}",
+                    f"--out_dir={tmp_path / 'cli'}", "--frames_per_side=1", "--n_folds=2",
+                    "--shards=2"], check=True, capture_output=True, cwd=ROOT)
+    names = sorted(os.listdir(tmp_path / "w1"))
+    assert len([n for n in names if records.is_shard_name(n)]) == 4
+    for out in ("w2", "cli"):
+        assert sorted(os.listdir(tmp_path / out)) == names
+        for name in names:
+            assert (tmp_path / out / name).read_bytes() == (tmp_path / "w1" / name).read_bytes(), name
 
 
 @pytest.mark.slow

@@ -72,6 +72,12 @@ def encode_jpeg(frame, quality):
     return buffer.getvalue()
 
 
+def jpeg_shape(data):
+    """(height, width) of a frame's JPEG bytes, read from their header alone."""
+    width, height = Image.open(io.BytesIO(data)).size
+    return height, width
+
+
 def write_frames(frames_dir, videos, fps=1.0, quality=95):
     """Writes {video_id: uint8 [n, H, W, 3] pictures} as a frames folder, manifest included, as
     create_frames.py would leave them (without decode settings): synthetic frames for tests and

@@ -157,7 +157,7 @@ def sample_frame_size(frames_dir, examples):
     shapes, sizes = [], []
     for row in picks.itertuples():
         data = read_frame(frames_dir, row.video_id, row.window[len(row.window) // 2])
-        shapes.append(tuple(int(v) for v in tf.io.extract_jpeg_shape(data)[:2]))
+        shapes.append(frames.jpeg_shape(data))
         sizes.append(len(data))
     return collections.Counter(shapes).most_common(1)[0][0], float(np.mean(sizes)), shapes
 
@@ -202,8 +202,7 @@ class _FrameReader:
         if index not in self.cache:
             data = read_frame(self.frames_dir, video_id, index)
             if self.resize is None:
-                size = tuple(int(v) for v in tf.io.extract_jpeg_shape(data)[:2])
-                self.resize = size != self.image_size
+                self.resize = frames.jpeg_shape(data) != self.image_size
             self.cache[index] = self._resized(data) if self.resize else data
         return self.cache[index]
 
@@ -221,16 +220,18 @@ def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None):
     so a shard is held in memory until written: about --shard_mb.
     """
     reader = _FrameReader(frames_dir, image_size)
-    serialized = [None] * len(rows)
-    by_video = sorted(range(len(rows)), key=lambda i: (rows.video_id.iat[i], rows.time.iat[i]))
-    for i in by_video:
-        row = rows.iloc[i]
-        jpegs = [reader.read(row.video_id, index) for index in row.window]
-        with_box = "present" in rows
+    with_box = "present" in rows
+    # Plain values, not pandas rows: a row's Series costs more than its frames' bytes.
+    examples = list(zip(*(rows[name].tolist() for name in (
+        "video_id", "time", "distance", "fold", "window",
+        *((*boxes.VECTOR, "probability") if with_box else ())))))
+    serialized = [None] * len(examples)
+    for i in sorted(range(len(examples)), key=lambda i: examples[i][:2]):
+        video_id, time, distance, fold, indices, *box = examples[i]
+        jpegs = [reader.read(video_id, index) for index in indices]
         serialized[i] = records.serialize_example(
-            jpegs, row.distance, row.video_id, row.time, row.fold,
-            [row[name] for name in boxes.VECTOR] if with_box else None,
-            row["probability"] if with_box else 0.0)
+            jpegs, distance, video_id, time, fold, box[:-1] if with_box else None,
+            box[-1] if with_box else 0.0)
         on_example()
     tmp = storage.temp_name(path)
     with tf.io.TFRecordWriter(tmp) as writer:
