@@ -64,14 +64,16 @@ def main():
     work = args.steps * args.batch_size
     print(f"{args.backbone} at {size[0]}x{size[1]}, batch {args.batch_size}, {args.steps} steps, "
           f"{timing.cores()} cores")
-    predicted = timing.compare({family: predictor(family) for family in FAMILIES})
+    predicted = timing.compare({family: predictor(family) for family in FAMILIES},
+                               min_seconds=0 if args.quick else timing.MIN_SECONDS)
     for family, run in predicted.items():
         outputs = run["outputs"]
         assert all(np.isfinite(o).all() for o in outputs), family
         assert all(np.array_equal(o, outputs[0]) for o in outputs), f"{family}: not repeatable"
     print("predict:")
     timing.report(predicted, work, "seq")
-    trained = timing.compare({family: trainer(family) for family in FAMILIES})
+    trained = timing.compare({family: trainer(family) for family in FAMILIES},
+                             min_seconds=0 if args.quick else timing.MIN_SECONDS)
     for family, run in trained.items():
         assert all(np.isfinite(loss).all() for loss in run["outputs"]), family
     print("train:")

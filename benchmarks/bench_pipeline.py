@@ -114,11 +114,11 @@ def main():
         same_records = timing.compare({
             "ours (7 of 11 decoded)": lambda r: count(ours_dataset(small), examples),
             "reference parse (11 decoded)": lambda r: count(reference_dataset(small), examples),
-        }, args.repeats)
+        }, args.repeats, 0 if args.quick else timing.MIN_SECONDS)
         stores = timing.compare({
             "11 frames stored at 512x512": lambda r: count(reference_dataset(small), examples),
             "11 frames stored at 1280x720": lambda r: count(reference_dataset(full), examples),
-        }, args.repeats)
+        }, args.repeats, 0 if args.quick else timing.MIN_SECONDS)
     print(f"{examples} sequences of {VOLUME} frames at {SIZE[0]}x{SIZE[1]}, batch {BATCH}, "
           f"{timing.cores()} cores; same pictures (mean difference "
           f"{np.abs(ours - theirs).mean():.2f} grey levels on the same records, "

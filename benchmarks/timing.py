@@ -1,7 +1,9 @@
 """What every benchmark here shares: the sides run on the same inputs in the same process, in an
 order that rotates at each repetition (so that none is always first, on a cold cache, or last,
-on a hot machine), at least three times; each side's min and median are printed, then the ratio
-on the last line. Outputs are checked by each benchmark before it reports.
+on a hot machine), at least three times and until every side has run MIN_SECONDS in all (a
+ratio of sub-second runs moves by a third from one run to the next); each side's min and median
+are printed, then the ratio of the medians on the last line with its spread over the
+repetitions. Outputs are checked by each benchmark before it reports.
 """
 
 import os
@@ -10,6 +12,7 @@ import statistics
 import time
 
 MIN_REPEATS = 3
+MIN_SECONDS = 10.0  # each side's wall time over its repetitions, at least (--quick: none)
 
 
 def cores():
@@ -23,8 +26,9 @@ def _cpu_seconds():
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def compare(sides, repeats=MIN_REPEATS):
-    """Runs every side `repeats` times, the order rotating at each repetition.
+def compare(sides, repeats=MIN_REPEATS, min_seconds=MIN_SECONDS):
+    """Runs every side at least `repeats` times and until it has run `min_seconds` in all (a
+    fast side more often than a slow one), the order rotating at each repetition.
 
     sides: {name: run(repeat) -> output}. Returns {name: {"wall": [s...], "cpu": [s...],
     "outputs": [output...]}} in the order of `sides`.
@@ -32,13 +36,20 @@ def compare(sides, repeats=MIN_REPEATS):
     repeats = max(repeats, MIN_REPEATS)
     names = list(sides)
     runs = {name: {"wall": [], "cpu": [], "outputs": []} for name in names}
-    for repeat in range(repeats):
+
+    def wanted(name):
+        return len(runs[name]["wall"]) < repeats or sum(runs[name]["wall"]) < min_seconds
+
+    repeat = 0
+    while any(wanted(name) for name in names):
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            cpu, start = _cpu_seconds(), time.perf_counter()
-            output = sides[name](repeat)
-            runs[name]["wall"].append(time.perf_counter() - start)
-            runs[name]["cpu"].append(_cpu_seconds() - cpu)
-            runs[name]["outputs"].append(output)
+            if wanted(name):
+                cpu, start = _cpu_seconds(), time.perf_counter()
+                output = sides[name](repeat)
+                runs[name]["wall"].append(time.perf_counter() - start)
+                runs[name]["cpu"].append(_cpu_seconds() - cpu)
+                runs[name]["outputs"].append(output)
+        repeat += 1
     return runs
 
 
@@ -59,7 +70,11 @@ def report(runs, work, unit, per_core=False):
 
 
 def ratio(runs, ours, theirs, label):
-    """Prints `label` with the ratio of the medians' rates, ours / theirs: the last line."""
+    """Prints `label` with the ratio of the medians' rates, ours / theirs, and its spread (the
+    least and greatest ratio of the two sides' runs of one repetition, over the repetitions
+    both ran): the last line."""
     value = statistics.median(runs[theirs]["wall"]) / statistics.median(runs[ours]["wall"])
-    print(f"{label}: {value:.2f}x")
+    each = [t / o for t, o in zip(runs[theirs]["wall"], runs[ours]["wall"])]
+    print(f"{label}: {value:.2f}x (spread {min(each):.2f}..{max(each):.2f} over {len(each)} "
+          "repetitions)")
     return value
