@@ -48,22 +48,10 @@ def last_json_line(output):
 
 
 def untrained_model_folder(path, config, biases=None):
-    """Writes a model folder as run_train.py leaves it at `path` (a pathlib.Path): config.json and
-    untrained folds whose output bias is 5 + fold metres (or `biases[fold]`), so that distances
-    look like distances. Returns the path as a string."""
-    import keras
+    """model.write_untrained_folder at a pathlib.Path; returns the path as a string."""
+    from chimpact.training import model
 
-    from chimpact.training import model, model_folder
-
-    (path / "config.json").write_text(json.dumps(config))
-    for fold in config["folds"]:
-        keras.utils.set_random_seed(fold)
-        network = model.build_from_config(config)
-        network.get_layer("distance").bias.assign([5.0 + fold if biases is None
-                                                   else biases[fold]])
-        (path / f"fold{fold}").mkdir()
-        network.save_weights(model_folder.fold_weights_path(str(path), fold))
-    return str(path)
+    return model.write_untrained_folder(str(path), config, biases)
 
 
 def built_once(tmp_path_factory, name, build):

@@ -6,6 +6,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -246,6 +247,16 @@ def _survey(video_dir, root):
     return root
 
 
+def test_every_second_of_a_survey_reads_the_videos_in_each_cameras_folder(model_dir, video_dir,
+                                                                          tmp_path):
+    root = _survey(video_dir, tmp_path / "survey")
+    run_field(model_dir, str(root), out_csv=str(tmp_path / "seconds.csv"), progress=False)
+    table = pd.read_csv(tmp_path / "seconds.csv")
+    assert table.groupby("video_id", sort=False).time.max().to_dict() == {
+        "cam1/four.mp4": 3, "cam2/extra.avi": 5, "cam2/six.avi": 5}
+    assert table.distance.notna().all()
+
+
 # MegaDetector looked at frames 0-2 of four.mp4 (5 fps: up to 0.4 s) and every frame of six.avi,
 # where frame 20 (4 s, no animal) is nearer moment 4 than frame 22's animal: moment 4 is empty.
 SURVEY_DETECTIONS = {"cam1/four.mp4": ([0, 1, 2], {0: BBOX_A}),
@@ -378,28 +389,28 @@ def test_an_interrupted_detection_run_resumes_without_redoing_videos(model_dir, 
     data["images"] = data["images"][:2]
     job = dict(detections_json=_write_json(tmp_path, data), out_csv=str(tmp_path / "rows.csv"),
                progress=False)
-    calls, real = [], distances.predict_detected_video
+    calls, real = [], distances.decode_detected
 
     def killed_at_the_second_video(*args, **kwargs):
-        calls.append(pathlib.Path(args[2]).name)
+        calls.append(pathlib.Path(args[1]).name)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(distances, "predict_detected_video", killed_at_the_second_video)
+    monkeypatch.setattr(distances, "decode_detected", killed_at_the_second_video)
     with pytest.raises(KeyboardInterrupt):
         run_field(model_dir, str(root), **job)
     assert not (tmp_path / "rows.csv").exists()
     calls.clear()
-    monkeypatch.setattr(distances, "predict_detected_video",
-                        lambda *a, **k: calls.append(pathlib.Path(a[2]).name) or real(*a, **k))
+    monkeypatch.setattr(distances, "decode_detected",
+                        lambda *a, **k: calls.append(pathlib.Path(a[1]).name) or real(*a, **k))
     run_field(model_dir, str(root), **job)
     assert calls == ["six.avi"]  # four.mp4 was done before the kill
     first = pd.read_csv(tmp_path / "rows.csv")
     assert first.deployment_id.tolist()[:2] == ["cam1", "cam2"]
     # Killed again after four.mp4, then re-run with a videos table naming its deployment: other
     # rows, so the run starts afresh instead of keeping four.mp4's old deployment.
-    monkeypatch.setattr(distances, "predict_detected_video", killed_at_the_second_video)
+    monkeypatch.setattr(distances, "decode_detected", killed_at_the_second_video)
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
         run_field(model_dir, str(root), **job)
@@ -407,11 +418,35 @@ def test_an_interrupted_detection_run_resumes_without_redoing_videos(model_dir, 
                   "timestamp": ["2021-03-01T08:10:00+01:00"]}).to_csv(tmp_path / "videos.csv",
                                                                         index=False)
     calls.clear()
-    monkeypatch.setattr(distances, "predict_detected_video",
-                        lambda *a, **k: calls.append(pathlib.Path(a[2]).name) or real(*a, **k))
+    monkeypatch.setattr(distances, "decode_detected",
+                        lambda *a, **k: calls.append(pathlib.Path(a[1]).name) or real(*a, **k))
     run_field(model_dir, str(root), videos_csv=str(tmp_path / "videos.csv"), **job)
     assert calls == ["four.mp4", "six.avi"]
     assert pd.read_csv(tmp_path / "rows.csv").deployment_id.tolist()[:2] == ["north", "cam2"]
+
+
+def test_videos_are_decoded_ahead_in_order_each_error_its_own_and_at_most_depth_ahead():
+    started, consumed, next_started = [], [], threading.Event()
+
+    def load(item):
+        started.append(item)
+        if item == 2:
+            next_started.set()
+        if item == 3:
+            raise video.VideoError(f"v{item}.mp4", "cannot be decoded")
+        return item * 10
+
+    for item, future in videos.ahead(range(1, 8), load, depth=2):
+        if item == 1:
+            # the second video is decoded while the caller still works on the first
+            assert next_started.wait(30)
+        assert len(started) <= len(consumed) + 1 + 2
+        try:
+            consumed.append(future.result())
+        except video.VideoError as e:
+            consumed.append(e.reason)
+    assert consumed == [10, 20, "cannot be decoded", 40, 50, 60, 70]
+    assert started == list(range(1, 8))
 
 
 def test_calibration_corrects_each_deployment_by_its_reference_detections(model_dir, video_dir,

@@ -242,22 +242,22 @@ def test_times_csv_rows_in_order_and_resume(model_dir, videos, tmp_path, monkeyp
     predictor, config = infer.load_predictor(model_dir)
     out_csv = str(tmp_path / "times.csv")
     calls = []
-    real = field_videos.predict_video
+    real = field_videos.decode_times
 
     def killed_at_third_video(*args, **kwargs):
-        calls.append(args[2])
+        calls.append(args[1])
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(field_videos, "predict_video", killed_at_third_video)
+    monkeypatch.setattr(field_videos, "decode_times", killed_at_third_video)
     with pytest.raises(KeyboardInterrupt):
         field_videos.predict_videos(predictor, config, videos, out_csv, times=times,
                                     progress=False)
     assert not pathlib.Path(out_csv).exists()
     calls.clear()
-    monkeypatch.setattr(field_videos, "predict_video",
-                        lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(field_videos, "decode_times",
+                        lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     failures = field_videos.predict_videos(predictor, config, videos, out_csv, times=times,
                                            progress=False)
     assert [pathlib.Path(c).name for c in calls] == ["broken.mp4", "four.mp4", "missing.mp4"]

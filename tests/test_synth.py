@@ -235,6 +235,7 @@ def test_crowded_scenes_keep_the_named_animal_and_draw_the_others():
 
 
 def test_a_survey_at_new_cameras_with_setup_clips_deployments_and_both_layouts(tmp_path):
+    from chimpact.data import extract
     from chimpact.demo import survey
     from chimpact.field import calibration, deployments, megadetector
 
@@ -248,7 +249,7 @@ def test_a_survey_at_new_cameras_with_setup_clips_deployments_and_both_layouts(t
                    for name, (low, high) in synth.CAMERA_RANGES.items())
     videos = deployments.read_videos(str(tmp_path / "videos.csv"), deployments.read_deployments(
         str(tmp_path / "deployments.csv")))
-    found = deployments.survey_videos(str(tmp_path / "videos"))
+    found = extract.video_ids(str(tmp_path / "videos"), folders=True)
     assert sorted(videos) == found and len(found) == 3 * 3 and setups <= set(found)
     assert all(deployment == video_id.split("/")[0]
                for video_id, (deployment, _) in videos.items())

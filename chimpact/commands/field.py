@@ -17,8 +17,9 @@ from absl import flags
 from chimpact.commands import prediction
 
 flags.adopt_module_key_flags(prediction)
-flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://): predicts the "
-                    "distance at every second of every video into --out_csv.")
+flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://), in folders "
+                    "of their own too (one per camera): predicts the distance at every second "
+                    "of every video into --out_csv; video_id is the path under the folder.")
 flags.mark_flag_as_required("video_dir")
 flags.DEFINE_string("times_csv", None, "A table of video_id, time rows; only "
                     "those seconds are predicted, in that order.")

@@ -14,6 +14,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+import posixpath
 import time
 
 import pandas as pd
@@ -48,18 +49,30 @@ class Summary:
         return f"{self.ok} ok, {self.failed} failed{done}"
 
 
-def list_videos(video_dir):
-    """{video_id: path} of the video files directly in `video_dir` (by extension)."""
+def video_ids(video_dir, folders=False):
+    """The ids (forward-slash paths, sorted) of the video files (by extension) in `video_dir`,
+    with `folders` in its subfolders too (a survey's folder per camera); hidden files and
+    folders are left out."""
+    found = []
+    for folder, subfolders, names in tf.io.gfile.walk(video_dir):
+        subfolders[:] = [name for name in subfolders if folders and not name.startswith(".")]
+        relative = posixpath.relpath(str(folder).replace("\\", "/"),
+                                     str(video_dir).replace("\\", "/"))
+        found += [name if relative == "." else f"{relative}/{name}" for name in names
+                  if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith(".")]
+    return sorted(found)
+
+
+def list_videos(video_dir, folders=False):
+    """{video_id: path} of video_ids(video_dir, folders); InputError when the folder is missing
+    or holds none."""
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
-    videos = {
-        name: storage.join(video_dir, name)
-        for name in sorted(tf.io.gfile.listdir(video_dir))
-        if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith(".")
-    }
+    videos = {video_id: storage.join(video_dir, video_id)
+              for video_id in video_ids(video_dir, folders)}
     if not videos:
         raise InputError(f"--video_dir={video_dir} holds no video files "
-                         f"({', '.join(VIDEO_EXTENSIONS)})")
+                         f"({', '.join(VIDEO_EXTENSIONS)}){' in its folders either' * folders}")
     return videos
 
 

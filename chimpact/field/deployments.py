@@ -10,10 +10,8 @@ whose start and end give each deployment's active time, the effort of distance s
 import posixpath
 
 import pandas as pd
-import tensorflow as tf
 
 from chimpact import storage
-from chimpact.data.extract import VIDEO_EXTENSIONS
 from chimpact.errors import InputError
 from chimpact.field import megadetector
 
@@ -30,19 +28,6 @@ def folder_deployment(video_id, video_dir):
     `video_dir` for a video at the top."""
     folder = posixpath.dirname(video_id)
     return folder or posixpath.basename(str(video_dir).rstrip("/")) or str(video_dir)
-
-
-def survey_videos(video_dir):
-    """The video ids (forward-slash paths, sorted) of every video file under `video_dir`, in
-    its folders too; hidden files and folders are left out."""
-    found = []
-    for folder, subfolders, names in tf.io.gfile.walk(video_dir):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        relative = posixpath.relpath(str(folder).replace("\\", "/"),
-                                     str(video_dir).replace("\\", "/"))
-        found += [name if relative == "." else f"{relative}/{name}" for name in names
-                  if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith(".")]
-    return sorted(found)
 
 
 def _times(table, column, label):

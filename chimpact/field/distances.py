@@ -11,6 +11,7 @@ videos), widened where needed to hold every fold and view's own prediction, so i
 narrower than the models' disagreement.
 """
 
+import contextlib
 import hashlib
 import logging
 
@@ -20,7 +21,7 @@ import tensorflow as tf
 import tqdm
 
 from chimpact import storage
-from chimpact.data import boxes, frames, video
+from chimpact.data import boxes, extract, frames, video
 from chimpact.errors import InputError
 from chimpact.field import annotate, deployments, detections, megadetector, videos
 from chimpact.predict import infer
@@ -93,18 +94,25 @@ def predict_boxes(predictor, config, pictures, fps, boxed, offsets, batch_size=1
     return interval(np.concatenate(parts), offsets, predictor.aggregate)
 
 
-def predict_detected_video(predictor, config, path, detected, offsets, snapshot_s=1.0,
-                           keep_empty=False, fps=None, batch_size=16):
-    """(rows (COLUMNS), pictures at the snapshot moments, their times) of one video with its
-    VideoDetections; with `keep_empty`, a row for each moment without a detection, its error
-    NOT_PROCESSED where MegaDetector looked at no frame near it. VideoError when it cannot be
-    decoded, or when neither the file nor the video gives the frame rate."""
+def decode_detected(config, path, detected, fps=None):
+    """(pictures, fps decoded at, the frame rate MegaDetector's frame numbers count in) of one
+    video with its VideoDetections; VideoError when it cannot be decoded, or when neither the
+    file nor the video gives the frame rate."""
     pictures, info = videos.decode_frames(config, path, fps)
-    fps = info["fps"]
     frame_rate = detected.frame_rate or info.get("source_fps")
     if not frame_rate:
         raise video.VideoError(path, "no frame rate in --detections and none in the video: "
                                "give info.custom_metadata.video_frame_rate")
+    return pictures, info["fps"], frame_rate
+
+
+def predict_detected(predictor, config, decoded, detected, offsets, snapshot_s=1.0,
+                     keep_empty=False, batch_size=16):
+    """(rows (COLUMNS), pictures at the snapshot moments, their times) of one video `decoded`
+    by decode_detected, with its VideoDetections; with `keep_empty`, a row for each moment
+    without a detection, its error NOT_PROCESSED where MegaDetector looked at no frame near
+    it."""
+    pictures, fps, frame_rate = decoded
     moments = snapshot_times(len(pictures), fps, snapshot_s)
     used = detections.snapshot_detections(detected.detections, frame_rate, snapshot_s,
                                           detected.frames_processed)
@@ -157,42 +165,60 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
     def deployment(video_id):
         return deployment_of.get(video_id) or deployments.folder_deployment(video_id, video_dir)
 
-    unlisted = [v for v in deployments.survey_videos(video_dir) if v not in listed.values()]
+    unlisted = [v for v in extract.video_ids(video_dir, folders=True) if v not in listed.values()]
     parts = videos.parts_dir(out_csv, inputs)
     if annotate_dir:
         tf.io.gfile.makedirs(annotate_dir)
     log.info("%s -> %s: the detections of %d videos, a snapshot every %g s", video_dir, out_csv,
              len(listed), snapshot_s)
-    failures, tables = {}, []
-    for detected in tqdm.tqdm(detected_videos, unit="video", disable=not progress):
-        video_id = listed[detected.file] or detected.file
-        deployment_id = deployment(video_id) if listed[detected.file] else ""
-        part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
-        path = storage.join(video_dir, video_id)
-        if listed[detected.file] is None:
-            failures[video_id] = f"an absolute path outside --video_dir={video_dir}"
-        elif detected.failure:
-            failures[video_id] = f"MegaDetector failed on it: {detected.failure}"
-        elif not tf.io.gfile.exists(path):
-            failures[video_id] = f"not found in --video_dir={video_dir}"
-        elif not tf.io.gfile.exists(part):
-            try:
-                rows, pictures, moments = predict_detected_video(
-                    predictor, config, path, detected, offsets, snapshot_s, keep_empty, fps,
-                    batch_size)
-            except video.VideoError as e:
-                failures[video_id] = e.reason
+
+    def problem(detected):
+        """Why a listed video gets no prediction without being decoded, if it does not."""
+        video_id = listed[detected.file]
+        if video_id is None:
+            return f"an absolute path outside --video_dir={video_dir}"
+        if detected.failure:
+            return f"MegaDetector failed on it: {detected.failure}"
+        if not tf.io.gfile.exists(storage.join(video_dir, video_id)):
+            return f"not found in --video_dir={video_dir}"
+        return None
+
+    def part_path(video_id):
+        return storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
+
+    problems = [problem(d) for d in detected_videos]
+    pending = [i for i, d in enumerate(detected_videos)
+               if not problems[i] and not tf.io.gfile.exists(part_path(listed[d.file]))]
+    todo, failures, tables = set(pending), {}, []
+    with contextlib.closing(videos.ahead(pending, lambda i: decode_detected(
+            config, storage.join(video_dir, listed[detected_videos[i].file]),
+            detected_videos[i], fps))) as decoded:
+        for i, detected in enumerate(tqdm.tqdm(detected_videos, unit="video",
+                                               disable=not progress)):
+            video_id = listed[detected.file] or detected.file
+            deployment_id = deployment(video_id) if listed[detected.file] else ""
+            if problems[i]:
+                failures[video_id] = problems[i]
+            elif i in todo:
+                try:
+                    rows, pictures, moments = predict_detected(
+                        predictor, config, next(decoded)[1].result(), detected, offsets,
+                        snapshot_s, keep_empty, batch_size)
+                except video.VideoError as e:
+                    failures[video_id] = e.reason
+                else:
+                    if annotate_dir:
+                        annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
+                                             _sheet_path(annotate_dir, video_id))
+                    storage.write_csv(rows.assign(video_id=video_id,
+                                                  deployment_id=deployment_id),
+                                      part_path(video_id))
+            if video_id in failures:
+                tables.append(_error_row(video_id, deployment_id, failures[video_id]))
             else:
-                if annotate_dir:
-                    annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
-                                         _sheet_path(annotate_dir, video_id))
-                storage.write_csv(rows.assign(video_id=video_id, deployment_id=deployment_id),
-                                  part)
-        if video_id in failures:
-            tables.append(_error_row(video_id, deployment_id, failures[video_id]))
-        else:
-            tables.append(storage.read_csv(part, dtype={name: str for name in _TEXT},
-                                           keep_default_na=False, na_values=NUMERIC_NA))
+                tables.append(storage.read_csv(part_path(video_id),
+                                               dtype={name: str for name in _TEXT},
+                                               keep_default_na=False, na_values=NUMERIC_NA))
     if unlisted:
         log.warning("%d video(s) of --video_dir=%s are not in --detections (%s%s): a row each "
                     "says so", len(unlisted), video_dir, ", ".join(unlisted[:3]),

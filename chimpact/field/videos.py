@@ -1,11 +1,16 @@
 """Distances for raw field videos, decoded as create_frames.py decodes the training frames: every
 second of each video of a folder, or the seconds a times table asks for, with the records' window
 (chimpact.data.window) over the decoded pictures and the fold-averaged predictor of
-chimpact.predict.infer. Per-video results are kept beside the output until it is written, so an
-interrupted run resumes.
+chimpact.predict.infer. The next videos are decoded while the network predicts the current one
+(ahead: a bounded queue, so memory does not grow with the survey). Per-video results are kept
+beside the output until it is written, so an interrupted run resumes.
 """
 
+import collections
+import concurrent.futures
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 
@@ -21,6 +26,9 @@ from chimpact.predict import infer
 from chimpact.training import model_folder
 
 log = logging.getLogger(__name__)
+
+DECODE_AHEAD = 3  # videos decoded ahead of the one being predicted
+DECODE_WORKERS = 2  # videos decoded at once (ffmpeg's start and its pipe leave a core half idle)
 
 
 def video_seconds(n_frames, fps):
@@ -57,14 +65,19 @@ def decode_frames(config, path, fps, labelled=None):
     return video.decode_video(path, labelled_frames=labelled, size=(width, height), **options)
 
 
-def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
-    """(times, distances, errors) of one video at `times` (every second when None); a time
-    whose frame lies past the video's end gets no distance (NaN) and the error "past the end";
-    VideoError when the video cannot be decoded. Decoding follows create_frames.py with
-    model_folder.decode_options(config, fps). A box model sees no box (the whole frame)."""
+def decode_times(config, path, times=None, fps=None):
+    """(pictures, fps decoded at) of one video for predict_pictures: decoded as create_frames.py
+    decodes, with model_folder.decode_options(config, fps), the frames of `times` kept as label
+    frames are; VideoError when it cannot be decoded."""
     fps = model_folder.decode_options(config, fps)["fps"]
     labelled = None if times is None else [frames.frame_index(t, fps) for t in times]
-    pictures, _ = decode_frames(config, path, fps, labelled)
+    return decode_frames(config, path, fps, labelled)[0], fps
+
+
+def predict_pictures(predictor, config, pictures, fps, times=None, batch_size=16):
+    """(times, distances, errors) of one decoded video at `times` (every second when None); a
+    time whose frame lies past the video's end gets no distance (NaN) and the error "past the
+    end". A box model sees no box (the whole frame)."""
     times = video_seconds(len(pictures), fps) if times is None else list(times)
     inside = [t for t in times if 0 <= frames.frame_index(t, fps) < len(pictures)]
     distances = [np.zeros(0, np.float32)]
@@ -77,6 +90,32 @@ def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
     past = f"past the end: the video has {len(pictures) / fps:g} s"
     return (times, np.array([found.get(t, np.nan) for t in times], np.float32),
             ["" if t in found else past for t in times])
+
+
+def predict_video(predictor, config, path, times=None, fps=None, batch_size=16):
+    """predict_pictures of the video at `path`, decoded by decode_times."""
+    pictures, fps = decode_times(config, path, times, fps)
+    return predict_pictures(predictor, config, pictures, fps, times, batch_size)
+
+
+def ahead(items, load, depth=DECODE_AHEAD, workers=DECODE_WORKERS):
+    """Yields (item, future of load(item)) in the order of `items`, loading on `workers` threads
+    up to `depth` items ahead of the one the caller works on: ffmpeg decodes the next videos
+    while the network predicts this one, and memory holds at most depth + 1 decoded videos,
+    whatever the survey's size. Stopping early cancels what has not started."""
+    items = iter(items)
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        queued = collections.deque((item, pool.submit(load, item))
+                                   for item in itertools.islice(items, depth))
+        try:
+            while queued:
+                item, future = queued.popleft()
+                for following in itertools.islice(items, 1):
+                    queued.append((following, pool.submit(load, following)))
+                yield item, future
+        finally:
+            for _, future in queued:
+                future.cancel()
 
 
 def parts_dir(out_csv, inputs):
@@ -108,7 +147,7 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
     Returns {video_id: error} of the failed videos.
     """
     if times is None:
-        wanted = {video_id: None for video_id in extract.list_videos(video_dir)}
+        wanted = {video_id: None for video_id in extract.list_videos(video_dir, folders=True)}
     else:
         wanted = {v: rows["time"].tolist() for v, rows in times.groupby("video_id", sort=False)}
     times_sha = None if times is None else hashlib.sha256(times.to_csv().encode()).hexdigest()
@@ -116,23 +155,28 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
                                     decode=model_folder.decode_options(config, fps)))
     log.info("%s -> %s: %d videos, %s", video_dir, out_csv, len(wanted),
              "every second" if times is None else f"{len(times)} requested times")
-    failures, tables = {}, []
-    for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
-        part = storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
-        if not tf.io.gfile.exists(part):
-            try:
-                seconds, distances, errors = predict_video(
-                    predictor, config, storage.join(video_dir, video_id), wanted[video_id], fps,
-                    batch_size)
-            except video.VideoError as e:
-                failures[video_id] = e.reason
-                tables.append(pd.DataFrame({"video_id": video_id,
-                                            "time": wanted[video_id] or [None],
-                                            "distance": np.nan, "error": e.reason}))
-                continue
-            storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
-                                            "distance": distances, "error": errors}), part)
-        tables.append(_read_part(part))
+    part_of = {video_id: storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16]
+                                      + ".csv") for video_id in wanted}
+    pending = [v for v in wanted if not tf.io.gfile.exists(part_of[v])]
+    todo, failures, tables = set(pending), {}, []
+    with contextlib.closing(ahead(pending, lambda v: decode_times(
+            config, storage.join(video_dir, v), wanted[v], fps))) as decoded:
+        for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
+            if video_id in todo:
+                try:
+                    pictures, decoded_fps = next(decoded)[1].result()
+                except video.VideoError as e:
+                    failures[video_id] = e.reason
+                    tables.append(pd.DataFrame({"video_id": video_id,
+                                                "time": wanted[video_id] or [None],
+                                                "distance": np.nan, "error": e.reason}))
+                    continue
+                seconds, distances, errors = predict_pictures(
+                    predictor, config, pictures, decoded_fps, wanted[video_id], batch_size)
+                storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
+                                                "distance": distances, "error": errors}),
+                                  part_of[video_id])
+            tables.append(_read_part(part_of[video_id]))
     table = pd.concat(tables, ignore_index=True).astype({"time": "Int64"})
     if times is not None:
         table = times.astype({"time": "Int64"}).merge(table, on=KEYS, how="left")

@@ -312,6 +312,23 @@ def input_size(config):
     return crop.model_size(tuple(config["image_size"]), config.get("crop_bottom", 0.0))
 
 
+def write_untrained_folder(model_dir, config, biases=None):
+    """Writes a model folder as run_train.py leaves it (config.json and a weights file per fold
+    of config["folds"]), untrained, each fold's output bias 5 + fold metres (or `biases[fold]`)
+    so that its distances look like distances: what benchmarks and tests time and check the
+    prediction stages on without training first. Returns `model_dir`."""
+    storage.makedirs(model_dir)
+    model_folder.write_config(model_dir, config)
+    for fold in config["folds"]:
+        keras.utils.set_random_seed(fold)
+        network = build_from_config(config)
+        network.get_layer("distance").bias.assign([5.0 + fold if biases is None
+                                                   else biases[fold]])
+        storage.makedirs(model_folder.fold_dir(model_dir, fold))
+        save_weights(network, model_folder.fold_weights_path(model_dir, fold))
+    return model_dir
+
+
 def load_fold_models(model_dir, folds=None, strategy=None):
     """{fold: keras.Model with that fold's best weights} for the trained `folds` (default all).
 
