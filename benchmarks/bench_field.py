@@ -120,10 +120,12 @@ def main():
                         help="the tiny backbone, 1 video per camera, runs of any length")
     parser.add_argument("--backbones", default=",".join(MODELS),
                         help=f"comma-separated, of {', '.join(MODELS)}")
-    parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated, of {', '.join(JOBS)}")
+    parser.add_argument("--jobs", default=",".join(JOBS),
+                        help=f"comma-separated, of {', '.join(JOBS)}")
     parser.add_argument("--videos_per_camera", type=int, default=3,
                         help="survey videos at each of the 3 cameras (besides its setup clip)")
-    parser.add_argument("--cache_dir", default=os.path.join(tempfile.gettempdir(), "chimpact-bench-field"),
+    parser.add_argument("--cache_dir",
+                        default=os.path.join(tempfile.gettempdir(), "chimpact-bench-field"),
                         help="where the generated surveys are kept between runs")
     args = parser.parse_args()
     backbones = ["tiny"] if args.quick else args.backbones.split(",")

@@ -91,7 +91,8 @@ def main():
         print(f"{family:9} ({volume} frames): train {train:8.1f} sequences/s "
               f"({train / REFERENCE_TPU_RATE:.2f}x the TPU v3-8's), predict {predict:8.1f}")
     print(f"ratio to the reference's TPU v3-8 ({REFERENCE_TPU_RATE:.0f} training sequences/s): "
-          + ", ".join(f"{family} {rate / REFERENCE_TPU_RATE:.2f}x" for family, rate in rates.items()))
+          + ", ".join(f"{family} {rate / REFERENCE_TPU_RATE:.2f}x"
+                      for family, rate in rates.items()))
 
 
 if __name__ == "__main__":

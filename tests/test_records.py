@@ -364,7 +364,8 @@ def test_same_inputs_same_bytes_from_any_number_of_workers_and_any_process(small
     for out in ("w2", "cli"):
         assert sorted(os.listdir(tmp_path / out)) == names
         for name in names:
-            assert (tmp_path / out / name).read_bytes() == (tmp_path / "w1" / name).read_bytes(), name
+            ours = (tmp_path / out / name).read_bytes()
+            assert ours == (tmp_path / "w1" / name).read_bytes(), name
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ narrower than the models' disagreement.
 """
 
 import contextlib
-import hashlib
 import logging
 
 import numpy as np
@@ -183,12 +182,9 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
             return f"not found in --video_dir={video_dir}"
         return None
 
-    def part_path(video_id):
-        return storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
-
     problems = [problem(d) for d in detected_videos]
-    pending = [i for i, d in enumerate(detected_videos)
-               if not problems[i] and not tf.io.gfile.exists(part_path(listed[d.file]))]
+    pending = [i for i, d in enumerate(detected_videos) if not problems[i]
+               and not tf.io.gfile.exists(videos.part_path(parts, listed[d.file]))]
     todo, failures, tables = set(pending), {}, []
     with contextlib.closing(videos.ahead(pending, lambda i: decode_detected(
             config, storage.join(video_dir, listed[detected_videos[i].file]),
@@ -212,11 +208,11 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
                                              _sheet_path(annotate_dir, video_id))
                     storage.write_csv(rows.assign(video_id=video_id,
                                                   deployment_id=deployment_id),
-                                      part_path(video_id))
+                                      videos.part_path(parts, video_id))
             if video_id in failures:
                 tables.append(_error_row(video_id, deployment_id, failures[video_id]))
             else:
-                tables.append(storage.read_csv(part_path(video_id),
+                tables.append(storage.read_csv(videos.part_path(parts, video_id),
                                                dtype={name: str for name in _TEXT},
                                                keep_default_na=False, na_values=NUMERIC_NA))
     if unlisted:

@@ -131,6 +131,11 @@ def parts_dir(out_csv, inputs):
     return parts
 
 
+def part_path(parts, video_id):
+    """Where one video's results wait in `parts` (parts_dir) until the output is written."""
+    return storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
+
+
 def _read_part(path):
     return storage.read_csv(path, dtype={"video_id": str, "error": str}, keep_default_na=False,
                        na_values={"distance": [""]})
@@ -155,8 +160,7 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
                                     decode=model_folder.decode_options(config, fps)))
     log.info("%s -> %s: %d videos, %s", video_dir, out_csv, len(wanted),
              "every second" if times is None else f"{len(times)} requested times")
-    part_of = {video_id: storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16]
-                                      + ".csv") for video_id in wanted}
+    part_of = {video_id: part_path(parts, video_id) for video_id in wanted}
     pending = [v for v in wanted if not tf.io.gfile.exists(part_of[v])]
     todo, failures, tables = set(pending), {}, []
     with contextlib.closing(ahead(pending, lambda v: decode_times(
