@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -59,10 +60,12 @@ def model_sequences(config, pictures, times, fps):
 def decode_frames(config, path, fps, labelled=None):
     """(pictures uint8 [n, H, W, 3] at the model's size, info: fps decoded at, source_fps...)
     of a video decoded as create_frames.py decodes, with the settings of the model's training
-    frames."""
+    frames, ffmpeg on its share of the cores (DECODE_WORKERS videos decode at once, as
+    create_frames.py shares them among its workers)."""
     height, width = config["image_size"]
     options = model_folder.decode_options(config, fps)
-    return video.decode_video(path, labelled_frames=labelled, size=(width, height), **options)
+    return video.decode_video(path, labelled_frames=labelled, size=(width, height),
+                              threads=max(1, (os.cpu_count() or 1) // DECODE_WORKERS), **options)
 
 
 def decode_times(config, path, times=None, fps=None):
