@@ -13,7 +13,9 @@ setup(
     packages=find_packages(include=["chimpact", "chimpact.*"]),
     # The presets travel with the package: `chimpact train --preset=NAME` from any folder.
     package_data={"chimpact.presets": ["*.flags"]},
-    # The entry scripts (they read the flags) and one command that runs them by name.
+    # The entry scripts (they define and read the flags), what they share (chimpact_flags) and
+    # one command that runs them by name.
+    py_modules=["chimpact_flags"],
     scripts=["create_frames.py", "create_tfrecords.py", "run_train.py", "run_infer.py",
              "run_field.py", "ensemble.py"],
     entry_points={"console_scripts": ["chimpact = chimpact.commands:main"]},

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import chimpact_flags
 from chimpact import cli, commands, presets, settings
 from chimpact.errors import UsageError
 import videogen
@@ -76,8 +77,8 @@ def test_a_preset_expands_where_it_stands_with_the_presets_it_names():
     # reference.flags first (named on the preset's first line), then its own flags.
     assert full[:len(reference)] == reference and "--aug=a4" in full[len(reference):]
     assert not [line for line in full if line.startswith(("#", "--flagfile"))]
-    argv = commands._with_presets(["run_train.py", "--epochs=3", "--preset=full-a4p50-f7s1",
-                                   "--epochs=2"])
+    argv = chimpact_flags.with_presets(["run_train.py", "--epochs=3",
+                                        "--preset=full-a4p50-f7s1", "--epochs=2"])
     assert argv == ["run_train.py", "--epochs=3", *full, "--epochs=2"]
     assert "--epochs=40" in full  # so the flag after it is the one absl keeps
 

@@ -7,9 +7,9 @@ from chimpact.commands import flagsdoc
 XML = """<?xml version="1.0"?><AllFlags><program>x.py</program><usage>Does x.</usage>
 <flag><file>absl.app</file><name>helpfull</name><meaning>show full help</meaning>
 <default>false</default></flag>
-<flag><key>yes</key><file>chimpact.commands.x</file><name>size</name><meaning>W|H  in
+<flag><key>yes</key><file>x.py</file><name>size</name><meaning>W|H  in
  pixels</meaning><default>64</default></flag>
-<flag><key>yes</key><file>chimpact.commands.x</file><name>out_dir</name><meaning>Where.</meaning><default></default></flag>
+<flag><key>yes</key><file>x.py</file><name>out_dir</name><meaning>Where.</meaning><default></default></flag>
 </AllFlags>"""
 
 

@@ -20,7 +20,7 @@ def stage(module):
 
 def imports():
     """{module: the chimpact modules it imports}, read from the source (ast), not by importing;
-    modules of subpackages are named by their dotted path below chimpact (commands.train), the
+    modules of subpackages are named by their dotted path below chimpact (commands.flagsdoc), the
     package's own __init__ as "__init__"."""
     paths = {}
     for path in PACKAGE.rglob("*.py"):
@@ -38,7 +38,7 @@ def imports():
             elif isinstance(node, ast.Import):
                 names |= {a.name.split(".", 1)[1] for a in node.names
                           if a.name.startswith("chimpact.")}
-        # Importing commands.train runs commands/__init__.py first.
+        # Importing commands.flagsdoc runs commands/__init__.py first.
         names |= {n.rsplit(".", 1)[0] for n in names if "." in n}
         graph[name] = names - {name, ""}
     return graph
@@ -46,7 +46,7 @@ def imports():
 
 def test_no_module_imports_itself_through_others():
     graph = imports()
-    assert {"predict.infer", "field", "field.jobs", "commands", "commands.train",
+    assert {"predict.infer", "field", "field.jobs", "commands", "commands.flagsdoc",
             "presets"} <= set(graph)
 
     def reaches(start, target, seen=()):
@@ -55,7 +55,7 @@ def test_no_module_imports_itself_through_others():
 
     circles = sorted(m for m in graph if reaches(m, m))
     assert circles == [], circles
-    assert "predict.infer" in graph["field.distances"] and "presets" in graph["commands"]
+    assert "predict.infer" in graph["field.distances"] and "commands" in graph["commands.flagsdoc"]
 
 
 def test_every_module_is_in_a_stage_and_imports_no_later_one():
@@ -76,9 +76,9 @@ def test_every_module_says_its_job():
     assert silent == [], silent
 
 
-def test_only_the_entry_programs_read_absl_flags():
-    """Flags are read in chimpact/commands/ (the programs the entry scripts and the `chimpact`
-    command run) and nowhere else in the library: its functions take plain values."""
+def test_the_library_holds_no_absl():
+    """Flags are defined and read in the entry scripts (and chimpact_flags beside them) only:
+    no module of chimpact/ imports absl, so its functions take plain values."""
     def imports_absl(path):
         return any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("absl")
                    or isinstance(node, ast.Import) and any(a.name.startswith("absl")
@@ -86,15 +86,15 @@ def test_only_the_entry_programs_read_absl_flags():
                    for node in ast.walk(ast.parse(path.read_text())))
 
     readers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
-                     if path.parent.name != "commands" and imports_absl(path))
+                     if imports_absl(path))
     assert readers == [], readers
-    assert imports_absl(PACKAGE / "commands" / "train.py")
+    assert imports_absl(PACKAGE.parent / "run_train.py")
+    assert imports_absl(PACKAGE.parent / "chimpact_flags.py")
 
 
 def test_flag_values_are_read_in_the_entry_scripts_only():
-    """chimpact/commands/ defines each program's flags; the top-level scripts read them
-    (FLAGS.name) and pass plain values on, or absl's FLAGS itself to commands.run: no module
-    of chimpact/ names FLAGS, alone or as flags.FLAGS, or takes a flag's value
+    """The top-level scripts define their flags, read them (FLAGS.name) and pass plain values
+    on: no module of chimpact/ names FLAGS, alone or as flags.FLAGS, or takes a flag's value
     (flag.value, flag_values.flag_values_dict())."""
     def takes_a_value(node):
         return (isinstance(node, ast.Attribute) and node.attr in ("value", "flag_values_dict")

@@ -3,6 +3,7 @@ and the presets of models/."""
 
 import pathlib
 import re
+import runpy
 
 import keras
 import numpy as np
@@ -155,12 +156,13 @@ def test_efficientnet_b0_builds_with_no_weights_and_from_a_weights_file(tmp_path
 
 def parse_preset(path, *overrides):
     """The run_train.py flags that `path` sets (nested flagfiles resolved from the repo root)."""
-    from chimpact.commands import train as program  # noqa: F401 - defines the flags
+    program = runpy.run_path(str(MODELS.parent / "run_train.py"))  # defines the flags
 
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_train.py", f"--flagfile={path}", *overrides])
-    own = flags.FLAGS.get_flags_for_module(program.__name__)
-    return {flag.name: flag.value for flag in own}
+    # By name: a second run of the script registers fresh copies of the flags it defined.
+    own = {flag.name for flag in flags.FLAGS.get_flags_for_module(program["__name__"])}
+    return {name: flags.FLAGS[name].value for name in own}
 
 
 @pytest.mark.slow

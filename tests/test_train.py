@@ -143,8 +143,7 @@ def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, ca
     with pytest.raises(InputError, match="--aug=a9"):
         train.train(tmp_path / "rec", tmp_path / "out", aug="a9", **TINY)
 
-    from chimpact.commands import train as train_flags  # noqa: F401  (defines the flags)
-    run_train = runpy.run_path(str(ROOT / "run_train.py"))  # the script's main, not run
+    run_train = runpy.run_path(str(ROOT / "run_train.py"))  # defines the flags; main, not run
 
     monkeypatch.chdir(ROOT)
     flags.FLAGS.unparse_flags()

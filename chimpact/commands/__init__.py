@@ -1,18 +1,14 @@
-"""The programs of the entry scripts, and the `chimpact` command that runs them by name:
-`chimpact frames|records|train|infer|field|ensemble [flags]` is create_frames.py,
-create_tfrecords.py, run_train.py, run_infer.py, run_field.py or ensemble.py with the same
-flags."""
+"""The `chimpact` command, which runs the entry scripts by name: `chimpact
+frames|records|train|infer|field|ensemble [flags]` is create_frames.py, create_tfrecords.py,
+run_train.py, run_infer.py, run_field.py or ensemble.py with the same flags (the scripts define
+and read them; the library reads none)."""
 
-import importlib
 import pathlib
 import runpy
 import sys
 import sysconfig
 
-from absl import app, flags
-
 import chimpact
-from chimpact.errors import UsageError
 
 # command -> the top-level script that runs the same program.
 SCRIPTS = {"frames": "create_frames.py", "records": "create_tfrecords.py",
@@ -29,69 +25,6 @@ USAGE = """usage: chimpact COMMAND [flags]      (chimpact COMMAND --help: its fl
 
 chimpact --version prints the version."""
 
-HELP_FLAGS = {"-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml"}
-
-
-def _version():
-    print(f"chimpact {chimpact.__version__}")
-    sys.exit(0)
-
-
-def _flags_parser(flag_values):
-    """absl's flag parsing into `flag_values`, a bad flag exiting 2 (a usage error) instead of
-    absl's 1."""
-    def parse(argv):
-        try:
-            return flag_values(argv)
-        except flags.Error as e:
-            print(f"error: {e} (--helpshort lists the flags)", file=sys.stderr)
-            sys.exit(2)
-
-    return parse
-
-
-def _with_presets(argv):
-    """argv with each --preset=NAME replaced by the preset's flags (the flags after it win)."""
-    from chimpact import presets
-
-    expanded = []
-    for argument in argv:
-        if argument == "--preset=list":
-            for name, description in presets.describe().items():
-                print(f"{name:26} {description}")
-            sys.exit(0)
-        name = argument.split("=", 1)[1] if argument.startswith("--preset=") else None
-        expanded += presets.flags_of(name) if name else [argument]
-    return expanded
-
-
-def run(name, main, flag_values, argv=None):
-    """Runs `main`, the entry script of command `name` (whose flags chimpact/commands/NAME.py
-    defines in the script's `flag_values`, absl's FLAGS), on `argv` (default sys.argv):
-    --version, and train's --preset, are read first; usage errors exit 2, failed work 1."""
-    argv = list(sys.argv if argv is None else argv)
-    if "--version" in argv[1:]:
-        _version()
-    program = importlib.import_module(f"{__name__}.{name}")
-    try:
-        argv = _with_presets(argv) if name == "train" else argv
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    # absl's --help prints the __main__ module's docstring and the flags key to sys.argv[0]:
-    # the program's usage and flags.
-    sys.modules["__main__"].__doc__ = program.__doc__
-    for flag in flag_values.get_key_flags_for_module(program.__name__):
-        flag_values.register_key_flag_for_module(sys.argv[0], flag)
-    try:
-        app.run(main, argv=argv,
-                flags_parser=_flags_parser(flag_values))
-    except SystemExit as done:
-        # absl exits 1 after printing the help it was asked for: asking is no failure.
-        if done.code == 1 and HELP_FLAGS & set(argv[1:]):
-            sys.exit(0)
-        raise
-
 
 def main():
     """The `chimpact` console command."""
@@ -100,7 +33,8 @@ def main():
         print(USAGE)
         sys.exit(0)
     if command == "--version":
-        _version()
+        print(f"chimpact {chimpact.__version__}")
+        sys.exit(0)
     if command not in SCRIPTS:
         print(f"error: {'unknown command ' + repr(command) if command else 'no command'}; "
               f"expected one of {', '.join(SCRIPTS)}\n\n{USAGE}", file=sys.stderr)

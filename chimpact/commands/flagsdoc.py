@@ -3,8 +3,8 @@
     python -m chimpact.commands.flagsdoc            # rewrites docs/FLAGS.md (what `make docs` runs)
     python -m chimpact.commands.flagsdoc --check    # exit 1 when docs/FLAGS.md is out of date
 
-Each script runs with --helpxml in a subprocess (this module defines no absl flags); only the
-flags key to its program (chimpact/commands/: its own and those it adopts) are listed, not
+Each script runs with --helpxml in a subprocess (this module reads no absl flags); only the
+flags key to it (those it defines and those it adopts from chimpact_flags) are listed, not
 absl's or TensorFlow's.
 """
 
