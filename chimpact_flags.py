@@ -7,7 +7,7 @@ import sys
 from absl import app, flags
 
 import chimpact
-from chimpact import cli, presets, settings
+from chimpact import cli, presets, runner, settings
 from chimpact.errors import UsageError
 
 FLAGS = flags.FLAGS
@@ -62,6 +62,35 @@ def run(main, argv=None, expand_presets=False):
         if done.code == 1 and HELP_FLAGS & set(argv[1:]):
             sys.exit(0)
         raise
+
+
+def define_runner_flags():
+    """Defines --runner and --beam_options (create_frames.py, create_tfrecords.py,
+    run_field.py); the script adopts them with flags.adopt_module_key_flags(chimpact_flags)
+    and reads them with beam_args."""
+    flags.DEFINE_enum("runner", "local", list(runner.RUNNERS), "local: this machine's cores "
+                      "(threads, no Beam); beam: one element per video (shard, for records) "
+                      "of an Apache Beam pipeline, on Beam's local runner with a worker "
+                      "process per core unless --beam_options (or the arguments after `--`) "
+                      "name another, such as --runner=DataflowRunner.")
+    flags.DEFINE_string("beam_options", "", "With --runner=beam: Beam's pipeline options, one "
+                        "shell-quoted string, e.g. \"--runner=DataflowRunner --project=P "
+                        "--region=R --temp_location=gs://B/tmp\"; the arguments after `--` are "
+                        "added to them.")
+
+
+def beam_args(argv, paths=()):
+    """Beam's pipeline options of --runner=beam (None for local), from --beam_options and
+    `argv`'s arguments after `--`; UsageError for arguments that nothing takes, a missing
+    apache-beam, or a ram:// path among `paths`."""
+    extra = argv[1:]
+    if FLAGS.runner == "local":
+        if extra or FLAGS.beam_options:
+            raise UsageError(f"{' '.join(extra) or '--beam_options'}: Beam's options go with "
+                             "--runner=beam")
+        return None
+    runner.check_beam(paths)
+    return runner.pipeline_args(FLAGS.beam_options, extra)
 
 
 def define_prediction_flags():

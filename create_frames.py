@@ -1,7 +1,9 @@
-"""Extracts 1-fps JPEG frames from every camera-trap video in a folder, in parallel, resumably.
+r"""Extracts 1-fps JPEG frames from every camera-trap video in a folder, in parallel, resumably.
 
     python create_frames.py --video_dir=videos/ --out_dir=frames/ [--size=640x360]
     chimpact frames --video_dir=videos/ --out_dir=frames/     # the same, installed
+    python create_frames.py --video_dir=gs://B/videos --out_dir=gs://B/frames --runner=beam \
+        --beam_options="--runner=DataflowRunner --project=P --region=R ..."   # see README
 
 Writes OUT_DIR/<video_id>/<index:05d>.jpg and OUT_DIR/manifest.csv (see README, section 1).
 Re-running skips the videos finished with the same settings (fps, size, gamma flags, quality,
@@ -13,6 +15,8 @@ from absl import flags
 import chimpact_flags
 from chimpact import cli, settings, storage
 
+chimpact_flags.define_runner_flags()
+flags.adopt_module_key_flags(chimpact_flags)
 flags.DEFINE_string("video_dir", None, "Folder of videos (local or gs://); every video file "
                     "directly inside it is decoded.")
 flags.DEFINE_string("out_dir", None, "Where frame folders and manifest.csv go (local or gs://).")
@@ -50,7 +54,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     # Every gs:// path among the flags answers, before work that would retry it for minutes.
     storage.check_reachable(FLAGS.flag_values_dict())
-    del argv
+    beam_args = chimpact_flags.beam_args(argv, [FLAGS.video_dir, FLAGS.out_dir])
     size = cli.image_size(FLAGS.size, "size")
     storage.check_writable(FLAGS.out_dir, "out_dir")
     cli.require_tensorflow()
@@ -61,7 +65,8 @@ def main(argv):
         white_ratio=FLAGS.white_ratio, timeout=FLAGS.timeout)
     summary = extract.extract_frames(
         FLAGS.video_dir, FLAGS.out_dir, options, quality=FLAGS.quality, workers=FLAGS.workers,
-        videos_csv=FLAGS.videos_csv, labels_csv=FLAGS.labels_csv, overwrite=FLAGS.overwrite)
+        videos_csv=FLAGS.videos_csv, labels_csv=FLAGS.labels_csv, overwrite=FLAGS.overwrite,
+        beam_args=beam_args)
     print(summary.line)
     return 1 if summary.failed else 0
 

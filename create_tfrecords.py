@@ -1,4 +1,4 @@
-"""Packs extracted frames and a label table into sharded sequence TFRecords.
+r"""Packs extracted frames and a label table into sharded sequence TFRecords.
 
     python create_tfrecords.py --frames_dir=frames --labels_csv=train_labels.csv --out_dir=tfrec
     chimpact records --frames_dir=frames --labels_csv=train_labels.csv --out_dir=tfrec
@@ -7,6 +7,7 @@
     python create_tfrecords.py --frames_dir=frames --labels_csv=train_labels.csv \
         --boxes_csv=train_metadata.csv --out_dir=tfrec_boxes     # for run_train.py --use_boxes
     python create_tfrecords.py --inspect=tfrec
+    python create_tfrecords.py ... --runner=beam -- --direct_num_workers=2   # a Beam pipeline
 
 Re-running an interrupted command completes it; the output is complete once manifest.json exists.
 """
@@ -18,6 +19,8 @@ from chimpact import cli, settings, storage
 from chimpact.cli import reports_input_errors
 from chimpact.errors import UsageError
 
+chimpact_flags.define_runner_flags()
+flags.adopt_module_key_flags(chimpact_flags)
 flags.DEFINE_string("frames_dir", None, "Folder written by create_frames.py (manifest.csv and "
                     "one folder of JPEG frames per video).")
 flags.DEFINE_string("labels_csv", None, "Label table with video_id, time (and distance for "
@@ -46,7 +49,7 @@ flags.DEFINE_list("image_size", None, f"Size of the stored frames: {cli.SIZE_HEL
 flags.DEFINE_float("shard_mb", 150, "Target shard size in MB (ignored when --shards is set).")
 flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), instead of "
                      "--shard_mb.")
-flags.DEFINE_integer("workers", 4, "Shards written in parallel.")
+flags.DEFINE_integer("workers", 4, "Shards written in parallel (--runner=local).")
 flags.DEFINE_integer("seed", settings.SHUFFLE_SEED, "Seed of the random order in which each "
                      "fold's examples are dealt into its shards (33, as the reference's shuffle), "
                      "so that consecutive records mix videos; and of --stratify's fold draw.")
@@ -62,7 +65,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     # Every gs:// path among the flags answers, before work that would retry it for minutes.
     storage.check_reachable(FLAGS.flag_values_dict())
-    del argv
+    beam_args = chimpact_flags.beam_args(argv, [FLAGS.frames_dir, FLAGS.out_dir])
     if not FLAGS.inspect:
         for name in ("frames_dir", "labels_csv", "out_dir"):
             if not FLAGS[name].value:
@@ -81,7 +84,7 @@ def main(argv):
         group_by=FLAGS.group_by, metadata_csv=FLAGS.metadata_csv, image_size=image_size,
         shard_mb=FLAGS.shard_mb, shards=FLAGS.shards, workers=FLAGS.workers,
         allow_missing=FLAGS.allow_missing, seed=FLAGS.seed, boxes_csv=FLAGS.boxes_csv,
-        stratify=FLAGS.stratify)
+        stratify=FLAGS.stratify, beam_args=beam_args)
     print(f"{FLAGS.out_dir}: {manifest.examples} examples in {len(manifest.shards)} shards, "
           f"{manifest.clamped_examples} with clamped frames, {manifest.skipped_rows} rows skipped")
 

@@ -1,4 +1,4 @@
-"""Blends trained models with the greedy pairwise search on their out-of-fold predictions.
+r"""Blends trained models with the greedy pairwise search on their out-of-fold predictions.
 
     python ensemble.py --model_dirs=runs/b0_a,runs/b0_b --out_dir=runs/ensemble [--round_to_labels] \
         [--submission_csv=data/submission_format.csv]

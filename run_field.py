@@ -1,10 +1,11 @@
-"""Predicts distances in raw survey videos with a trained model folder: every second, the rows
+r"""Predicts distances in raw survey videos with a trained model folder: every second, the rows
 of a times table, or each animal MegaDetector found, with an interval.
 
     python run_field.py --model_dir=runs/b0 --video_dir=field/videos --out_csv=field/distances.csv
     python run_field.py --model_dir=runs/box --video_dir=field/videos \
         --detections=field/md_results.json --annotate=field/sheets --out_csv=field/animals.csv
     chimpact field --model_dir=runs/box --video_dir=field/videos --detections=md.json
+    python run_field.py ... --runner=beam --beam_options="--runner=DataflowRunner ..."  # README
 
 Videos are decoded as create_frames.py decodes them, at the model's training frame rate. A video
 that cannot be decoded gets error rows, the others finish, and the exit status is 1. Re-running
@@ -21,6 +22,7 @@ from chimpact.cli import reports_input_errors
 from chimpact.errors import UsageError
 
 chimpact_flags.define_prediction_flags()
+chimpact_flags.define_runner_flags()
 flags.adopt_module_key_flags(chimpact_flags)
 flags.DEFINE_string("video_dir", None, "Folder of raw videos (local or gs://), in folders "
                     "of their own too (one per camera): predicts the distance at every second "
@@ -95,7 +97,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     # Every gs:// path among the flags answers, before work that would retry it for minutes.
     storage.check_reachable(FLAGS.flag_values_dict())
-    del argv
+    beam_args = chimpact_flags.beam_args(argv, [FLAGS.model_dir, FLAGS.video_dir, FLAGS.out_csv])
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.annotate, "annotate")
     storage.check_writable(FLAGS.distance_csv, "distance_csv", "file")
@@ -119,7 +121,7 @@ def main(argv):
         progress=FLAGS.progress, videos_csv=FLAGS.videos_csv,
         deployments_csv=FLAGS.deployments_csv, distance_csv=FLAGS.distance_csv,
         truncate=truncate, area_km2=FLAGS.area_km2, camtrap_dp_dir=FLAGS.camtrap_dp,
-        hfov=FLAGS.hfov, calibration_csv=FLAGS.calibration_csv)
+        hfov=FLAGS.hfov, calibration_csv=FLAGS.calibration_csv, beam_args=beam_args)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Predicts with a trained model folder on the challenge's side: test records, the submission,
+r"""Predicts with a trained model folder on the challenge's side: test records, the submission,
 the out-of-fold views, the export (raw videos and detections: run_field.py).
 
     python run_infer.py --model_dir=runs/b0 --tfrec_dir=records/test --tta=4 \

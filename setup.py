@@ -40,6 +40,12 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        # --runner=beam (create_frames.py, create_tfrecords.py, run_field.py), with Dataflow's
+        # client. apache-beam pins protobuf below 7; TensorFlow 2.21 takes 6.31 or newer: pip
+        # settles on protobuf 6.33 (tested: apache-beam 2.77.0 with TensorFlow 2.21.0; pip
+        # resolves 2.16.2 with protobuf 4.25 and 2.20.0 with 6.33 too).
+        "beam": ["apache-beam[gcp]>=2.60"],
+        # The tests run the Beam path on Beam's local runner: no Google Cloud client needed.
+        "test": ["pytest>=7", "pytest-xdist>=3", "apache-beam>=2.60"],
     },
 )

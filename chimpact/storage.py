@@ -177,6 +177,24 @@ def read_text(path):
         return f.read()
 
 
+def remove(path):
+    """Removes the file `path`, if it is there."""
+    if is_remote(path):
+        if gfile().exists(path):
+            gfile().remove(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def remove_tree(path):
+    """Removes the folder `path` and what it holds, if it is there."""
+    if is_remote(path):
+        if gfile().isdir(path):
+            gfile().rmtree(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def read_bytes(path):
     with open_file(path, "rb") as f:
         return f.read()

@@ -4,6 +4,7 @@ flags offer are the ones the library builds."""
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -45,6 +46,8 @@ def test_help_answers_without_tensorflow(script):
     assert not tensorflow
     assert f"python {script} --" in output and f"{script}:\n  --" in output
     assert "exit=0" in output
+    # A usage line continued with a backslash stays two lines (the docstring is raw).
+    assert not re.search(r"\S {4,}--\w", output.split(f"{script}:\n")[0]), output
 
 
 @pytest.mark.parametrize("script, args, message", [

@@ -6,10 +6,10 @@ import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "chimpact"
-# The stages in the order data flows; the base modules (errors, storage, cli, settings, the
+# The stages in the order data flows; the base modules (errors, storage, cli, settings, runner, the
 # presets) come before all, the entry programs after all.
 STAGES = ("base", "data", "training", "predict", "ensemble", "field", "demo", "commands")
-BASE = {"__init__", "errors", "storage", "cli", "settings", "presets"}
+BASE = {"__init__", "errors", "storage", "cli", "settings", "presets", "runner"}
 
 
 def stage(module):

@@ -12,6 +12,8 @@ and at the end; a re-run redoes exactly the videos without a folder and an `ok` 
 
 import concurrent.futures
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import posixpath
@@ -21,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import storage
+from chimpact import runner, storage
 from chimpact.data import frames, labels, video
 from chimpact.errors import InputError
 
@@ -32,6 +34,8 @@ VIDEO_EXTENSIONS = (
     ".ts", ".3gp", ".webm", ".flv",
 )
 MANIFEST_EVERY_S = 10.0
+# Where a Beam run's elements leave their manifest rows until the driver writes the manifest.
+ELEMENT_ROWS = ".element-rows"
 
 
 @dataclasses.dataclass
@@ -102,11 +106,12 @@ def labelled_tables(labels_csvs, fps):
     return labelled, table_of
 
 def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_csv=None,
-                   labels_csv=None, overwrite=False, progress=True):
+                   labels_csv=None, overwrite=False, progress=True, beam_args=None):
     """Writes the frames of every video in `video_dir` to `out_dir` (see chimpact.data.frames).
 
     `options` is a video.DecodeOptions; `labels_csv` one label table or several, whose times
-    decide each listed video's gamma; `workers` videos are decoded at a time (0: one per core).
+    decide each listed video's gamma; `workers` videos are decoded at a time (0: one per core),
+    or, with `beam_args` (runner.pipeline_args), one video per element of a Beam pipeline.
     Returns a Summary; failed videos have manifest rows with status "error".
     """
     videos = list_videos(video_dir)
@@ -125,6 +130,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     tf.io.gfile.makedirs(out_dir)
     _remove_temporaries(out_dir)
     manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
+    _gather_element_rows(out_dir, manifest)  # those a killed Beam run left
     present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
     settings = {v: frames.settings_text(frames.settings_dict(options, quality, labelled.get(v)))
                 for v in [*videos, *missing]}
@@ -150,6 +156,10 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
 
     log.info("%s -> %s: %d videos to decode at %g fps, %d already done, %d missing", video_dir,
              out_dir, len(todo), options.fps, summary.already_done, len(missing))
+    if beam_args is not None:
+        return _extract_on_beam(out_dir, options, quality, beam_args, manifest, summary, [
+            (videos[v], v, labelled.get(v), v in present, settings[v], table_of.get(v, ""))
+            for v in todo])
     started = last_write = time.monotonic()
     bar = tqdm.tqdm(total=len(todo), unit="video", disable=not progress, dynamic_ncols=True)
     pool = concurrent.futures.ThreadPoolExecutor(workers)
@@ -160,11 +170,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         for job in concurrent.futures.as_completed(jobs):
             row = job.result()
             manifest[row["video_id"]] = row
-            if row["status"] == "ok":
-                summary.ok += 1
-                summary.frames += row["n_frames"]
-            else:
-                summary.failed += 1
+            _count(summary, row)
             bar.update()
             bar.set_postfix_str(f"{summary.frames / (time.monotonic() - started):.0f} "
                                 f"frames/s, {summary.failed} failed")
@@ -177,6 +183,61 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         bar.close()
         _write_manifest(out_dir, manifest)
     return summary
+
+
+def _extract_on_beam(out_dir, options, quality, beam_args, manifest, summary, elements):
+    """The videos of `elements` (_extract_video's arguments) decoded on a Beam pipeline, then
+    their rows gathered into the manifest, even after an interrupt."""
+    try:
+        runner.run(_ElementWork(out_dir, options, quality), elements, beam_args,
+                   storage.join(out_dir, ELEMENT_ROWS), name="frames")
+    finally:
+        for row in _gather_element_rows(out_dir, manifest):
+            _count(summary, row)
+        _write_manifest(out_dir, manifest)
+    return summary
+
+
+def _count(summary, row):
+    """Adds one decoded video's manifest row to `summary`."""
+    if row["status"] == "ok":
+        summary.ok += 1
+        summary.frames += row["n_frames"]
+    else:
+        summary.failed += 1
+
+
+class _ElementWork:
+    """One video of a Beam pipeline (runner.run): its frames published as the local path
+    publishes them, then its manifest row in OUT_DIR/ELEMENT_ROWS, which the driver gathers."""
+
+    def __init__(self, out_dir, options, quality):
+        self.out_dir, self.options, self.quality = out_dir, options, quality
+
+    def __call__(self, element):
+        path, video_id, labelled, stale, settings, labels_table = element
+        row = _extract_video(path, video_id, self.out_dir, self.options, self.quality,
+                             labelled, stale, settings, labels_table)
+        storage.atomic_write(_row_path(self.out_dir, video_id), json.dumps(row))
+
+
+def _row_path(out_dir, video_id):
+    return storage.join(out_dir, ELEMENT_ROWS,
+                        hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".json")
+
+
+def _gather_element_rows(out_dir, manifest):
+    """Moves the rows Beam's elements wrote into OUT_DIR/ELEMENT_ROWS (their frames complete)
+    into `manifest` and the manifest file; returns them."""
+    folder = storage.join(out_dir, ELEMENT_ROWS)
+    if not tf.io.gfile.isdir(folder):
+        return []
+    rows = [json.loads(storage.read_text(storage.join(folder, name)))
+            for name in tf.io.gfile.listdir(folder) if name.endswith(".json")]
+    manifest.update((row["video_id"], row) for row in rows)
+    _write_manifest(out_dir, manifest)
+    storage.remove_tree(folder)
+    return rows
 
 
 def _is_done(row, settings):

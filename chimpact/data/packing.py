@@ -11,6 +11,7 @@ completed by running it again with the same inputs.
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from chimpact import storage
+from chimpact import runner, storage
 from chimpact.data import boxes, frames, labels, records, window
 from chimpact.errors import InputError
 from chimpact.settings import SHUFFLE_SEED
@@ -257,8 +258,10 @@ def _prepare_out_dir(out_dir, fingerprint):
 def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_side=5, step=1,
                    n_folds=5, group_by="video", metadata_csv=None, image_size=None, shard_mb=150,
                    shards=None, workers=1, allow_missing=False, seed=SHUFFLE_SEED, boxes_csv=None,
-                   stratify=False, progress=True):
-    """Writes the records of `labels_csv` to `out_dir` and returns their records.Manifest.
+                   stratify=False, progress=True, beam_args=None):
+    """Writes the records of `labels_csv` to `out_dir` and returns their records.Manifest;
+    `workers` shards at a time, or with `beam_args` (runner.pipeline_args) one shard per element
+    of a Beam pipeline: the same shards, bytes and manifest.
 
     With `boxes_csv` (the challenge's train/test_metadata.csv layout) every example also holds
     its animal's box, or is marked as having none.
@@ -327,7 +330,7 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     frames_sha256 = hashlib.sha256(storage.read_bytes(frames.manifest_path(frames_dir))).hexdigest()
     fingerprint = hashlib.sha256((manifest.to_json() + frames_sha256).encode()).hexdigest()
     return _write(out_dir, plan, dataclasses.replace(manifest, fingerprint=fingerprint),
-                  frames_dir, workers, progress)
+                  frames_dir, workers, progress, beam_args)
 
 
 def _distance_counts(examples):
@@ -356,7 +359,7 @@ def _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image
         raise InputError(f"--image_size={image_size}: must be HEIGHT,WIDTH")
 
 
-def _write(out_dir, plan, manifest, frames_dir, workers, progress):
+def _write(out_dir, plan, manifest, frames_dir, workers, progress, beam_args):
     """Writes the shards of `plan` not yet written, then the manifest."""
     if storage.exists(records.manifest_path(out_dir)):
         done = json.loads(storage.read_text(records.manifest_path(out_dir)))
@@ -368,10 +371,19 @@ def _write(out_dir, plan, manifest, frames_dir, workers, progress):
                if not tf.io.gfile.exists(storage.join(out_dir, name))]
     log.info("%s -> %s: %d %s examples in %d shards, %d to write", frames_dir, out_dir,
              manifest.examples, manifest.subset, len(plan), len(pending))
-    _write_shards(pending, frames_dir, manifest.image_size, workers, progress)
+    if beam_args is None:
+        _write_shards(pending, frames_dir, manifest.image_size, workers, progress)
+    else:
+        runner.run(functools.partial(_write_element, frames_dir, manifest.image_size), pending,
+                   beam_args, out_dir, name="records")
     records.write_manifest(out_dir, manifest)
     tf.io.gfile.remove(storage.join(out_dir, PLAN))
     return manifest
+
+
+def _write_element(frames_dir, image_size, element):
+    """One shard of a Beam pipeline (runner.run): (its path, its rows)."""
+    write_shard(*element, frames_dir, image_size)
 
 
 def _write_shards(pending, frames_dir, image_size, workers, progress):

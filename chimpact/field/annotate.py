@@ -25,7 +25,8 @@ def sheet_layout(n_tiles, height, width):
 
 def contact_sheet(pictures, times, rows):
     """A PIL image of `pictures` (uint8 [n, H, W, 3], the frames at snapshot `times`) with the
-    boxes of `rows` (time, detection, x1, y1, x2, y2, distance) drawn on their moment's tile."""
+    boxes of `rows` (time, detection, x1, y1, x2, y2, distance) drawn on their moment's tile
+    (--keep_empty's rows, without a detection, have no box)."""
     n, height, width = len(pictures), pictures.shape[1], pictures.shape[2]
     columns, n_rows, tile_height, tile_width = sheet_layout(n, height, width)
     sheet = Image.new("RGB", (columns * tile_width, n_rows * tile_height))
@@ -33,7 +34,7 @@ def contact_sheet(pictures, times, rows):
         tile = Image.fromarray(np.asarray(picture)).resize((tile_width, tile_height))
         draw = ImageDraw.Draw(tile)
         draw.text((3, 2), f"t={time:g} s", fill=(255, 255, 255))
-        for row in rows[rows.time == time].itertuples():
+        for row in rows[(rows.time == time) & rows.detection.notna()].itertuples():
             colour = _COLOURS[int(row.detection) % len(_COLOURS)]
             corners = (row.x1 * tile_width, row.y1 * tile_height,
                        row.x2 * tile_width, row.y2 * tile_height)

@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import storage
+from chimpact import runner, storage
 from chimpact.data import boxes, extract, frames, video
 from chimpact.errors import InputError
 from chimpact.field import annotate, deployments, detections, megadetector, videos
@@ -142,16 +142,61 @@ def _sheet_path(annotate_dir, video_id):
     return storage.join(annotate_dir, video_id.replace("/", "_") + ".jpg")
 
 
+class _Detected:
+    """How one listed video is predicted into its part (videos.part_path), in this process or
+    as an element of a Beam pipeline (chimpact.runner, whose worker loads the predictor once,
+    with `predictor` the picklable callable that loads it)."""
+
+    def __init__(self, predictor, config, video_dir, parts, offsets, snapshot_s, keep_empty, fps,
+                 annotate_dir, batch_size):
+        self.predictor, self.config, self.video_dir, self.parts = (predictor, config, video_dir,
+                                                                   parts)
+        self.offsets, self.snapshot_s, self.keep_empty, self.fps = (offsets, snapshot_s,
+                                                                    keep_empty, fps)
+        self.annotate_dir, self.batch_size = annotate_dir, batch_size
+
+    def setup(self):
+        self.predictor = self.predictor()
+
+    def decode(self, element):
+        video_id, _, detected = element
+        return decode_detected(self.config, storage.join(self.video_dir, video_id), detected,
+                               self.fps)
+
+    def predict(self, element, decoded):
+        """Predicts `element` (video_id, deployment_id, VideoDetections) from `decoded()` into
+        its part, or writes why it could not be."""
+        video_id, deployment_id, detected = element
+        try:
+            rows, pictures, moments = predict_detected(
+                self.predictor, self.config, decoded(), detected, self.offsets, self.snapshot_s,
+                self.keep_empty, self.batch_size)
+        except video.VideoError as e:
+            storage.atomic_write(videos.failure_path(self.parts, video_id), e.reason)
+            return
+        if self.annotate_dir:
+            annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
+                                 _sheet_path(self.annotate_dir, video_id))
+        storage.write_csv(rows.assign(video_id=video_id, deployment_id=deployment_id),
+                          videos.part_path(self.parts, video_id))
+
+    def __call__(self, element):
+        self.predict(element, lambda: self.decode(element))
+
+
 def predict_detections(predictor, config, video_dir, inputs, out_csv,
                        detected_videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
-                       annotate_dir=None, batch_size=16, progress=True, deployment_of=None):
+                       annotate_dir=None, batch_size=16, progress=True, deployment_of=None,
+                       beam_args=None):
     """Writes `out_csv` (COLUMNS) for the `detected_videos` (VideoDetections) of `video_dir`, in
     file order, then a row for each video of the folder the file does not list (NOT_LISTED,
     not a failure: the file may cover part of a folder); a video missing, failed in
     MegaDetector or undecodable gets one row with the error and the others finish. `inputs`
     (what produced the rows) decides whether an interrupted run's per-video results are
     reused; `deployment_of` ({video_id: deployment_id}, --videos_csv) overrides the videos'
-    folders. Returns {video_id: error}."""
+    folders. With `beam_args` (runner.pipeline_args) each video is an element of a Beam
+    pipeline and `predictor` a picklable callable that loads the predictor in each worker.
+    Returns {video_id: error}."""
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
     if not config.get("use_boxes", False):
@@ -183,38 +228,32 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
         return None
 
     problems = [problem(d) for d in detected_videos]
-    pending = [i for i, d in enumerate(detected_videos) if not problems[i]
+    pending = [(listed[d.file], deployment(listed[d.file]), d)
+               for i, d in enumerate(detected_videos) if not problems[i]
                and not tf.io.gfile.exists(videos.part_path(parts, listed[d.file]))]
-    todo, failures, tables = set(pending), {}, []
-    with contextlib.closing(videos.ahead(pending, lambda i: decode_detected(
-            config, storage.join(video_dir, listed[detected_videos[i].file]),
-            detected_videos[i], fps))) as decoded:
-        for i, detected in enumerate(tqdm.tqdm(detected_videos, unit="video",
-                                               disable=not progress)):
-            video_id = listed[detected.file] or detected.file
-            deployment_id = deployment(video_id) if listed[detected.file] else ""
-            if problems[i]:
-                failures[video_id] = problems[i]
-            elif i in todo:
-                try:
-                    rows, pictures, moments = predict_detected(
-                        predictor, config, next(decoded)[1].result(), detected, offsets,
-                        snapshot_s, keep_empty, batch_size)
-                except video.VideoError as e:
-                    failures[video_id] = e.reason
-                else:
-                    if annotate_dir:
-                        annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
-                                             _sheet_path(annotate_dir, video_id))
-                    storage.write_csv(rows.assign(video_id=video_id,
-                                                  deployment_id=deployment_id),
-                                      videos.part_path(parts, video_id))
-            if video_id in failures:
-                tables.append(_error_row(video_id, deployment_id, failures[video_id]))
-            else:
-                tables.append(storage.read_csv(videos.part_path(parts, video_id),
-                                               dtype={name: str for name in _TEXT},
-                                               keep_default_na=False, na_values=NUMERIC_NA))
+    work = _Detected(predictor, config, video_dir, parts, offsets, snapshot_s, keep_empty, fps,
+                     annotate_dir, batch_size)
+    if beam_args is not None:
+        runner.run(work, pending, beam_args, parts, name="field")
+    else:
+        with contextlib.closing(videos.ahead(pending, work.decode)) as decoded:
+            for element, future in tqdm.tqdm(decoded, total=len(pending), unit="video",
+                                              disable=not progress):
+                work.predict(element, future.result)
+    failures, tables = {}, []
+    for i, detected in enumerate(detected_videos):
+        video_id = listed[detected.file] or detected.file
+        deployment_id = deployment(video_id) if listed[detected.file] else ""
+        if problems[i]:
+            failures[video_id] = problems[i]
+        elif not tf.io.gfile.exists(videos.part_path(parts, video_id)):
+            failures[video_id] = videos.read_failure(parts, video_id)
+        if video_id in failures:
+            tables.append(_error_row(video_id, deployment_id, failures[video_id]))
+        else:
+            tables.append(storage.read_csv(videos.part_path(parts, video_id),
+                                           dtype={name: str for name in _TEXT},
+                                           keep_default_na=False, na_values=NUMERIC_NA))
     if unlisted:
         log.warning("%d video(s) of --video_dir=%s are not in --detections (%s%s): a row each "
                     "says so", len(unlisted), video_dir, ", ".join(unlisted[:3]),

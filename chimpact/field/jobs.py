@@ -2,6 +2,7 @@
 detection at each snapshot moment, through the fold-averaged predictor of chimpact.predict.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -149,13 +150,16 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
               keep_empty=False, annotate_dir=None, tta=1, batch_size=16, strategy="auto",
               tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
               videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
-              area_km2=None, camtrap_dp_dir=None, hfov=None, calibration_csv=None):
+              area_km2=None, camtrap_dp_dir=None, hfov=None, calibration_csv=None,
+              beam_args=None):
     """Everything run_field.py does: every second of every video in `video_dir`, or the
     `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
     interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
     `videos_csv` and `deployments_csv`, R Distance's flat file `distance_csv` and a Camtrap DP
     package in `camtrap_dp_dir`, each deployment's distances corrected by the reference
-    detections of `calibration_csv`. Returns {video_id: error} of the videos that failed."""
+    detections of `calibration_csv`. With `beam_args` (runner.pipeline_args) the videos are the
+    elements of a Beam pipeline whose workers load the model once each. Returns {video_id:
+    error} of the videos that failed."""
     infer.check_aggregate(aggregate)
     _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir, snapshot_s,
                  batch_size, videos_csv, deployments_csv, distance_csv, camtrap_dp_dir, hfov,
@@ -180,9 +184,11 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
         if deployment_table is not None:
             _check_deployments(found.videos, video_dir, deployment_of, deployment_table)
         starts = _video_starts(found.videos, video_dir, video_table) if camtrap_dp_dir else {}
-    predictor, config = infer.load_predictor(
-        model_dir, strategies.make_strategy(strategy, tpu), tta, jit_compile,
-        per_fold=bool(detections_json), aggregate=aggregate)
+    load = functools.partial(_load_predictor, model_dir, strategy, tpu, tta, jit_compile,
+                             bool(detections_json), aggregate)
+    # With Beam, the workers load the model: here only its config is read (and checked).
+    config = infer.trained_config(model_dir)
+    predictor = load if beam_args else load()
     inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
               "aggregate": aggregate}
     if detections_json:
@@ -196,14 +202,22 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                  deployments=hashlib.sha256(json.dumps(sorted(deployment_of.items())).encode()
                                             ).hexdigest()),
             out_csv, found.videos, offsets, snapshot_s, keep_empty, fps, annotate_dir, batch_size,
-            progress, deployment_of)
+            progress, deployment_of, beam_args)
         if references is not None:
             _calibrate(out_csv, calibration.fit_references(
-                predictor, config, video_dir, references, offsets,
+                load() if beam_args else predictor, config, video_dir, references, offsets,
                 distances.log_error_spread(model_dir), fps, batch_size))
         _write_exports(out_csv, deployment_table, snapshot_s, distance_csv, truncate, area_km2,
                        camtrap_dp_dir, starts, hfov, model_dir, video_dir)
         return failures
     return videos.predict_videos(
         predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
-        times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs)
+        times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs,
+        beam_args=beam_args)
+
+
+def _load_predictor(model_dir, strategy, tpu, tta, jit_compile, per_fold, aggregate):
+    """infer.load_predictor's predictor, the strategy named (picklable: a Beam worker calls
+    it)."""
+    return infer.load_predictor(model_dir, strategies.make_strategy(strategy, tpu), tta,
+                                jit_compile, per_fold=per_fold, aggregate=aggregate)[0]

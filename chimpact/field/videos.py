@@ -20,9 +20,10 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import storage
+from chimpact import runner, storage
 from chimpact.data import extract, frames, video, window
 from chimpact.data.labels import KEYS
+from chimpact.errors import InputError
 from chimpact.predict import infer
 from chimpact.training import model_folder
 
@@ -139,19 +140,69 @@ def part_path(parts, video_id):
     return storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
 
 
+def failure_path(parts, video_id):
+    """Where the reason a video could not be predicted waits in `parts`, for the driver to read
+    (a Beam worker has no other way to tell it)."""
+    return part_path(parts, video_id)[:-len(".csv")] + ".error"
+
+
+def read_failure(parts, video_id):
+    """The reason a video of `parts` failed; InputError when it has no part and no reason
+    (whoever was to predict it never did)."""
+    path = failure_path(parts, video_id)
+    if not tf.io.gfile.exists(path):
+        raise InputError(f"{video_id}: neither predicted nor failed: run again to resume")
+    return storage.read_text(path)
+
+
+def _predict_to_part(predictor, config, parts, video_id, times, decoded, batch_size):
+    """Predicts one video (`decoded()`: decode_times' result) into its part, or writes why
+    it could not be decoded."""
+    try:
+        pictures, decoded_fps = decoded()
+    except video.VideoError as e:
+        storage.atomic_write(failure_path(parts, video_id), e.reason)
+        return
+    seconds, distances, errors = predict_pictures(predictor, config, pictures, decoded_fps,
+                                                  times, batch_size)
+    storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
+                                    "distance": distances, "error": errors}),
+                      part_path(parts, video_id))
+
+
+class _SecondsWork:
+    """One video, (video_id, times), of a Beam pipeline (chimpact.runner): the predictor loaded
+    once per worker by `load`, the video decoded and predicted into its part."""
+
+    def __init__(self, load, config, video_dir, fps, batch_size, parts):
+        self.load, self.config, self.video_dir = load, config, video_dir
+        self.fps, self.batch_size, self.parts = fps, batch_size, parts
+
+    def setup(self):
+        self.predictor = self.load()
+
+    def __call__(self, element):
+        video_id, times = element
+        _predict_to_part(self.predictor, self.config, self.parts, video_id, times,
+                         lambda: decode_times(self.config, storage.join(self.video_dir, video_id),
+                                              times, self.fps), self.batch_size)
+
+
 def _read_part(path):
     return storage.read_csv(path, dtype={"video_id": str, "error": str}, keep_default_na=False,
                        na_values={"distance": [""]})
 
 
 def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, batch_size=16,
-                   inputs=None, progress=True):
+                   inputs=None, progress=True, beam_args=None):
     """Writes `out_csv` (video_id, time, distance, error): every second of every video in
     `video_dir`, or the (video_id, time) rows of the `times` table, in its order.
 
     A video that cannot be decoded gets a row per requested time (one row without a time when
     every second was asked for) with an empty distance and the error; the others finish.
     `inputs` (what produced the predictions) decides whether earlier partial results are reused.
+    With `beam_args` (runner.pipeline_args) each video is an element of a Beam pipeline and
+    `predictor` a picklable callable that loads the predictor in each worker.
     Returns {video_id: error} of the failed videos.
     """
     if times is None:
@@ -165,25 +216,24 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
              "every second" if times is None else f"{len(times)} requested times")
     part_of = {video_id: part_path(parts, video_id) for video_id in wanted}
     pending = [v for v in wanted if not tf.io.gfile.exists(part_of[v])]
-    todo, failures, tables = set(pending), {}, []
-    with contextlib.closing(ahead(pending, lambda v: decode_times(
-            config, storage.join(video_dir, v), wanted[v], fps))) as decoded:
-        for video_id in tqdm.tqdm(wanted, unit="video", disable=not progress):
-            if video_id in todo:
-                try:
-                    pictures, decoded_fps = next(decoded)[1].result()
-                except video.VideoError as e:
-                    failures[video_id] = e.reason
-                    tables.append(pd.DataFrame({"video_id": video_id,
-                                                "time": wanted[video_id] or [None],
-                                                "distance": np.nan, "error": e.reason}))
-                    continue
-                seconds, distances, errors = predict_pictures(
-                    predictor, config, pictures, decoded_fps, wanted[video_id], batch_size)
-                storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
-                                                "distance": distances, "error": errors}),
-                                  part_of[video_id])
+    if beam_args is not None:
+        runner.run(_SecondsWork(predictor, config, video_dir, fps, batch_size, parts),
+                   [(v, wanted[v]) for v in pending], beam_args, parts, name="field")
+    else:
+        with contextlib.closing(ahead(pending, lambda v: decode_times(
+                config, storage.join(video_dir, v), wanted[v], fps))) as decoded:
+            for video_id, future in tqdm.tqdm(decoded, total=len(pending), unit="video",
+                                              disable=not progress):
+                _predict_to_part(predictor, config, parts, video_id, wanted[video_id],
+                                 future.result, batch_size)
+    failures, tables = {}, []
+    for video_id in wanted:
+        if tf.io.gfile.exists(part_of[video_id]):
             tables.append(_read_part(part_of[video_id]))
+            continue
+        failures[video_id] = read_failure(parts, video_id)
+        tables.append(pd.DataFrame({"video_id": video_id, "time": wanted[video_id] or [None],
+                                    "distance": np.nan, "error": failures[video_id]}))
     table = pd.concat(tables, ignore_index=True).astype({"time": "Int64"})
     if times is not None:
         table = times.astype({"time": "Int64"}).merge(table, on=KEYS, how="left")

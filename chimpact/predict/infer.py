@@ -111,7 +111,7 @@ def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold
     out-of-fold predictions; `jit_compile` (auto, True, False) is compile's."""
     view_names(tta)
     check_aggregate(aggregate)
-    config = _trained_config(model_dir)
+    config = trained_config(model_dir)
     strategy = strategy or tf.distribute.get_strategy()
     folds = model.load_fold_models(model_dir, strategy=strategy)
     log.info("%s: folds %s, %d test-time view(s), %s over them, %d replica(s)", model_dir,
@@ -120,7 +120,8 @@ def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold
                       per_fold, aggregate), config
 
 
-def _trained_config(model_dir):
+def trained_config(model_dir):
+    """The config.json of `model_dir`; InputError when no fold is trained yet."""
     config = model_folder.read_config(model_dir)
     if not config.get("folds"):
         raise InputError(f"{model_dir}: no trained fold yet: run run_train.py")
@@ -176,7 +177,7 @@ def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="au
     time, distance, fold, pred, then one column per view when tta > 1). With tta=1 it repeats
     oof.csv; the views show whether TTA helps. `tfrec_dir` defaults to the training records."""
     names = view_names(tta)
-    config = _trained_config(model_dir)
+    config = trained_config(model_dir)
     tfrec_dir = tfrec_dir or config["tfrec_dir"]
     manifest = records.read_manifest(tfrec_dir)
     if manifest.subset != "train" or manifest.labels_sha256 != config["labels_sha256"]:
