@@ -39,7 +39,8 @@ flags.DEFINE_list("labels_csv", None, "Optional label tables with video_id, time
                   "for train and test videos alike); any other video when its median frame is.")
 flags.DEFINE_string("videos_csv", None, "Optional table whose video_id column restricts the "
                     "run to those videos (e.g. train_labels.csv).")
-flags.DEFINE_integer("workers", 0, "Videos decoded at a time; 0 means one per CPU core.",
+flags.DEFINE_integer("workers", 0, "Videos decoded at a time; 0 means one per CPU core "
+                     "(--runner=local; on Beam, one per worker process).",
                      lower_bound=0)
 flags.DEFINE_float("timeout", 600.0, "Seconds decoding one video may take in all (both "
                    "ffmpeg passes when gamma correction needs a second) before ffmpeg is killed "

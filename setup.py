@@ -36,6 +36,9 @@ setup(
         "tqdm",
         "matplotlib",
         "pillow",
+        # CRC-32C for TFRecord framing in create_tfrecords.py's worker processes, which must not
+        # run TensorFlow (chimpact.data.tfrecord).
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],

@@ -4,7 +4,9 @@
 
 Both sides pack the same generated frames (JPEGs at 1 fps, a label every 10 s as in the
 challenge) into records of 11 frames per example, alternating, at least 3 runs and 10 s each:
-- ours: chimpact.packing.create_records (one shard per fold), with 1 and with 2 workers;
+- ours: chimpact.packing.create_records, with 1 and with 2 workers, shards of SHARD_MB (so
+  that this small run has as many shards per worker as a full-size one has at 150 MB: about
+  2 per fold here, 6 per fold for the challenge's 15,229 examples at 512x512);
 - reference: its create_tfrecords.py, stage 1 reading the 11 JPEG files of each example into
   one .npy of their bytes, stage 2 reading the .npy files back into 8 shards per fold.
 Checks: every example's frames are the same bytes, with the same distance, on both sides, and
@@ -33,6 +35,7 @@ flags.DEFINE_integer("repeats", 3, "Runs of each side (at least 3).", lower_boun
 N_FRAMES = 61
 FRAMES_PER_SIDE = 5
 N_FOLDS = 5
+SHARD_MB = 10
 
 
 def generate(frames_dir, labels_csv, videos, size):
@@ -138,7 +141,7 @@ def main(argv):
         def ours(workers):
             return lambda r: packing.create_records(
                 frames_dir, labels_csv, fresh(f"ours{workers}", r),
-                frames_per_side=FRAMES_PER_SIDE, n_folds=N_FOLDS, shards=1, workers=workers,
+                frames_per_side=FRAMES_PER_SIDE, n_folds=N_FOLDS, shard_mb=SHARD_MB, workers=workers,
                 progress=False)
 
         sides = {

@@ -35,8 +35,12 @@ def check_beam(paths=()):
 def pipeline_args(beam_options="", extra=()):
     """Beam's pipeline options from --beam_options (one string, shell-quoted) and the arguments
     after `--`; without a --runner among them, Beam's local runner with one worker process per
-    core (--direct_num_workers=N changes that)."""
-    args = [*shlex.split(beam_options or ""), *extra]
+    core (--direct_num_workers=N changes that). UsageError for quoting or a runner that Beam
+    does not know, before any work."""
+    try:
+        args = [*shlex.split(beam_options or ""), *extra]
+    except ValueError as e:
+        raise UsageError(f"--beam_options={beam_options}: {e}") from None
     given = {arg.split("=", 1)[0] for arg in args}
     defaults = []
     if "--runner" not in given:
@@ -44,7 +48,20 @@ def pipeline_args(beam_options="", extra=()):
                     "--default_sdk_harness_log_level=WARNING"]
         if "--direct_num_workers" not in given:
             defaults.append(f"--direct_num_workers={os.cpu_count()}")
+    else:
+        _check_runner(next(arg for arg in args if arg.split("=", 1)[0] == "--runner"))
     return [*defaults, *args]
+
+
+def _check_runner(argument):
+    """UsageError unless Beam knows the runner that `argument` (--runner=NAME) names."""
+    with _quiet():
+        from apache_beam.runners import create_runner
+
+        try:
+            create_runner(argument.split("=", 1)[-1])
+        except ValueError as e:
+            raise UsageError(f"{argument}: {e}") from None
 
 
 @contextlib.contextmanager

@@ -75,6 +75,10 @@ def test_pipeline_options_default_to_the_local_runner_with_a_worker_per_core():
                     "--job_name=a b", "--x=1"]
     assert runner.pipeline_args("--runner=DataflowRunner --project=p") == [
         "--runner=DataflowRunner", "--project=p"]
+    with pytest.raises(UsageError, match="--runner=NoSuch: Unexpected pipeline runner"):
+        runner.pipeline_args("--runner=NoSuch")
+    with pytest.raises(UsageError, match="--beam_options=--job_name='a: No closing quotation"):
+        runner.pipeline_args("--job_name='a")
     with pytest.raises(UsageError, match="ram://out: ram:// lives in this process's memory"):
         runner.check_beam(["videos", "ram://out"])
 

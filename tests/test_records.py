@@ -361,11 +361,30 @@ def test_same_inputs_same_bytes_from_any_number_of_workers_and_any_process(small
                     "--shards=2"], check=True, capture_output=True, cwd=ROOT)
     names = sorted(os.listdir(tmp_path / "w1"))
     assert len([n for n in names if records.is_shard_name(n)]) == 4
-    for out in ("w2", "cli"):
+    # One video's frames at the records' size, the others' resized: this process resizes their
+    # chunks (with TensorFlow), the worker processes pack the rest.
+    for i in range(12):
+        storage.atomic_write(frames.frame_path(frames_dir, "a.mp4", i), frame_jpeg("a.mp4", i, (6, 6)))
+    for workers in (1, 2):
+        packing.create_records(frames_dir, labels, str(tmp_path / f"r{workers}"), **settings,
+                               image_size=(6, 6), workers=workers, progress=False)
+    for out, reference in (("w2", "w1"), ("cli", "w1"), ("r2", "r1")):
         assert sorted(os.listdir(tmp_path / out)) == names
         for name in names:
             ours = (tmp_path / out / name).read_bytes()
-            assert ours == (tmp_path / "w1" / name).read_bytes(), name
+            assert ours == (tmp_path / reference / name).read_bytes(), (out, name)
+    shard = next(name for name in names if records.is_shard_name(name))
+    assert (tmp_path / "r1" / shard).read_bytes() != (tmp_path / "w1" / shard).read_bytes()
+
+
+def test_worker_processes_leave_resizing_to_this_process(small):
+    """A forked worker must not run TensorFlow, which resizes: its reader refuses a frame of
+    another size (the chunk is then packed here) and passes the others through."""
+    frames_dir, _ = small
+    with pytest.raises(packing._NeedsResize):
+        packing._FrameReader(frames_dir, (6, 6), resize=False).read("a.mp4", 0)
+    assert packing._FrameReader(frames_dir, (8, 8), resize=False).read("a.mp4", 0) == (
+        storage.read_bytes(frames.frame_path(frames_dir, "a.mp4", 0)))
 
 
 @pytest.mark.slow
