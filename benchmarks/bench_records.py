@@ -141,8 +141,8 @@ def main(argv):
         def ours(workers):
             return lambda r: packing.create_records(
                 frames_dir, labels_csv, fresh(f"ours{workers}", r),
-                frames_per_side=FRAMES_PER_SIDE, n_folds=N_FOLDS, shard_mb=SHARD_MB, workers=workers,
-                progress=False)
+                frames_per_side=FRAMES_PER_SIDE, n_folds=N_FOLDS, shard_mb=SHARD_MB,
+                workers=workers, progress=False)
 
         sides = {
             "create_records (1 worker)": ours(1),

@@ -54,6 +54,26 @@ def untrained_model_folder(path, config, biases=None):
     return model.write_untrained_folder(str(path), config, biases)
 
 
+# A model conditioned on boxes, on 3 frames of 32x32: the field tests' model.
+BOX_MODEL = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32],
+                 lstm_units=4, dense_units=4, frames_per_side=1, step=1, n_folds=2,
+                 folds=[0, 1], use_boxes=True)
+
+
+def box_model_folder(path):
+    """A BOX_MODEL folder as run_train.py leaves it: two untrained folds and an oof.csv whose
+    errors (true - predicted) run from -3 to +5 m (the intervals' offsets); returns the path
+    as a string."""
+    import numpy as np
+    import pandas as pd
+
+    untrained_model_folder(path, BOX_MODEL)
+    errors = np.linspace(-3, 5, 81)
+    pd.DataFrame({"video_id": "v.mp4", "time": range(81), "distance": 10 + errors, "pred": 10.0,
+                  "fold": 0}).to_csv(pathlib.Path(path) / "oof.csv", index=False)
+    return str(path)
+
+
 def built_once(tmp_path_factory, name, build):
     """A folder `name` that `build(folder)` fills once per test run, shared by every pytest-xdist
     worker: the first worker that asks builds it under a file lock, the others wait for it and

@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import videogen
-from model_checks import untrained_model_folder
+from model_checks import box_model_folder
 from chimpact import runner
 from chimpact.data import extract, frames, packing, video
 from chimpact.errors import UsageError
@@ -26,8 +25,6 @@ TWO_WORKERS = ["--direct_num_workers=2"]
 BEAM = runner.pipeline_args(extra=TWO_WORKERS)
 OPTIONS = video.DecodeOptions(fps=1.0)
 GOOD = {"a clip.mp4": 3, "b.avi": 4, "c.asf": 2, "d.mp4": 5}  # seconds of each good video
-CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
-              dense_units=4, frames_per_side=1, step=1, n_folds=2, folds=[0, 1], use_boxes=True)
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +132,7 @@ def test_records_on_beam_are_the_local_shards_byte_for_byte_and_a_killed_run_res
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("beam_model")
-    untrained_model_folder(path, CONFIG)
-    errors = np.linspace(-3, 5, 81)
-    pd.DataFrame({"video_id": "v.mp4", "time": range(81), "distance": 10 + errors, "pred": 10.0,
-                  "fold": 0}).to_csv(path / "oof.csv", index=False)
-    return str(path)
+    return box_model_folder(tmp_path_factory.mktemp("beam_model"))
 
 
 DRIVER_ONLY = """

@@ -16,7 +16,7 @@ from PIL import Image
 
 import camtrap_rules
 import videogen
-from model_checks import untrained_model_folder
+from model_checks import box_model_folder
 from sequence_records import write_records
 from chimpact.data import boxes, video
 from chimpact.errors import InputError, UsageError
@@ -27,8 +27,6 @@ from chimpact.predict.jobs import run_infer
 from chimpact.training import model, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = dict(backbone="tiny", weights="none", volume_size=3, image_size=[32, 32], lstm_units=4,
-              dense_units=4, frames_per_side=1, step=1, n_folds=2, folds=[0, 1], use_boxes=True)
 # MegaDetector boxes [x, y, width, height], and the same as corners (x1, y1, x2, y2).
 BBOX_A, BBOX_B, BBOX_C = [0.1, 0.2, 0.3, 0.5], [0.5, 0.1, 0.4, 0.8], [0.0, 0.5, 0.2, 0.2]
 BOX_A, BOX_B, BOX_C = [0.1, 0.2, 0.4, 0.7], [0.5, 0.1, 0.9, 0.9], [0.0, 0.5, 0.2, 0.7]
@@ -38,12 +36,7 @@ BOX_A, BOX_B, BOX_C = [0.1, 0.2, 0.4, 0.7], [0.5, 0.1, 0.9, 0.9], [0.0, 0.5, 0.2
 def model_dir(tmp_path_factory):
     """A box model folder as run_train.py leaves it: two untrained folds and an oof.csv whose
     errors (true - predicted) run from -3 to +5 m."""
-    path = tmp_path_factory.mktemp("boxmodel")
-    untrained_model_folder(path, CONFIG)
-    errors = np.linspace(-3, 5, 81)
-    pd.DataFrame({"video_id": "v.mp4", "time": range(81), "distance": 10 + errors, "pred": 10.0,
-                  "fold": 0}).to_csv(path / "oof.csv", index=False)
-    return str(path)
+    return box_model_folder(tmp_path_factory.mktemp("boxmodel"))
 
 
 @pytest.fixture(scope="module")
