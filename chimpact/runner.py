@@ -14,6 +14,8 @@ import shlex
 from chimpact import storage
 from chimpact.errors import InputError, UsageError
 
+log = logging.getLogger(__name__)
+
 RUNNERS = ("local", "beam")
 INSTALL = "pip install 'chimpact[beam]'"
 
@@ -112,6 +114,11 @@ def run(work, elements, args, scratch, name="chimpact"):
     elements = list(elements)
     if not elements:
         return
+    given = dict(arg[2:].split("=", 1) for arg in args if "=" in arg)
+    workers = given.get("direct_num_workers")
+    log.info("%s: %d elements on Beam's %s%s; it reports no progress until they are done", name,
+             len(elements), given.get("runner", "default runner"),
+             f" with {workers} worker processes" if workers else "")
     storage.makedirs(scratch)
     elements_path = storage.temp_name(storage.join(scratch, f"{name}-elements.pkl"))
     storage.atomic_write(elements_path, pickle.dumps(elements))
