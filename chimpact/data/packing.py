@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import threading
 
 import numpy as np
@@ -246,21 +245,16 @@ def serialize_rows(rows, reader, on_example=lambda: None):
 
 def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None, resize=True):
     """Writes the examples of `rows`, in their order, to `path` through a temporary name; a
-    shard is held in memory until written: about --shard_mb. A local shard is framed without
-    TensorFlow (chimpact.data.tfrecord), and with `resize` False nothing runs TensorFlow: a
-    frame of another size raises _NeedsResize."""
+    shard is held in memory until written: about --shard_mb. The records are framed without
+    TensorFlow (chimpact.data.tfrecord); with `resize` False, and local paths, nothing runs
+    TensorFlow: a frame of another size raises _NeedsResize."""
     serialized = serialize_rows(rows, _FrameReader(frames_dir, image_size, resize), on_example)
     tmp = storage.temp_name(path)
-    if storage.is_remote(path):
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for example in serialized:
-                writer.write(example)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-        return
-    with open(tmp, "wb") as f:
+    with storage.open_file(tmp, "wb") as f:
         for example in serialized:
-            f.writelines(tfrecord.pieces(example))
-    os.replace(tmp, path)
+            for piece in tfrecord.pieces(example):
+                f.write(piece)
+    storage.rename(tmp, path)
 
 
 def _prepare_out_dir(out_dir, fingerprint):

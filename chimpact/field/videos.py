@@ -155,37 +155,39 @@ def read_failure(parts, video_id):
     return storage.read_text(path)
 
 
-def _predict_to_part(predictor, config, parts, video_id, times, decoded, batch_size):
-    """Predicts one video (`decoded()`: decode_times' result) into its part, or writes why
-    it could not be decoded."""
-    try:
-        pictures, decoded_fps = decoded()
-    except video.VideoError as e:
-        storage.atomic_write(failure_path(parts, video_id), e.reason)
-        return
-    seconds, distances, errors = predict_pictures(predictor, config, pictures, decoded_fps,
-                                                  times, batch_size)
-    storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
-                                    "distance": distances, "error": errors}),
-                      part_path(parts, video_id))
+class _Seconds:
+    """How one video, (video_id, times), is predicted into its part, in this process or as an
+    element of a Beam pipeline (chimpact.runner, whose worker loads the predictor once, with
+    `predictor` the picklable callable that loads it)."""
 
-
-class _SecondsWork:
-    """One video, (video_id, times), of a Beam pipeline (chimpact.runner): the predictor loaded
-    once per worker by `load`, the video decoded and predicted into its part."""
-
-    def __init__(self, load, config, video_dir, fps, batch_size, parts):
-        self.load, self.config, self.video_dir = load, config, video_dir
+    def __init__(self, predictor, config, video_dir, fps, batch_size, parts):
+        self.predictor, self.config, self.video_dir = predictor, config, video_dir
         self.fps, self.batch_size, self.parts = fps, batch_size, parts
 
     def setup(self):
-        self.predictor = self.load()
+        self.predictor = self.predictor()
+
+    def decode(self, element):
+        video_id, times = element
+        return decode_times(self.config, storage.join(self.video_dir, video_id), times, self.fps)
+
+    def predict(self, element, decoded):
+        """Predicts `element` from `decoded()` (decode's result) into its part, or writes why it
+        could not be decoded."""
+        video_id, times = element
+        try:
+            pictures, decoded_fps = decoded()
+        except video.VideoError as e:
+            storage.atomic_write(failure_path(self.parts, video_id), e.reason)
+            return
+        seconds, distances, errors = predict_pictures(self.predictor, self.config, pictures,
+                                                      decoded_fps, times, self.batch_size)
+        storage.write_csv(pd.DataFrame({"video_id": video_id, "time": seconds,
+                                        "distance": distances, "error": errors}),
+                          part_path(self.parts, video_id))
 
     def __call__(self, element):
-        video_id, times = element
-        _predict_to_part(self.predictor, self.config, self.parts, video_id, times,
-                         lambda: decode_times(self.config, storage.join(self.video_dir, video_id),
-                                              times, self.fps), self.batch_size)
+        self.predict(element, lambda: self.decode(element))
 
 
 def _read_part(path):
@@ -215,17 +217,15 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
     log.info("%s -> %s: %d videos, %s", video_dir, out_csv, len(wanted),
              "every second" if times is None else f"{len(times)} requested times")
     part_of = {video_id: part_path(parts, video_id) for video_id in wanted}
-    pending = [v for v in wanted if not tf.io.gfile.exists(part_of[v])]
+    pending = [(v, wanted[v]) for v in wanted if not tf.io.gfile.exists(part_of[v])]
+    work = _Seconds(predictor, config, video_dir, fps, batch_size, parts)
     if beam_args is not None:
-        runner.run(_SecondsWork(predictor, config, video_dir, fps, batch_size, parts),
-                   [(v, wanted[v]) for v in pending], beam_args, parts, name="field")
+        runner.run(work, pending, beam_args, parts, name="field")
     else:
-        with contextlib.closing(ahead(pending, lambda v: decode_times(
-                config, storage.join(video_dir, v), wanted[v], fps))) as decoded:
-            for video_id, future in tqdm.tqdm(decoded, total=len(pending), unit="video",
+        with contextlib.closing(ahead(pending, work.decode)) as decoded:
+            for element, future in tqdm.tqdm(decoded, total=len(pending), unit="video",
                                               disable=not progress):
-                _predict_to_part(predictor, config, parts, video_id, wanted[video_id],
-                                 future.result, batch_size)
+                work.predict(element, future.result)
     failures, tables = {}, []
     for video_id in wanted:
         if tf.io.gfile.exists(part_of[video_id]):
