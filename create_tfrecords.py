@@ -49,8 +49,9 @@ flags.DEFINE_list("image_size", None, f"Size of the stored frames: {cli.SIZE_HEL
 flags.DEFINE_float("shard_mb", 150, "Target shard size in MB (ignored when --shards is set).")
 flags.DEFINE_integer("shards", None, "Shards per fold (train) or in all (test), instead of "
                      "--shard_mb.")
-flags.DEFINE_integer("workers", 4, "Shards written in parallel (--runner=local): by worker "
-                     "processes when the frames and --out_dir are local, else by threads.")
+flags.DEFINE_integer("workers", 4, "Shards written at once (--runner=local): by this process "
+                     "and workers - 1 forked ones when the frames and --out_dir are local, else "
+                     "by threads.")
 flags.DEFINE_integer("seed", settings.SHUFFLE_SEED, "Seed of the random order in which each "
                      "fold's examples are dealt into its shards (33, as the reference's shuffle), "
                      "so that consecutive records mix videos; and of --stratify's fold draw.")

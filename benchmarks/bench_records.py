@@ -1,6 +1,6 @@
 """Examples/s written by create_records against the reference's two-stage approach.
 
-    python benchmarks/bench_records.py [--quick] [--videos=100] [--size=224]
+    python benchmarks/bench_records.py [--quick] [--videos=400] [--size=224]
 
 Both sides pack the same generated frames (JPEGs at 1 fps, a label every 10 s as in the
 challenge) into records of 11 frames per example, alternating, at least 3 runs and 10 s each:
@@ -13,6 +13,7 @@ Checks: every example's frames are the same bytes, with the same distance, on bo
 2 workers write the same files as 1.
 """
 
+import collections
 import os
 import shutil
 import tempfile
@@ -28,7 +29,9 @@ from chimpact.data import frames, packing, records, window
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "20 videos instead of --videos.")
-flags.DEFINE_integer("videos", 100, "Generated videos of 61 frames, 7 labelled seconds each.")
+flags.DEFINE_integer("videos", 400, "Generated videos of 61 frames, 7 labelled seconds each "
+                     "(2,800 examples: a job with work to share; at 700 a run lasts 0.2 s, a "
+                     "fifth of it the planning and the fork that 2 workers cannot share).")
 flags.DEFINE_integer("size", 224, "Frame height and width in pixels.")
 flags.DEFINE_integer("repeats", 3, "Runs of each side (at least 3).", lower_bound=3)
 
@@ -130,17 +133,23 @@ def main(argv):
         generate(frames_dir, labels_csv, videos, FLAGS.size)
         n = len(pd.read_csv(labels_csv))
 
-        def fresh(side, repeat):
-            """The side's output folder for this run; the previous run's goes (the first is
-            kept for the checks), so that the disk's write-back of earlier runs, not the
-            code, does not set the pace."""
-            if repeat > 1:
-                shutil.rmtree(os.path.join(work, f"{side}-{repeat - 1}"), ignore_errors=True)
-            return os.path.join(work, f"{side}-{repeat}")
+        folder = {"create_records (1 worker)": "ours1", "create_records (2 workers)": "ours2",
+                  "reference (npy, then TFRecords)": "reference"}
+        made = collections.defaultdict(list)  # folder -> the output folders of its runs
+
+        def output(side, repeat):
+            made[side].append(os.path.join(work, f"{side}-{repeat}"))
+            return made[side][-1]
+
+        def prepare(name, repeat):
+            """Untimed: the side's earlier outputs go (its first is kept for the checks), so
+            that neither the disk's write-back of earlier runs nor their removal is timed."""
+            for path in made[folder[name]][1:]:
+                shutil.rmtree(path, ignore_errors=True)
 
         def ours(workers):
             return lambda r: packing.create_records(
-                frames_dir, labels_csv, fresh(f"ours{workers}", r),
+                frames_dir, labels_csv, output(f"ours{workers}", r),
                 frames_per_side=FRAMES_PER_SIDE, n_folds=N_FOLDS, shard_mb=SHARD_MB,
                 workers=workers, progress=False)
 
@@ -148,9 +157,10 @@ def main(argv):
             "create_records (1 worker)": ours(1),
             "create_records (2 workers)": ours(2),
             "reference (npy, then TFRecords)": lambda r: reference_two_stage(
-                frames_dir, labels_csv, fresh("reference", r)),
+                frames_dir, labels_csv, output("reference", r)),
         }
-        runs = timing.compare(sides, FLAGS.repeats, 0 if FLAGS.quick else timing.MIN_SECONDS)
+        runs = timing.compare(sides, FLAGS.repeats, 0 if FLAGS.quick else timing.MIN_SECONDS,
+                              prepare)
         check_same_records(runs["create_records (1 worker)"]["outputs"][0],
                            os.path.join(work, "ours1-0"), os.path.join(work, "reference-0"))
         for name in os.listdir(os.path.join(work, "ours1-0")):

@@ -26,11 +26,12 @@ def _cpu_seconds():
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def compare(sides, repeats=MIN_REPEATS, min_seconds=MIN_SECONDS):
+def compare(sides, repeats=MIN_REPEATS, min_seconds=MIN_SECONDS, prepare=None):
     """Runs every side at least `repeats` times and until it has run `min_seconds` in all (a
     fast side more often than a slow one), the order rotating at each repetition.
 
-    sides: {name: run(repeat) -> output}. Returns {name: {"wall": [s...], "cpu": [s...],
+    sides: {name: run(repeat) -> output}; prepare(name, repeat), when given, runs untimed
+    before each run (clearing what an earlier run left, say). Returns {name: {"wall": [s...], "cpu": [s...],
     "outputs": [output...]}} in the order of `sides`.
     """
     repeats = max(repeats, MIN_REPEATS)
@@ -44,6 +45,8 @@ def compare(sides, repeats=MIN_REPEATS, min_seconds=MIN_SECONDS):
     while any(wanted(name) for name in names):
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:
             if wanted(name):
+                if prepare is not None:
+                    prepare(name, repeat)
                 cpu, start = _cpu_seconds(), time.perf_counter()
                 output = sides[name](repeat)
                 runs[name]["wall"].append(time.perf_counter() - start)

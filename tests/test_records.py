@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -385,6 +386,29 @@ def test_worker_processes_leave_resizing_to_this_process(small):
         packing._FrameReader(frames_dir, (6, 6), resize=False).read("a.mp4", 0)
     assert packing._FrameReader(frames_dir, (8, 8), resize=False).read("a.mp4", 0) == (
         storage.read_bytes(frames.frame_path(frames_dir, "a.mp4", 0)))
+
+
+def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypatch):
+    """With 2 workers this process writes shards as well as the forked one, and the fork never
+    resizes (it runs no TensorFlow): every shard is written once, by whichever took it."""
+    frames_dir, labels = small
+    log = tmp_path / "writers.log"
+    write_shard = packing.write_shard
+
+    def slow_write_shard(path, rows, *args, resize=True, **kwargs):
+        time.sleep(0.3)  # long enough that the fork, started after this process, takes some
+        write_shard(path, rows, *args, resize=resize, **kwargs)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {resize} {os.path.basename(path)}\n")
+
+    monkeypatch.setattr(packing, "write_shard", slow_write_shard)
+    manifest = packing.create_records(frames_dir, labels, str(tmp_path / "out"), frames_per_side=1,
+                                      n_folds=2, shards=2, workers=2, progress=False)
+    writes = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(name for _, _, name in writes) == sorted(s.file for s in manifest.shards)
+    resize_by_writer = {pid: resize for pid, resize, _ in writes}
+    assert resize_by_writer.pop(str(os.getpid())) == "True"
+    assert list(resize_by_writer.values()) == ["False"]
 
 
 @pytest.mark.slow

@@ -402,31 +402,66 @@ def _write_element(frames_dir, image_size, element):
     write_shard(*element, frames_dir, image_size)
 
 
-def _write_in_worker(frames_dir, image_size, shard):
-    """In a worker process: one shard, (path, rows), written TensorFlow-free; (path, examples,
-    False) without writing it when a frame needs resizing."""
-    path, rows = shard
-    try:
-        write_shard(path, rows, frames_dir, image_size, resize=False)
-    except _NeedsResize:
-        return path, len(rows), False
-    return path, len(rows), True
+def _take_shards(shards, taken, done, frames_dir, image_size, resize, on_shard=lambda: None):
+    """Writes the next shard of `shards` that no process has taken (`taken`, a shared counter)
+    until none is left, adding each one's examples to `done`; returns the indices of the shards
+    it left (resize False: their frames are of another size)."""
+    left = []
+    while True:
+        with taken.get_lock():
+            index = taken.value
+            taken.value += 1
+        if index >= len(shards):
+            return left
+        path, rows = shards[index]
+        try:
+            write_shard(path, rows, frames_dir, image_size, resize=resize)
+        except _NeedsResize:
+            left.append(index)
+            continue
+        with done.get_lock():
+            done.value += len(rows)
+        on_shard()
+
+
+def _share(*job):
+    """The worker processes' initializer: the job of _take_shards, inherited through the fork."""
+    global _JOB
+    _JOB = job
+
+
+def _take_shards_in_worker():
+    """_take_shards in a worker process, which must not run TensorFlow: it leaves resizing."""
+    return _take_shards(*_JOB, resize=False)
 
 
 def _write_shards_in_processes(pending, frames_dir, image_size, workers, progress):
-    """Writes local shards on `workers` forked processes, the largest first, none running
-    TensorFlow (frames read with open(), records framed by chimpact.data.tfrecord); this
-    process writes the shards whose frames need resizing."""
-    rows_of = dict(pending)
-    work = functools.partial(_write_in_worker, frames_dir, image_size)
-    with tqdm.tqdm(total=sum(len(rows) for _, rows in pending), unit="example",
+    """Writes local shards on this process and `workers - 1` forked ones, each taking the
+    largest shard left until none is: one fork fewer than a pool of `workers` (a fork of a
+    process holding TensorFlow costs about 12 ms), and this process does not wait idle. Only
+    this process runs TensorFlow (the others read frames with open() and frame the records with
+    chimpact.data.tfrecord): it also writes the shards they leave for resizing."""
+    shards = sorted(pending, key=lambda shard: -len(shard[1]))
+    context = multiprocessing.get_context("fork")
+    taken, done = context.Value("q", 0), context.Value("q", 0)
+    job = (shards, taken, done, frames_dir, image_size)
+    with tqdm.tqdm(total=sum(len(rows) for _, rows in shards), unit="example",
                    disable=not progress) as bar, \
-            multiprocessing.get_context("fork").Pool(workers) as pool:
-        for path, examples, written in pool.imap_unordered(
-                work, sorted(pending, key=lambda shard: -len(shard[1]))):
-            if not written:
-                write_shard(path, rows_of[path], frames_dir, image_size)
-            bar.update(examples)
+            context.Pool(workers - 1, _share, job) as pool:
+        def advance():
+            bar.update(done.value - bar.n)
+
+        children = [pool.apply_async(_take_shards_in_worker) for _ in range(workers - 1)]
+        left = _take_shards(*job, resize=True, on_shard=advance)
+        for child in children:
+            while not child.ready():
+                child.wait(0.2)
+                advance()
+            left += child.get()
+        for index in left:
+            write_shard(*shards[index], frames_dir, image_size)
+            done.value += len(shards[index][1])
+        advance()
 
 
 def _write_shards(pending, frames_dir, image_size, workers, progress):

@@ -219,7 +219,7 @@ def _varint(value):
 
 def _delimited(number, parts):
     """The pieces of protobuf field `number` (length-delimited) whose payload is `parts`."""
-    return [bytes([number << 3 | 2]), _varint(sum(len(part) for part in parts)), *parts]
+    return [bytes([number << 3 | 2]), _varint(sum(map(len, parts))), *parts]
 
 
 def serialize_example(frames, distance, video_id, time, fold, box=None, box_probability=0.0):
