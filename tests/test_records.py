@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -409,6 +410,63 @@ def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypa
     resize_by_writer = {pid: resize for pid, resize, _ in writes}
     assert resize_by_writer.pop(str(os.getpid())) == "True"
     assert list(resize_by_writer.values()) == ["False"]
+
+
+def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(small, tmp_path,
+                                                                           monkeypatch):
+    """A worker killed mid-run (the out-of-memory killer, say) ends the run with one line
+    instead of a wait without end, the shards written stay, and a re-run completes them; an
+    error in a worker (a missing frame) reaches this process as itself; an error here stops
+    the workers."""
+    frames_dir, labels = small
+    settings = dict(frames_per_side=1, n_folds=2, shards=2, progress=False)
+    reference = packing.create_records(frames_dir, labels, str(tmp_path / "one"), **settings)
+    write_shard = packing.write_shard
+    out = tmp_path / "out"
+
+    def dying_worker(path, rows, *args, resize=True, **kwargs):
+        if not resize:  # in the forked worker
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.2)  # this process leaves the fork time to take a shard
+        write_shard(path, rows, *args, resize=resize, **kwargs)
+
+    monkeypatch.setattr(packing, "write_shard", dying_worker)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(out))}: a worker process writing "
+                                         r"shards ended \(exit code -9\) before it was done"):
+        packing.create_records(frames_dir, labels, str(out), workers=2, **settings)
+    kept = {name: os.stat(out / name).st_mtime_ns for name in os.listdir(out)
+            if records.is_shard_name(name)}
+    assert 0 < len(kept) < len(reference.shards)
+
+    def failing_worker(path, rows, *args, resize=True, **kwargs):
+        if not resize:
+            raise InputError(f"{path}: the worker's own error")
+        time.sleep(0.2)
+        write_shard(path, rows, *args, resize=resize, **kwargs)
+
+    monkeypatch.setattr(packing, "write_shard", failing_worker)
+    with pytest.raises(InputError, match="the worker's own error"):
+        packing.create_records(frames_dir, labels, str(tmp_path / "failed"), workers=2,
+                               **settings)
+
+    def failing_here(path, rows, *args, resize=True, **kwargs):
+        if resize:  # this process fails at once; the worker would write a shard a second later
+            raise InputError(f"{path}: this process's error")
+        time.sleep(1.0)
+        write_shard(path, rows, *args, resize=resize, **kwargs)
+
+    monkeypatch.setattr(packing, "write_shard", failing_here)
+    with pytest.raises(InputError, match="this process's error"):
+        packing.create_records(frames_dir, labels, str(tmp_path / "stopped"), workers=2,
+                               **settings)
+    time.sleep(1.5)
+    assert not [name for name in os.listdir(tmp_path / "stopped") if records.is_shard_name(name)]
+
+    monkeypatch.setattr(packing, "write_shard", write_shard)
+    packing.create_records(frames_dir, labels, str(out), workers=2, **settings)
+    assert {name: os.stat(out / name).st_mtime_ns for name in kept} == kept
+    for shard in reference.shards:
+        assert (out / shard.file).read_bytes() == (tmp_path / "one" / shard.file).read_bytes()
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -424,15 +425,15 @@ def _take_shards(shards, taken, done, frames_dir, image_size, resize, on_shard=l
         on_shard()
 
 
-def _share(*job):
-    """The worker processes' initializer: the job of _take_shards, inherited through the fork."""
-    global _JOB
-    _JOB = job
-
-
-def _take_shards_in_worker():
-    """_take_shards in a worker process, which must not run TensorFlow: it leaves resizing."""
-    return _take_shards(*_JOB, resize=False)
+def _take_shards_in_worker(job, results):
+    """A forked worker's work: _take_shards without TensorFlow (it leaves resizing), the shards
+    it left, or the error that stopped it (an InputError naming a missing frame, say), sent
+    back on `results`."""
+    try:
+        outcome = _take_shards(*job, resize=False)
+    except Exception as e:
+        outcome = e
+    results.send(outcome)
 
 
 def _write_shards_in_processes(pending, frames_dir, image_size, workers, progress):
@@ -440,24 +441,46 @@ def _write_shards_in_processes(pending, frames_dir, image_size, workers, progres
     largest shard left until none is: one fork fewer than a pool of `workers` (a fork of a
     process holding TensorFlow costs about 12 ms), and this process does not wait idle. Only
     this process runs TensorFlow (the others read frames with open() and frame the records with
-    chimpact.data.tfrecord): it also writes the shards they leave for resizing."""
+    chimpact.data.tfrecord): it also writes the shards they leave for resizing. A worker that
+    dies (killed, out of memory) is an InputError, not a wait without end; the shards written
+    stay for the re-run."""
     shards = sorted(pending, key=lambda shard: -len(shard[1]))
     context = multiprocessing.get_context("fork")
     taken, done = context.Value("q", 0), context.Value("q", 0)
     job = (shards, taken, done, frames_dir, image_size)
+    children, readers = [], []
     with tqdm.tqdm(total=sum(len(rows) for _, rows in shards), unit="example",
-                   disable=not progress) as bar, \
-            context.Pool(workers - 1, _share, job) as pool:
+                   disable=not progress) as bar:
         def advance():
             bar.update(done.value - bar.n)
 
-        children = [pool.apply_async(_take_shards_in_worker) for _ in range(workers - 1)]
-        left = _take_shards(*job, resize=True, on_shard=advance)
-        for child in children:
-            while not child.ready():
-                child.wait(0.2)
-                advance()
-            left += child.get()
+        try:
+            for _ in range(workers - 1):
+                reader, writer = context.Pipe(duplex=False)
+                children.append(context.Process(target=_take_shards_in_worker,
+                                                args=(job, writer), daemon=True))
+                children[-1].start()
+                writer.close()  # the worker's end: its death then reads as EOFError here
+                readers.append(reader)
+            left = _take_shards(*job, resize=True, on_shard=advance)
+            for child, reader in zip(children, readers):
+                while not reader.poll(0.2):
+                    advance()
+                try:
+                    outcome = reader.recv()
+                except EOFError:
+                    child.join()
+                    raise InputError(
+                        f"{os.path.dirname(shards[0][0])}: a worker process writing shards ended "
+                        f"(exit code {child.exitcode}) before it was done: run again to resume"
+                    ) from None
+                if isinstance(outcome, Exception):
+                    raise outcome
+                left += outcome
+        finally:
+            for child in children:
+                child.kill()
+                child.join()
         for index in left:
             write_shard(*shards[index], frames_dir, image_size)
             done.value += len(shards[index][1])
