@@ -74,9 +74,13 @@ def image_size(value, flag="image_size"):
     return size
 
 
+INTERRUPTED = 130  # the shell's status for a program ended by Ctrl-C (128 + SIGINT)
+
+
 def reports_input_errors(main):
     """Wraps an absl `main(argv)` so that an InputError prints `error: ...` and exits 1 (2 for
-    a UsageError: a bad flag value or combination)."""
+    a UsageError: a bad flag value or combination), and Ctrl-C says in one line that a re-run
+    resumes, instead of a traceback, and exits 130."""
 
     @functools.wraps(main)
     def wrapped(argv):
@@ -85,6 +89,10 @@ def reports_input_errors(main):
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2 if isinstance(e, UsageError) else 1)
+        except KeyboardInterrupt:
+            print("interrupted: what was finished is kept; the same command resumes it",
+                  file=sys.stderr)
+            sys.exit(INTERRUPTED)
 
     return wrapped
 

@@ -221,3 +221,15 @@ def test_each_stage_says_what_it_does_at_info_and_verbosity_silences_it(tmp_path
         "0 already done, 0 missing"), said
     assert frames("--verbosity=-1") == []
     assert frames()[0].endswith(": 0 videos to decode at 1 fps, 1 already done, 0 missing")
+
+
+def test_ctrl_c_is_one_line_saying_a_rerun_resumes_and_exits_130(capsys):
+    @cli.reports_input_errors
+    def main(argv):
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as done:
+        main(["script"])
+    assert done.value.code == 130
+    assert capsys.readouterr().err == (
+        "interrupted: what was finished is kept; the same command resumes it\n")

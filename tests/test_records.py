@@ -412,6 +412,7 @@ def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypa
     assert list(resize_by_writer.values()) == ["False"]
 
 
+@pytest.mark.slow
 def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(small, tmp_path,
                                                                            monkeypatch):
     """A worker killed mid-run (the out-of-memory killer, say) ends the run with one line
@@ -467,6 +468,25 @@ def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(smal
     assert {name: os.stat(out / name).st_mtime_ns for name in kept} == kept
     for shard in reference.shards:
         assert (out / shard.file).read_bytes() == (tmp_path / "one" / shard.file).read_bytes()
+
+
+def test_ctrl_c_in_a_worker_prints_no_traceback(small, tmp_path, monkeypatch, capfd):
+    """Ctrl-C reaches every process of the group: a worker ends quietly and this process says
+    it once (cli.reports_input_errors); here the worker alone was interrupted."""
+    frames_dir, labels = small
+    write_shard = packing.write_shard
+
+    def interrupted_worker(path, rows, *args, resize=True, **kwargs):
+        if not resize:
+            raise KeyboardInterrupt
+        time.sleep(0.2)
+        write_shard(path, rows, *args, resize=resize, **kwargs)
+
+    monkeypatch.setattr(packing, "write_shard", interrupted_worker)
+    with pytest.raises(InputError, match=r"ended \(exit code 0\) before it was done"):
+        packing.create_records(frames_dir, labels, str(tmp_path / "out"), frames_per_side=1,
+                               n_folds=2, shards=2, workers=2, progress=False)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.slow

@@ -431,6 +431,8 @@ def _take_shards_in_worker(job, results):
     back on `results`."""
     try:
         outcome = _take_shards(*job, resize=False)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the group: the parent says it
+        return
     except Exception as e:
         outcome = e
     results.send(outcome)
