@@ -433,7 +433,7 @@ def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(smal
 
     monkeypatch.setattr(packing, "write_shard", dying_worker)
     with pytest.raises(InputError, match=rf"^{re.escape(str(out))}: a worker process writing "
-                                         r"shards ended \(exit code -9\) before it was done"):
+                                         r"shards ended \(killed by signal 9\) before it was done"):
         packing.create_records(frames_dir, labels, str(out), workers=2, **settings)
     kept = {name: os.stat(out / name).st_mtime_ns for name in os.listdir(out)
             if records.is_shard_name(name)}

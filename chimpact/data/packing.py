@@ -472,10 +472,11 @@ def _write_shards_in_processes(pending, frames_dir, image_size, workers, progres
                     outcome = reader.recv()
                 except EOFError:
                     child.join()
+                    how = (f"killed by signal {-child.exitcode}" if child.exitcode < 0 else
+                           f"exit code {child.exitcode}")
                     raise InputError(
                         f"{os.path.dirname(shards[0][0])}: a worker process writing shards ended "
-                        f"(exit code {child.exitcode}) before it was done: run again to resume"
-                    ) from None
+                        f"({how}) before it was done: run again to resume") from None
                 if isinstance(outcome, Exception):
                     raise outcome
                 left += outcome
