@@ -4,9 +4,10 @@
 
 Both sides pack the same generated frames (JPEGs at 1 fps, a label every 10 s as in the
 challenge) into records of 11 frames per example, alternating, at least 3 runs and 10 s each:
-- ours: chimpact.packing.create_records, with 1 and with 2 workers, shards of SHARD_MB (so
-  that this small run has as many shards per worker as a full-size one has at 150 MB: about
-  2 per fold here, 6 per fold for the challenge's 15,229 examples at 512x512);
+- ours: chimpact.packing.create_records, with 1 and with 2 workers (this process and a fork),
+  shards of SHARD_MB (so that this small run has several shards per worker, as a full-size
+  one has at 150 MB: 11 per fold here, 6 per fold for the challenge's 15,229 examples at
+  512x512);
 - reference: its create_tfrecords.py, stage 1 reading the 11 JPEG files of each example into
   one .npy of their bytes, stage 2 reading the .npy files back into 8 shards per fold.
 Checks: every example's frames are the same bytes, with the same distance, on both sides, and
