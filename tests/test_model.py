@@ -3,7 +3,6 @@ and the presets of models/."""
 
 import pathlib
 import re
-import runpy
 
 import keras
 import numpy as np
@@ -14,6 +13,7 @@ from absl import flags
 from chimpact.errors import InputError
 from chimpact.field import videos
 from chimpact.training import model
+from script_flags import define_flags
 
 MODELS = pathlib.Path(__file__).resolve().parents[1] / "models"
 PRESET = re.compile(r"^(down|full)-(a[124])p(\d\d)-f(\d)s(\d)$")
@@ -156,7 +156,7 @@ def test_efficientnet_b0_builds_with_no_weights_and_from_a_weights_file(tmp_path
 
 def parse_preset(path, *overrides):
     """The run_train.py flags that `path` sets (nested flagfiles resolved from the repo root)."""
-    program = runpy.run_path(str(MODELS.parent / "run_train.py"))  # defines the flags
+    program = define_flags(MODELS.parent / "run_train.py")
 
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_train.py", f"--flagfile={path}", *overrides])

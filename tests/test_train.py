@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import runpy
 import socket
 import textwrap
 
@@ -18,6 +17,7 @@ from chimpact.data import records
 from chimpact.errors import InputError
 from chimpact.training import checkpoint, model, model_folder, pipeline, train
 from model_checks import ROOT, TINY, TINY_FLAGS, finish, start_python
+from script_flags import define_flags
 from sequence_records import write_records
 
 
@@ -143,7 +143,7 @@ def test_records_that_cannot_serve_the_preset_give_a_one_line_error(tmp_path, ca
     with pytest.raises(InputError, match="--aug=a9"):
         train.train(tmp_path / "rec", tmp_path / "out", aug="a9", **TINY)
 
-    run_train = runpy.run_path(str(ROOT / "run_train.py"))  # defines the flags; main, not run
+    run_train = define_flags(ROOT / "run_train.py")
 
     monkeypatch.chdir(ROOT)
     flags.FLAGS.unparse_flags()
