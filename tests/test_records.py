@@ -389,6 +389,11 @@ def test_worker_processes_leave_resizing_to_this_process(small):
         storage.read_bytes(frames.frame_path(frames_dir, "a.mp4", 0)))
 
 
+# Seconds this process waits before each shard it writes in the worker tests: the fork, started
+# after it, then takes a shard, even on a busy machine.
+FORK_HEADSTART = 0.3
+
+
 def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypatch):
     """With 2 workers this process writes shards as well as the forked one, and the fork never
     resizes (it runs no TensorFlow): every shard is written once, by whichever took it."""
@@ -397,7 +402,7 @@ def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypa
     write_shard = packing.write_shard
 
     def slow_write_shard(path, rows, *args, resize=True, **kwargs):
-        time.sleep(0.3)  # long enough that the fork, started after this process, takes some
+        time.sleep(FORK_HEADSTART)
         write_shard(path, rows, *args, resize=resize, **kwargs)
         with open(log, "a") as f:
             f.write(f"{os.getpid()} {resize} {os.path.basename(path)}\n")
@@ -428,7 +433,7 @@ def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(smal
     def dying_worker(path, rows, *args, resize=True, **kwargs):
         if not resize:  # in the forked worker
             os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(0.2)  # this process leaves the fork time to take a shard
+        time.sleep(FORK_HEADSTART)
         write_shard(path, rows, *args, resize=resize, **kwargs)
 
     monkeypatch.setattr(packing, "write_shard", dying_worker)
@@ -442,7 +447,7 @@ def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(smal
     def failing_worker(path, rows, *args, resize=True, **kwargs):
         if not resize:
             raise InputError(f"{path}: the worker's own error")
-        time.sleep(0.2)
+        time.sleep(FORK_HEADSTART)
         write_shard(path, rows, *args, resize=resize, **kwargs)
 
     monkeypatch.setattr(packing, "write_shard", failing_worker)
@@ -479,7 +484,7 @@ def test_ctrl_c_in_a_worker_prints_no_traceback(small, tmp_path, monkeypatch, ca
     def interrupted_worker(path, rows, *args, resize=True, **kwargs):
         if not resize:
             raise KeyboardInterrupt
-        time.sleep(0.2)
+        time.sleep(FORK_HEADSTART)
         write_shard(path, rows, *args, resize=resize, **kwargs)
 
     monkeypatch.setattr(packing, "write_shard", interrupted_worker)
