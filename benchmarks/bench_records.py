@@ -143,10 +143,12 @@ def main(argv):
             return made[side][-1]
 
         def prepare(name, repeat):
-            """Untimed: the side's earlier outputs go (its first is kept for the checks), so
-            that neither the disk's write-back of earlier runs nor their removal is timed."""
+            """Untimed: the side's earlier outputs go (its first is kept for the checks) and
+            what is left to write reaches the disk, so that no run pays for an earlier one's
+            write-back or removal."""
             for path in made[folder[name]][1:]:
                 shutil.rmtree(path, ignore_errors=True)
+            os.sync()
 
         def ours(workers):
             return lambda r: packing.create_records(
