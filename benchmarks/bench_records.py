@@ -14,8 +14,8 @@ Checks: every example's frames are the same bytes, with the same distance, on bo
 2 workers write the same files as 1.
 """
 
-import collections
 import os
+import re
 import shutil
 import tempfile
 
@@ -134,20 +134,16 @@ def main(argv):
         generate(frames_dir, labels_csv, videos, FLAGS.size)
         n = len(pd.read_csv(labels_csv))
 
-        folder = {"create_records (1 worker)": "ours1", "create_records (2 workers)": "ours2",
-                  "reference (npy, then TFRecords)": "reference"}
-        made = collections.defaultdict(list)  # folder -> the output folders of its runs
-
         def output(side, repeat):
-            made[side].append(os.path.join(work, f"{side}-{repeat}"))
-            return made[side][-1]
+            return os.path.join(work, f"{side}-{repeat}")
 
         def prepare(name, repeat):
-            """Untimed: the side's earlier outputs go (its first is kept for the checks) and
-            what is left to write reaches the disk, so that no run pays for an earlier one's
-            write-back or removal."""
-            for path in made[folder[name]][1:]:
-                shutil.rmtree(path, ignore_errors=True)
+            """Untimed: every side's earlier outputs go but its first (kept for the checks),
+            and what is left to write reaches the disk, so that no run pays for an earlier
+            one's write-back or removal."""
+            for entry in os.listdir(work):
+                if re.fullmatch(r"(ours1|ours2|reference)-[1-9]\d*", entry):
+                    shutil.rmtree(os.path.join(work, entry))
             os.sync()
 
         def ours(workers):

@@ -31,8 +31,8 @@ def compare(sides, repeats=MIN_REPEATS, min_seconds=MIN_SECONDS, prepare=None):
     fast side more often than a slow one), the order rotating at each repetition.
 
     sides: {name: run(repeat) -> output}; prepare(name, repeat), when given, runs untimed
-    before each run (clearing what an earlier run left, say). Returns {name: {"wall": [s...], "cpu": [s...],
-    "outputs": [output...]}} in the order of `sides`.
+    before each run (clearing what an earlier run left, say). Returns {name: {"wall": [s...],
+    "cpu": [s...], "outputs": [output...]}} in the order of `sides`.
     """
     repeats = max(repeats, MIN_REPEATS)
     names = list(sides)

@@ -392,6 +392,27 @@ def test_worker_processes_leave_resizing_to_this_process(small):
 # Seconds this process waits before each shard it writes in the worker tests: the fork, started
 # after it, then takes a shard, even on a busy machine.
 FORK_HEADSTART = 0.3
+WRITE_SHARD = packing.write_shard
+
+
+def headstart(path):
+    time.sleep(FORK_HEADSTART)
+
+
+def split_write_shard(monkeypatch, in_worker=lambda path: None, here=headstart):
+    """packing.write_shard that first calls in_worker(path) in a forked worker (which writes
+    with resize False) and here(path) in this process."""
+    def patched(path, rows, *args, resize=True, **kwargs):
+        (here if resize else in_worker)(path)
+        WRITE_SHARD(path, rows, *args, resize=resize, **kwargs)
+
+    monkeypatch.setattr(packing, "write_shard", patched)
+
+
+def raises(error):
+    def call(path):
+        raise error
+    return call
 
 
 def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypatch):
@@ -399,15 +420,15 @@ def test_this_process_and_the_workers_share_the_shards(small, tmp_path, monkeypa
     resizes (it runs no TensorFlow): every shard is written once, by whichever took it."""
     frames_dir, labels = small
     log = tmp_path / "writers.log"
-    write_shard = packing.write_shard
 
-    def slow_write_shard(path, rows, *args, resize=True, **kwargs):
-        time.sleep(FORK_HEADSTART)
-        write_shard(path, rows, *args, resize=resize, **kwargs)
-        with open(log, "a") as f:
-            f.write(f"{os.getpid()} {resize} {os.path.basename(path)}\n")
+    def logged(resize):
+        def call(path):
+            headstart(path)
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} {resize} {os.path.basename(path)}\n")
+        return call
 
-    monkeypatch.setattr(packing, "write_shard", slow_write_shard)
+    split_write_shard(monkeypatch, in_worker=logged(False), here=logged(True))
     manifest = packing.create_records(frames_dir, labels, str(tmp_path / "out"), frames_per_side=1,
                                       n_folds=2, shards=2, workers=2, progress=False)
     writes = [line.split() for line in log.read_text().splitlines()]
@@ -427,16 +448,9 @@ def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(smal
     frames_dir, labels = small
     settings = dict(frames_per_side=1, n_folds=2, shards=2, progress=False)
     reference = packing.create_records(frames_dir, labels, str(tmp_path / "one"), **settings)
-    write_shard = packing.write_shard
     out = tmp_path / "out"
 
-    def dying_worker(path, rows, *args, resize=True, **kwargs):
-        if not resize:  # in the forked worker
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(FORK_HEADSTART)
-        write_shard(path, rows, *args, resize=resize, **kwargs)
-
-    monkeypatch.setattr(packing, "write_shard", dying_worker)
+    split_write_shard(monkeypatch, in_worker=lambda path: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(InputError, match=rf"^{re.escape(str(out))}: a worker process writing "
                                          r"shards ended \(killed by signal 9\) before it was done"):
         packing.create_records(frames_dir, labels, str(out), workers=2, **settings)
@@ -444,31 +458,21 @@ def test_a_dead_or_failing_worker_process_is_an_error_and_the_rerun_resumes(smal
             if records.is_shard_name(name)}
     assert 0 < len(kept) < len(reference.shards)
 
-    def failing_worker(path, rows, *args, resize=True, **kwargs):
-        if not resize:
-            raise InputError(f"{path}: the worker's own error")
-        time.sleep(FORK_HEADSTART)
-        write_shard(path, rows, *args, resize=resize, **kwargs)
-
-    monkeypatch.setattr(packing, "write_shard", failing_worker)
+    split_write_shard(monkeypatch, in_worker=raises(InputError("the worker's own error")))
     with pytest.raises(InputError, match="the worker's own error"):
         packing.create_records(frames_dir, labels, str(tmp_path / "failed"), workers=2,
                                **settings)
 
-    def failing_here(path, rows, *args, resize=True, **kwargs):
-        if resize:  # this process fails at once; the worker would write a shard a second later
-            raise InputError(f"{path}: this process's error")
-        time.sleep(1.0)
-        write_shard(path, rows, *args, resize=resize, **kwargs)
-
-    monkeypatch.setattr(packing, "write_shard", failing_here)
+    # This process fails at once; the worker would write a shard a second later.
+    split_write_shard(monkeypatch, in_worker=lambda path: time.sleep(1.0),
+                      here=raises(InputError("this process's error")))
     with pytest.raises(InputError, match="this process's error"):
         packing.create_records(frames_dir, labels, str(tmp_path / "stopped"), workers=2,
                                **settings)
     time.sleep(1.5)
     assert not [name for name in os.listdir(tmp_path / "stopped") if records.is_shard_name(name)]
 
-    monkeypatch.setattr(packing, "write_shard", write_shard)
+    monkeypatch.undo()
     packing.create_records(frames_dir, labels, str(out), workers=2, **settings)
     assert {name: os.stat(out / name).st_mtime_ns for name in kept} == kept
     for shard in reference.shards:
@@ -479,15 +483,7 @@ def test_ctrl_c_in_a_worker_prints_no_traceback(small, tmp_path, monkeypatch, ca
     """Ctrl-C reaches every process of the group: a worker ends quietly and this process says
     it once (cli.reports_input_errors); here the worker alone was interrupted."""
     frames_dir, labels = small
-    write_shard = packing.write_shard
-
-    def interrupted_worker(path, rows, *args, resize=True, **kwargs):
-        if not resize:
-            raise KeyboardInterrupt
-        time.sleep(FORK_HEADSTART)
-        write_shard(path, rows, *args, resize=resize, **kwargs)
-
-    monkeypatch.setattr(packing, "write_shard", interrupted_worker)
+    split_write_shard(monkeypatch, in_worker=raises(KeyboardInterrupt))
     with pytest.raises(InputError, match=r"ended \(exit code 0\) before it was done"):
         packing.create_records(frames_dir, labels, str(tmp_path / "out"), frames_per_side=1,
                                n_folds=2, shards=2, workers=2, progress=False)
