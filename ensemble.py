@@ -17,6 +17,11 @@ from chimpact.cli import reports_input_errors
 flags.DEFINE_list("model_dirs", None, "Comma-separated model directories (local or gs://), each "
                   "holding oof.csv and test_preds.csv.")
 flags.DEFINE_string("out_dir", None, "Where ensemble.json, submission.csv and ensemble.png go.")
+flags.DEFINE_enum("blend", "search", list(ensemble.BLENDS), "search: the greedy pairwise search "
+                  "on the models' out-of-fold predictions; reference: the reference's published "
+                  "weights over imported reference models (chimpact import), which have no "
+                  "out-of-fold predictions (only test_preds.csv is read; with fewer than its 12 "
+                  "configurations their weights are scaled to sum to 1).")
 flags.DEFINE_float("coef_min", 0.0, "Smallest blend coefficient c tried for c*current+(1-c)*next.")
 flags.DEFINE_float("coef_max", 1.11, "Largest blend coefficient tried (inclusive); the "
                    "reference's grid is 0 to 1.11 by 0.01.")
@@ -41,6 +46,12 @@ def main(argv):
     storage.check_reachable(FLAGS.flag_values_dict())
     del argv
     storage.check_writable(FLAGS.out_dir, "out_dir")
+    if FLAGS.blend == "reference":
+        summary = ensemble.run_reference_blend(FLAGS.model_dirs, FLAGS.out_dir,
+                                               FLAGS.round_to_labels, FLAGS.submission_csv)
+        for model_dir, weight in zip(summary["models"], summary["weights"]):
+            print(f"{model_dir:<48} {weight:>7.3f}")
+        return
     summary = ensemble.run_ensemble(
         FLAGS.model_dirs, FLAGS.out_dir, coef_min=FLAGS.coef_min, coef_max=FLAGS.coef_max,
         coef_step=FLAGS.coef_step, round_to_labels=FLAGS.round_to_labels,

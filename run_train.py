@@ -40,6 +40,11 @@ flags.DEFINE_enum("backbone", "efficientnet_b0", list(settings.BACKBONES), "Imag
                   "efficientnet_v2_s/m/l; or tiny (CPU tests and the demo).")
 flags.DEFINE_string("weights", "imagenet", "Backbone initialisation: imagenet (downloaded by "
                     "Keras), none, or a local or gs:// weights file of the 3-channel backbone.")
+flags.DEFINE_enum("input_scaling", "imagenet", list(settings.INPUT_SCALINGS), "What the "
+                  "backbone's convolutions see of the 0..255 pixels: imagenet, its own "
+                  "preprocessing (ImageNet mean and deviation for EfficientNet V1, -1..1 for "
+                  "V2); unit, x / 255 alone, as the reference fed EfficientNet-B0 (its presets "
+                  "set it, so their models and imported reference weights read the same input).")
 flags.DEFINE_integer("volume_size", None, "Frames per sequence, centred on the labelled second "
                      "(odd, at most the frames stored per example). Default: the family's, 7 "
                      "for cnn_lstm, 5 for stacked, 1 for single.")
@@ -146,6 +151,7 @@ def main(argv):
         crop_bottom=FLAGS.crop_bottom, frame_fill=FLAGS.frame_fill, loss=FLAGS.loss,
         schedule=FLAGS.schedule, optimizer=FLAGS.optimizer,
         weight_decay=FLAGS.weight_decay if FLAGS.optimizer == "adamw" else 0.0,
+        input_scaling=FLAGS.input_scaling,
         pseudo_labels_csv=FLAGS.pseudo_labels, pseudo_tfrec_dir=FLAGS.pseudo_tfrec_dir,
         strategy=strategy, flags_text=flags_text(),
         verbose=verbose)

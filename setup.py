@@ -17,7 +17,7 @@ setup(
     # one command that runs them by name.
     py_modules=["chimpact_flags"],
     scripts=["create_frames.py", "create_tfrecords.py", "run_train.py", "run_infer.py",
-             "run_field.py", "ensemble.py"],
+             "run_field.py", "ensemble.py", "import_weights.py"],
     entry_points={"console_scripts": ["chimpact = chimpact.commands:main"]},
     # TensorFlow 2.16+ comes from the platform's own distribution, never named here: pip counts
     # tensorflow, tensorflow-cpu and tensorflow-tpu as different packages, and installing one
@@ -49,6 +49,9 @@ setup(
         # resolves 2.16.2 with protobuf 4.25 and 2.20.0 with 6.33 too).
         "beam": ["apache-beam[gcp]>=2.60"],
         # The tests run the Beam path on Beam's local runner: no Google Cloud client needed.
-        "test": ["pytest>=7", "pytest-xdist>=3", "apache-beam>=2.60"],
+        # efficientnet 1.1.1 on tf-keras builds the reference's own model in the tests
+        # (tests/reference_model.py), to prove that imported weights predict as it did.
+        "test": ["pytest>=7", "pytest-xdist>=3", "apache-beam>=2.60", "efficientnet==1.1.1",
+                 "tf-keras>=2.16"],
     },
 )

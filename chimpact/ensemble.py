@@ -21,6 +21,7 @@ from chimpact import storage
 from chimpact.data import labels
 from chimpact.data.labels import KEYS
 from chimpact.errors import InputError
+from chimpact.training import model_folder
 from chimpact.training.model_folder import OOF, OOF_TTA, TEST_PREDS
 
 OOF_COLUMNS = KEYS + ["distance", "pred"]
@@ -36,6 +37,16 @@ BAND_EDGES = (0, 2, 4, 6, 8, 10, 15, 20, np.inf)
 
 
 OOF_ENSEMBLE = "oof_ensemble.csv"  # video_id, time, distance, pred: the blend out of fold
+BLENDS = ("search", "reference")
+# The reference's published blend (its ensemble.py with --compute_weights=False): its 12 run
+# folders sorted by name (their presets, in that order), the order of the greedy search over
+# them, its coefficients and the label values its submission snapped to.
+REFERENCE_PRESETS = ("down-a1p50-f7s1", "down-a1p50-f9s1", "down-a2p50-f7s1", "down-a2p80-f7s1",
+                     "down-a1p80-f7s1", "down-a4p50-f7s1", "down-a4p50-f7s2", "full-a1p50-f7s1",
+                     "full-a1p50-f9s1", "full-a2p50-f7s1", "full-a4p50-f7s1", "full-a4p50-f7s2")
+REFERENCE_ORDER = (10, 9, 11, 5, 8, 7, 2, 0, 6, 1, 3, 4)
+REFERENCE_COEFFICIENTS = (0.58, 0.72, 0.83, 0.81, 0.89, 0.87, 0.98, 0.88, 1.03, 1.07, 1.1)
+REFERENCE_LABELS = (*np.arange(0.0, 8.5, 0.5), 9, 10, 11, 12, 13, 13.5, *range(14, 26))
 
 
 def coef_grid(coef_min=0.0, coef_max=1.11, coef_step=0.01):
@@ -303,6 +314,53 @@ def run_ensemble(model_dirs, out_dir, coef_min=0.0, coef_max=1.11, coef_step=0.0
         plot(snapped, true, storage.join(out_dir, "ensemble.png"), "ensemble OOF snapped to labels")
     else:
         plot(blended, true, storage.join(out_dir, "ensemble.png"))
+    storage.atomic_write(storage.join(out_dir, "ensemble.json"),
+                         json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def reference_weights(presets):
+    """{preset: weight} of the reference's published blend over the configurations `presets`
+    (model_weights of its order and coefficients; those absent dropped and the rest scaled to
+    sum to 1, so that all 12 give exactly its blend)."""
+    unknown = sorted(set(presets) - set(REFERENCE_PRESETS))
+    if unknown:
+        raise InputError(f"--blend=reference: {unknown[0]} is not one of the reference's 12 "
+                         "configurations (import them with chimpact import)")
+    order = [REFERENCE_PRESETS[i] for i in REFERENCE_ORDER]
+    weights = dict(zip(order, model_weights(REFERENCE_ORDER, REFERENCE_COEFFICIENTS)))
+    total = sum(weights[p] for p in presets)
+    return {p: weights[p] / total for p in presets}
+
+
+def run_reference_blend(model_dirs, out_dir, round_to_labels=False, submission_csv=None):
+    """Blends imported reference models' test predictions with the reference's published
+    weights (reference_weights), where no out-of-fold predictions exist to fit a blend on;
+    writes ensemble.json and submission.csv. Returns the summary."""
+    model_dirs = [str(d).rstrip("/") for d in model_dirs]
+    presets = [model_folder.read_config(d).get("preset") for d in model_dirs]
+    for model_dir, preset in zip(model_dirs, presets):
+        if preset is None:
+            raise InputError(f"--model_dirs={model_dir}: not an imported reference model "
+                             "(config.json names no preset): --blend=reference blends those")
+    if len(set(presets)) != len(presets):
+        raise InputError(f"--model_dirs: {next(p for p in presets if presets.count(p) > 1)} "
+                         "is given twice")
+    weights = reference_weights(presets)
+    tests = [_read_table(d, TEST_PREDS, TEST_COLUMNS) for d in model_dirs]
+    keys, tests = _align(tests, model_dirs, TEST_PREDS)
+    blend = sum(weights[p] * t["pred"].to_numpy(dtype=np.float64)
+                for p, t in zip(presets, tests))
+    if round_to_labels:
+        blend = snap_to_labels(blend, REFERENCE_LABELS)
+    table = keys.to_frame(index=False).assign(distance=blend)
+    if submission_csv:
+        table = labels.fill_submission(submission_csv, table.rename(columns={"distance": "pred"}))
+    summary = {"blend": "reference", "models": model_dirs, "presets": presets,
+               "weights": [weights[p] for p in presets], "round_to_labels": bool(round_to_labels),
+               "test_rows": len(table)}
+    storage.makedirs(out_dir)
+    storage.write_csv(table, storage.join(out_dir, "submission.csv"))
     storage.atomic_write(storage.join(out_dir, "ensemble.json"),
                          json.dumps(summary, indent=2) + "\n")
     return summary

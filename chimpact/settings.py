@@ -7,6 +7,16 @@ FAMILIES = {"cnn_lstm": 7, "stacked": 5, "single": 1}
 # --backbone values (chimpact.training.model builds each).
 BACKBONES = ("efficientnet_b0", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
              "efficientnet_v2_l", "tiny")
+# --input_scaling values: what the backbone's convolutions see of 0..255 pixels. imagenet, the
+# backbone's own preprocessing (ImageNet mean and deviation for EfficientNet V1, -1..1 for V2);
+# unit, x / 255 alone, as the reference fed its EfficientNet-B0 (its norm()), which its trained
+# weights expect.
+INPUT_SCALINGS = ("imagenet", "unit")
+# How frames of another size reach a model's size (chimpact.data.resize): ffmpeg, scaled while
+# decoding raw videos and resized with antialiasing from records (chimpact's models); reference,
+# decoded at full size and resized bilinearly without antialiasing, truncated to uint8, as the
+# reference's parse did (its imported models).
+FRAME_RESIZES = ("ffmpeg", "reference")
 # --aug values (chimpact.training.augment holds each set's ops).
 AUG_SETS = ("none", "a1", "a2", "a4")
 # --mixed_precision values: the Keras dtype policy a model folder is trained and predicted under.

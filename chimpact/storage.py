@@ -82,6 +82,16 @@ def exists(path):
     return gfile().exists(path) if is_remote(path) else os.path.exists(path)
 
 
+def isdir(path):
+    return gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def listdir(path):
+    """The names of the entries of the folder `path` (no trailing '/'), sorted."""
+    names = gfile().listdir(path) if is_remote(path) else os.listdir(path)
+    return sorted(name.rstrip("/") for name in names)
+
+
 def makedirs(path):
     if is_remote(path):
         gfile().makedirs(path)

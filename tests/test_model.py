@@ -154,6 +154,25 @@ def test_efficientnet_b0_builds_with_no_weights_and_from_a_weights_file(tmp_path
     assert full(frames()).shape == (2, 1)
 
 
+@pytest.mark.slow
+def test_unit_input_scaling_feeds_x_over_255_whatever_the_weights(tmp_path):
+    """input_scaling unit: the convolutions see x / 255, as the reference fed EfficientNet-B0,
+    from a weights file holding ImageNet statistics too; EfficientNetV2 has none to replace."""
+    backbone = model.make_backbone("efficientnet_b0", (32, 32), "none")
+    _normalization(backbone).adapt_mean.assign([0.485, 0.456, 0.406])
+    _normalization(backbone).adapt_variance.assign([0.229, 0.224, 0.225])
+    path = str(tmp_path / "b0.weights.h5")
+    backbone.save_weights(path)
+    pixels = frames(batch=1, volume=1, dtype=np.float32)[0]
+    for weights in ("none", path):
+        loaded = model.make_backbone("efficientnet_b0", (32, 32), weights,
+                                     input_scaling="unit")
+        normalised = keras.Model(loaded.input, _normalization(loaded).output)(pixels)
+        np.testing.assert_allclose(normalised, pixels / 255, rtol=1e-6, atol=1e-6)
+    with pytest.raises(InputError, match="--input_scaling=unit: efficientnet_v2_s scales"):
+        model.build_model("efficientnet_v2_s", 3, (32, 32), input_scaling="unit")
+
+
 def parse_preset(path, *overrides):
     """The run_train.py flags that `path` sets (nested flagfiles resolved from the repo root)."""
     program = define_flags(MODELS.parent / "run_train.py")
@@ -180,8 +199,9 @@ def test_every_preset_parses_and_builds_its_model_small(monkeypatch):
             assert (values["aug"], values["aug_prob"], values["volume_size"], values["step"]) == (
                 aug, int(prob) / 100, int(volume), int(step))
             assert (values["backbone"], values["weights"], values["batch_size"],
-                    values["epochs"], values["lstm_units"], values["dense_units"]) == (
-                "efficientnet_b0", "imagenet", 96, 40, 1024, 300)
+                    values["epochs"], values["lstm_units"], values["dense_units"],
+                    values["input_scaling"]) == (
+                "efficientnet_b0", "imagenet", 96, 40, 1024, 300, "unit")
             assert parse_preset(f"models/{path.name}")["image_size"] == ["512", "512"]
         if path in families:
             family, height, width = re.match(r"(\w+)-\w+-(\d+)x(\d+)$", path.stem).groups()

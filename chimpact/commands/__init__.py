@@ -1,6 +1,7 @@
 """The `chimpact` command, which runs the entry scripts by name: `chimpact
-frames|records|train|infer|field|ensemble [flags]` is create_frames.py, create_tfrecords.py,
-run_train.py, run_infer.py, run_field.py or ensemble.py with the same flags (the scripts define
+frames|records|train|infer|field|ensemble|import [flags]` is create_frames.py,
+create_tfrecords.py, run_train.py, run_infer.py, run_field.py, ensemble.py or import_weights.py
+with the same flags (the scripts define
 and read them; the library reads none)."""
 
 import pathlib
@@ -13,7 +14,7 @@ import chimpact
 # command -> the top-level script that runs the same program.
 SCRIPTS = {"frames": "create_frames.py", "records": "create_tfrecords.py",
            "train": "run_train.py", "infer": "run_infer.py", "field": "run_field.py",
-           "ensemble": "ensemble.py"}
+           "ensemble": "ensemble.py", "import": "import_weights.py"}
 USAGE = """usage: chimpact COMMAND [flags]      (chimpact COMMAND --help: its flags)
 
   frames    extract frames from a folder of videos (create_frames.py)
@@ -22,6 +23,7 @@ USAGE = """usage: chimpact COMMAND [flags]      (chimpact COMMAND --help: its fl
   infer     predict test records, fill a submission, export a model (run_infer.py)
   field     distances in raw survey videos, per animal with MegaDetector (run_field.py)
   ensemble  blend trained models on their out-of-fold predictions (ensemble.py)
+  import    the 3rd place's published weights as a model folder (import_weights.py)
 
 chimpact --version prints the version."""
 

@@ -219,7 +219,7 @@ class _FrameReader:
         return self.cache[index]
 
     def _resized(self, data):
-        image = tf.image.resize(tf.io.decode_jpeg(data, channels=3), self.image_size,
+        image = tf.image.resize(records.decode_frame(data), self.image_size,
                                 antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         return tf.io.encode_jpeg(image, quality=_JPEG_QUALITY).numpy()

@@ -279,6 +279,13 @@ def example_key(example):
                            separator="\t")
 
 
+def decode_frame(jpeg):
+    """uint8 [H, W, 3] of a stored JPEG, decoded with the accurate integer DCT, as the reference
+    decoded (TensorFlow's default is the fast one: pixels up to 17 levels apart, which moved an
+    imported reference model's distances by up to 0.46 m on test frames)."""
+    return tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE")
+
+
 def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False, outside=None):
     """A function from a serialized example (scalar tf.string) to a dict of tensors.
 
@@ -300,7 +307,7 @@ def make_parser(stored_frames, volume_size, image_size=None, with_boxes=False, o
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, features)
         jpegs = example["frames"][first:first + volume_size]
-        frames = tf.stack([tf.io.decode_jpeg(jpegs[i], channels=3) for i in range(volume_size)])
+        frames = tf.stack([decode_frame(jpegs[i]) for i in range(volume_size)])
         if bits is not None:
             mask = bits.lookup(example_key(example))
             shifts = tf.range(first, first + volume_size, dtype=tf.int64)

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tqdm
 
 from chimpact import runner, storage
-from chimpact.data import extract, frames, video, window
+from chimpact.data import extract, frames, resize, video, window
 from chimpact.data.labels import KEYS
 from chimpact.errors import InputError
 from chimpact.predict import infer
@@ -61,12 +61,18 @@ def model_sequences(config, pictures, times, fps):
 def decode_frames(config, path, fps, labelled=None):
     """(pictures uint8 [n, H, W, 3] at the model's size, info: fps decoded at, source_fps...)
     of a video decoded as create_frames.py decodes, with the settings of the model's training
-    frames, ffmpeg on its share of the cores (DECODE_WORKERS videos decode at once, as
+    frames, scaled by ffmpeg or decoded at full size and resized as the reference did (the
+    model's frame_resize), ffmpeg on its share of the cores (DECODE_WORKERS videos decode at once, as
     create_frames.py shares them among its workers)."""
     height, width = config["image_size"]
     options = model_folder.decode_options(config, fps)
-    return video.decode_video(path, labelled_frames=labelled, size=(width, height),
-                              threads=max(1, (os.cpu_count() or 1) // DECODE_WORKERS), **options)
+    full_size = resize.decodes_full_size(config["frame_resize"])
+    pictures, info = video.decode_video(
+        path, labelled_frames=labelled, size=None if full_size else (width, height),
+        threads=max(1, (os.cpu_count() or 1) // DECODE_WORKERS), **options)
+    if full_size and len(pictures):
+        pictures = resize.resize_frames(pictures, (height, width), "reference").numpy()
+    return pictures, info
 
 
 def decode_times(config, path, times=None, fps=None):

@@ -167,7 +167,8 @@ def predict_records(predictor, config, tfrec_dir, batch_size=16):
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
                              config["image_size"], batch_size, predictor.distribute_strategy,
                              outputs=names, use_boxes=use_boxes,
-                             crop_bottom=config["crop_bottom"], fill=config["frame_fill"])
+                             crop_bottom=config["crop_bottom"], fill=config["frame_fill"],
+                             frame_resize=config["frame_resize"])
     return _with_views(table[KEYS + names], names, predictor.aggregate)
 
 
@@ -192,7 +193,8 @@ def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="au
                                       config["image_size"], batch_size, strategy, outputs=names,
                                       use_boxes=config["use_boxes"],
                                       crop_bottom=config["crop_bottom"],
-                                      fill=config["frame_fill"]))
+                                      fill=config["frame_fill"],
+                                      frame_resize=config["frame_resize"]))
     table = pd.concat(parts, ignore_index=True)
     return _with_views(table[KEYS + ["distance", "fold"] + names], names, aggregate)
 

@@ -20,7 +20,8 @@ from keras import layers
 from chimpact import storage
 from chimpact.errors import InputError
 from chimpact.training import crop, model_folder
-from chimpact.settings import FAMILIES, OUTPUT_BIASES, PRECISIONS  # noqa: F401  (model.*)
+from chimpact.settings import (FAMILIES, INPUT_SCALINGS, OUTPUT_BIASES,  # noqa: F401
+                               PRECISIONS)
 
 WEIGHTS_SUFFIX = ".weights.h5"
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
@@ -59,6 +60,16 @@ def _normalization(network):
     return next(layer for layer in network.layers if isinstance(layer, layers.Normalization))
 
 
+def _set_normalization(network, mean, variance):
+    """Sets the input Normalization layer of `network` to `mean` and `variance` per channel."""
+    normalization = _normalization(network)
+    normalization.adapt_mean.assign(np.broadcast_to(mean, normalization.adapt_mean.shape))
+    normalization.adapt_variance.assign(
+        np.broadcast_to(variance, normalization.adapt_variance.shape))
+    # The layer computes with tensors snapshotted from its variables: refresh them.
+    normalization.finalize_state()
+
+
 def _keras_application(constructor, imagenet_normalization):
     """A backbone from keras.applications: built with weights=None so that every model has the
     same layers whatever its pretraining, then given the ImageNet weights or a weights file.
@@ -67,38 +78,39 @@ def _keras_application(constructor, imagenet_normalization):
     weights='imagenet', a rescaling by 1/sqrt(ImageNet stddev) after its Normalization layer
     (whose stored variance is the stddev, not its square); that rescaling is folded into the
     Normalization variance here for imagenet and for a weights file alike, so both get exactly
-    the ImageNet normalisation. EfficientNetV2 maps 0..255 to -1..1 with no weights of its own.
+    the ImageNet normalisation. With input_scaling unit the Normalization is the identity
+    instead: the convolutions see x / 255, as the reference's did. EfficientNetV2 maps 0..255
+    to -1..1 with no weights of its own.
     """
 
-    def build(shape, weights, pooling):
+    def build(shape, weights, pooling, input_scaling):
         network = constructor(include_top=False, weights=None, input_shape=shape, pooling=pooling)
-        if weights == "none":
-            return network
         if weights == "imagenet":
             pretrained = constructor(include_top=False, weights="imagenet", input_shape=shape,
                                      pooling=pooling)
             network.set_weights(pretrained.get_weights())
-        else:
+        elif weights != "none":
             _load_weights(network, weights)
-        if imagenet_normalization:
+        if imagenet_normalization and input_scaling == "unit":
+            _set_normalization(network, 0.0, 1.0)
+        elif imagenet_normalization and weights != "none":
             normalization = _normalization(network)
-            normalization.adapt_variance.assign(
-                keras.ops.convert_to_numpy(normalization.adapt_variance)
-                * np.array(IMAGENET_STDDEV_RGB))
-            # The layer computes with tensors snapshotted from its variables: refresh them.
-            normalization.finalize_state()
+            _set_normalization(network, keras.ops.convert_to_numpy(normalization.adapt_mean),
+                               keras.ops.convert_to_numpy(normalization.adapt_variance)
+                               * np.array(IMAGENET_STDDEV_RGB))
         return network
 
     return build
 
 
-def _tiny(shape, weights, pooling):
+def _tiny(shape, weights, pooling, input_scaling):
     """A three-convolution encoder for CPU tests and the demo; no pretrained weights. Each
     convolution is batch-normalised before its ReLU: without it, a run can stay at the constant
     median for good (its ReLUs die). The moving statistics follow the batches with momentum 0.9,
     not Keras' 0.99: a small model trained for few steps changes fast, and lagging statistics
     made validation losses spike (and the learning rate halve) on small worlds. Synchronized
     across replicas, so that every replica validates with the statistics that are saved."""
+    del input_scaling  # x / 255 under either: the tiny encoder has no ImageNet statistics
     frames = keras.Input(shape)
     x = layers.Rescaling(1.0 / 255.0)(frames)
     for filters in (16, 32, 64):
@@ -121,7 +133,8 @@ APPLICATIONS = {
     "efficientnet_v2_m": (keras.applications.EfficientNetV2M, False),
     "efficientnet_v2_l": (keras.applications.EfficientNetV2L, False),
 }
-# --backbone values (settings.BACKBONES): builders (shape (H, W, 3), weights none|imagenet|PATH, pooling avg|None).
+# --backbone values (settings.BACKBONES): builders (shape (H, W, 3), weights none|imagenet|PATH,
+# pooling avg|None, input_scaling INPUT_SCALINGS).
 BACKBONES = {**{name: _keras_application(*application)
                 for name, application in APPLICATIONS.items()}, "tiny": _tiny}
 
@@ -173,17 +186,31 @@ def adapt_stem(source, target):
     return target
 
 
-def make_backbone(backbone, image_size, weights="none", pooling="avg", channels=3):
+def check_input_scaling(backbone, input_scaling):
+    """InputError unless `backbone` can take its pixels scaled as `input_scaling` says: unit
+    (x / 255) replaces ImageNet statistics, which EfficientNetV2 (its own -1..1) has none of."""
+    if input_scaling not in INPUT_SCALINGS:
+        raise InputError(f"--input_scaling={input_scaling}: expected one of "
+                         f"{', '.join(INPUT_SCALINGS)}")
+    if input_scaling == "unit" and backbone.startswith("efficientnet_v2"):
+        raise InputError(f"--input_scaling=unit: {backbone} scales its input to -1..1 itself "
+                         "and has no ImageNet statistics to replace: use imagenet")
+
+
+def make_backbone(backbone, image_size, weights="none", pooling="avg", channels=3,
+                  input_scaling="imagenet"):
     """An image encoder [N, H, W, channels] 0..255 -> [N, features] (pooling avg) or its feature
     map [N, h, w, features] (pooling None); weights: none|imagenet|PATH, always of the 3-channel
-    backbone (adapt_stem carries them to more channels: frames stacked on channels)."""
+    backbone (adapt_stem carries them to more channels: frames stacked on channels);
+    `input_scaling` (INPUT_SCALINGS): what its convolutions see of the pixels."""
     if backbone not in BACKBONES:
         raise InputError(f"--backbone={backbone}: expected one of {', '.join(BACKBONES)}")
+    check_input_scaling(backbone, input_scaling)
     build = BACKBONES[backbone]
     if channels == 3 or weights == "none":
-        return build((*image_size, channels), weights, pooling)
-    return adapt_stem(build((*image_size, 3), weights, pooling),
-                      build((*image_size, channels), "none", pooling))
+        return build((*image_size, channels), weights, pooling, input_scaling)
+    return adapt_stem(build((*image_size, 3), weights, pooling, input_scaling),
+                      build((*image_size, channels), "none", pooling, input_scaling))
 
 
 class BoxPooling(layers.Layer):
@@ -228,7 +255,7 @@ def check_family(family, volume_size):
 
 def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512), weights="none",
                 lstm_units=1024, dense_units=300, output_bias=0.0, use_boxes=False,
-                family="cnn_lstm"):
+                family="cnn_lstm", input_scaling="imagenet"):
     """The distance model: [B, volume_size, H, W, 3] frames in 0..255 -> [B, 1] float32 metres.
 
     `family` (FAMILIES) decides what the backbone sees: cnn_lstm, each frame, then an LSTM over
@@ -244,13 +271,16 @@ def build_model(backbone="efficientnet_b0", volume_size=7, image_size=(512, 512)
     With `use_boxes` the inputs are {"frames", "box" [B, 5] (boxes.VECTOR)}: each image's
     features are its global average and its average inside the box (BoxPooling), and the box's
     geometry joins the sequence's features before the Dense layer.
+
+    `input_scaling` (INPUT_SCALINGS): the backbone's own ImageNet preprocessing, or x / 255
+    alone (unit), as the reference fed its EfficientNet-B0.
     """
     check_family(family, volume_size)
     height, width = image_size
     stacked = family == "stacked"
     images_per_sequence = 1 if stacked else volume_size
     encoder = make_backbone(backbone, image_size, weights, None if use_boxes else "avg",
-                            3 * volume_size if stacked else 3)
+                            3 * volume_size if stacked else 3, input_scaling)
     frames = keras.Input((volume_size, height, width, 3), name="frames")
     if stacked:  # [B, T, H, W, 3] -> [B, H, W, T * 3], frame by frame
         x = keras.ops.reshape(keras.ops.transpose(frames, (0, 2, 3, 1, 4)),
@@ -303,7 +333,8 @@ def build_from_config(config):
         return build_model(config["backbone"], config["volume_size"], input_size(config), "none",
                            config["lstm_units"], config["dense_units"],
                            use_boxes=config.get("use_boxes", False),
-                           family=config.get("family", "cnn_lstm"))
+                           family=config.get("family", "cnn_lstm"),
+                           input_scaling=config.get("input_scaling", "imagenet"))
 
 
 def input_size(config):

@@ -29,7 +29,8 @@ BEST_WEIGHTS = "best.weights.h5"
 # folders were trained with, so that older folders read (and resume) as they were.
 LATER_SETTINGS = {"family": "cnn_lstm", "crop_bottom": 0.0, "frame_fill": "clamp",
                   "loss": "mae", "schedule": "plateau", "optimizer": "adam", "weight_decay": 0.0,
-                  "use_boxes": False, "mixed_precision": "none", "pseudo_labels_sha256": None}
+                  "use_boxes": False, "mixed_precision": "none", "pseudo_labels_sha256": None,
+                  "input_scaling": "imagenet", "frame_resize": "ffmpeg"}
 
 
 def fold_dir(model_dir, fold):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from chimpact.data import boxes, records
+from chimpact.data import boxes, records, resize
 from chimpact.errors import InputError
 from chimpact.training import augment, crop
 
@@ -51,11 +51,13 @@ def epoch_records(paths, seed, epoch, shuffle_buffer=SHUFFLE_BUFFER):
         block, tf.random.experimental.stateless_fold_in(epoch_seed, index))).unbatch()
 
 
-def make_loader(manifest, volume_size, image_size=None, crop_bottom=0.0, outside=None):
+def make_loader(manifest, volume_size, image_size=None, crop_bottom=0.0, outside=None,
+                frame_resize="ffmpeg"):
     """serialized example -> dict(frames uint8 [volume_size, H, W, 3], distance, video_id, ...,
     and box when the records have boxes).
 
-    Frames are resized (with antialiasing) only when the stored size is not `image_size`, then
+    Frames are resized (resize.resize_frames, as `frame_resize` says) only when the stored
+    size is not `image_size`, then
     lose their bottom `crop_bottom` (chimpact.training.crop), boxes with them. `outside`
     (Manifest.frame_outside) blacks out the frames past the videos' ends.
     """
@@ -67,8 +69,7 @@ def make_loader(manifest, volume_size, image_size=None, crop_bottom=0.0, outside
     def load(serialized):
         example = parse(serialized)
         if size != stored:
-            resized = tf.image.resize(example["frames"], size, antialias=True)
-            example["frames"] = tf.saturate_cast(tf.round(resized), tf.uint8)
+            example["frames"] = resize.resize_frames(example["frames"], size, frame_resize)
         example["frames"] = crop.crop_frames(example["frames"], crop_bottom)
         if "box" in example:
             example["box"] = crop.crop_box(example["box"], size[0], crop_bottom)
@@ -172,7 +173,8 @@ def make_train_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_siz
 
 
 def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size=32,
-                      labelled=True, use_boxes=False, crop_bottom=0.0, fill="clamp"):
+                      labelled=True, use_boxes=False, crop_bottom=0.0, fill="clamp",
+                      frame_resize="ffmpeg"):
     """Full batches of the examples of `folds` (all when None) in a fixed order, none dropped.
 
     The last batch is padded with black sequences, so shapes are static and every replica gets
@@ -180,12 +182,12 @@ def make_eval_dataset(tfrec_dir, folds, volume_size, image_size=None, batch_size
     padding and n_padded / n for a real example, so that Keras' weighted means (loss, metrics)
     equal the plain means over the real examples; or frames alone when not `labelled` (callers
     keep the first n predictions). With `use_boxes`, frames is {"frames", "box"} (padding: no box).
-    `crop_bottom` and `fill` as in make_loader.
+    `crop_bottom`, `fill` and `frame_resize` as in make_loader.
     """
     manifest = records.read_manifest(tfrec_dir)
     check_boxes(manifest, tfrec_dir, use_boxes)
     load = make_loader(manifest, volume_size, image_size, crop_bottom,
-                       manifest.frame_outside(fill, tfrec_dir))
+                       manifest.frame_outside(fill, tfrec_dir), frame_resize)
     n_examples = manifest.examples_in(folds)
     n_batches = -(-n_examples // batch_size)
     weight = n_batches * batch_size / max(n_examples, 1)
@@ -229,7 +231,8 @@ def read_keys(tfrec_dir, folds=None):
 
 
 def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_size=32,
-            strategy=None, outputs=("pred",), use_boxes=False, crop_bottom=0.0, fill="clamp"):
+            strategy=None, outputs=("pred",), use_boxes=False, crop_bottom=0.0, fill="clamp",
+            frame_resize="ffmpeg"):
     """Predictions for every example of `folds` (all when None) exactly once.
 
     Returns a DataFrame (video_id, time, distance, fold, then one column per model output, named
@@ -244,7 +247,8 @@ def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_
     if len(table):
         batches = make_eval_dataset(tfrec_dir, folds, volume_size, image_size, batch_size,
                                     labelled=False, use_boxes=use_boxes,
-                                    crop_bottom=crop_bottom, fill=fill)
+                                    crop_bottom=crop_bottom, fill=fill,
+                                    frame_resize=frame_resize)
         pred = model.predict(batches, verbose=0)[:len(table)]
     for i, name in enumerate(outputs):
         table[name] = pred[:, i]

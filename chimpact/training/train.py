@@ -46,7 +46,7 @@ _FIXED_KEYS = ("family", "backbone", "weights", "volume_size", "image_size", "cr
                "frame_fill", "lstm_units", "dense_units", "frames_per_side", "step", "n_folds",
                "labels_sha256", "aug", "aug_prob", "lr", "loss", "schedule", "optimizer",
                "weight_decay", "seed", "mixed_precision", "output_bias", "use_boxes",
-               "pseudo_labels_sha256")
+               "input_scaling", "pseudo_labels_sha256")
 HUBER_DELTA = 1.0
 
 
@@ -186,7 +186,8 @@ def _compiled_model(settings, steps_per_epoch, output_bias=0.0):
         network = model.build_model(settings["backbone"], settings["volume_size"],
                                     model.input_size(settings), settings["weights"],
                                     settings["lstm_units"], settings["dense_units"], output_bias,
-                                    settings["use_boxes"], settings["family"])
+                                    settings["use_boxes"], settings["family"],
+                                    settings["input_scaling"])
     # Weighted, so that the padding of the validation batches (weight 0) does not count. Under
     # mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (its scale is
     # checkpointed).
@@ -325,6 +326,7 @@ def _check_settings(settings, folds, strategy):
     if settings["weight_decay"] < 0:
         raise InputError(f"--weight_decay={settings['weight_decay']}: must not be negative")
     model.check_family(settings["family"], settings["volume_size"])
+    model.check_input_scaling(settings["backbone"], settings["input_scaling"])
     crop.check(settings["crop_bottom"])
     window.check_fill(settings["frame_fill"])
     if settings["output_bias"] not in model.OUTPUT_BIASES:
@@ -360,14 +362,15 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
           aug_prob=0.5, seed=0, lstm_units=1024, dense_units=300, mixed_precision="none",
           jit_compile="auto", output_bias="median", use_boxes=False, family="cnn_lstm",
           crop_bottom=0.0, frame_fill="clamp", loss="mae", schedule="plateau", optimizer="adam",
-          weight_decay=0.0, pseudo_labels_csv=None, pseudo_tfrec_dir=None, strategy=None,
-          flags_text=None, verbose="auto"):
+          weight_decay=0.0, input_scaling="imagenet", pseudo_labels_csv=None,
+          pseudo_tfrec_dir=None, strategy=None, flags_text=None, verbose="auto"):
     """Trains `folds` (default all) and writes the model folder; returns scores.json's dict.
 
     `family` is model.FAMILIES' (cnn_lstm, stacked, single); `volume_size` defaults to the
     family's. `step`, when given, must equal the records' step. `image_size` (H, W) defaults to
     the stored size; `crop_bottom` removes that share of its rows at the bottom (training.crop);
-    `frame_fill` (window.FILLS) says what the frames past a video's ends are. `batch_size` is the
+    `frame_fill` (window.FILLS) says what the frames past a video's ends are; `input_scaling`
+    (model.INPUT_SCALINGS) what the backbone sees of the pixels. `batch_size` is the
     global batch. `jit_compile` (auto, True, False) is compile's: auto lets Keras choose (XLA on
     a single GPU, not on CPUs or under tf.distribute; TPUs always compile with XLA). `use_boxes`
     conditions the distance on each example's box (records made with --boxes_csv;
@@ -395,7 +398,8 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "batch_size": batch_size, "lr": lr, "loss": loss, "schedule": schedule,
         "optimizer": optimizer, "weight_decay": weight_decay, "aug": aug, "aug_prob": aug_prob,
         "seed": seed, "mixed_precision": mixed_precision, "output_bias": output_bias,
-        "use_boxes": use_boxes, "jit_compile": jit_compile, "xla": None,
+        "use_boxes": use_boxes, "input_scaling": input_scaling, "jit_compile": jit_compile,
+        "xla": None,
         "replicas": strategy.num_replicas_in_sync, "tfrec_dir": str(tfrec_dir),
         "labels_sha256": manifest.labels_sha256, "frames": manifest.frames,
         "pseudo_labels_sha256": None, **pseudo.describe(pseudo_labels),

@@ -1,0 +1,202 @@
+"""The 3rd place's published weights in chimpact: checkpoints written by the reference's own code
+(tests/reference_model.py: efficientnet 1.1.1 on tf-keras, as its run.py built and saved them)
+imported by `chimpact import`, then checked against that code's predictions."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import reference_model
+import sequence_records
+from chimpact import ensemble, storage
+from chimpact.data import frames
+from chimpact.errors import InputError
+from chimpact.training import model, pipeline, reference_import
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESET = "full-a4p50-f7s1"  # 7 frames 1 s apart
+VOLUME, DIM = 7, 64
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Two folds of the reference's model at 64x64, saved as its checkpoints were named."""
+    reason = reference_model.importable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the reference's packages (efficientnet, tf-keras) must import in CI: "
+                        f"{reason}")
+        pytest.skip(f"the reference's packages do not import: {reason}")
+    folder = tmp_path_factory.mktemp("reference")
+    paths = [folder / f"model-best-f{fold}-e02{fold}-1.3{fold}-2.36.h5" for fold in (0, 1)]
+    for fold, path in enumerate(paths):
+        reference_model.run(f"--h5={path}", f"--dim={DIM}", f"--volume={VOLUME}", "--save",
+                            f"--seed={fold + 1}")
+    return paths
+
+
+def reference_predictions(h5, inputs, tmp_path, batch_size=2, **env):
+    """The reference's own model's predictions on `inputs` (0..1 floats)."""
+    np.save(tmp_path / "inputs.npy", inputs)
+    reference_model.run(f"--h5={h5}", f"--dim={inputs.shape[2]}", f"--volume={inputs.shape[1]}",
+                        f"--inputs={tmp_path / 'inputs.npy'}", f"--outputs={tmp_path / 'y.npy'}",
+                        f"--batch_size={batch_size}")
+    return np.load(tmp_path / "y.npy")
+
+
+def sequences(n, size, seed=0):
+    """uint8 [n, VOLUME, size, size, 3]: noise of a different brightness per sequence."""
+    rng = np.random.default_rng(seed)
+    brightness = np.linspace(0.2, 1.0, n)[:, None, None, None, None]
+    return np.round(rng.uniform(0, 255, (n, VOLUME, size, size, 3)) * brightness).astype(np.uint8)
+
+
+def imported_network(path, size=DIM):
+    config = reference_import.preset_config(PRESET, (size, size))
+    return reference_import.load_reference(model.build_from_config(config), str(path))
+
+
+def test_imported_network_predicts_as_the_reference(reference, tmp_path):
+    pixels = sequences(6, DIM)
+    expected = reference_predictions(reference[1], pixels / np.float32(255), tmp_path)
+    assert np.ptp(expected) > 1.0 and expected.min() > 1.0  # far from zero, metres apart
+    mine = imported_network(reference[1]).predict(pixels, verbose=0)[:, 0]
+    assert np.abs(mine - expected).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_imported_network_at_512_within_the_references_own_reordering(tmp_path):
+    """At the reference's 512x512: chimpact against the reference no further than the
+    reference moves itself when only float32's order of operations changes (batch of 1
+    against 2)."""
+    reason = reference_model.importable()
+    if reason and os.environ.get("CI") != "true":
+        pytest.skip(f"the reference's packages do not import: {reason}")
+    h5 = tmp_path / "model-best-f0-e026-1.3361-2.3612.h5"
+    reference_model.run(f"--h5={h5}", "--dim=512", f"--volume={VOLUME}", "--save", "--seed=3")
+    pixels = sequences(2, 512, seed=1)
+    inputs = pixels / np.float32(255)
+    one = reference_predictions(h5, inputs, tmp_path, batch_size=1)
+    two = reference_predictions(h5, inputs, tmp_path, batch_size=2)
+    mine = imported_network(h5, 512).predict(pixels, batch_size=2, verbose=0)[:, 0]
+    reordering = np.abs(one - two).max()
+    print(f"512x512: chimpact - reference {np.abs(mine - two).max():.2e} m, the reference's "
+          f"own reordering {reordering:.2e} m")
+    assert np.abs(mine - two).max() <= max(4 * reordering, 2e-4)
+
+
+def test_records_chain_predicts_as_the_references_parse(reference, tmp_path):
+    """From the same JPEG frames (128x96, resized to 64x64 on both sides): the reference's parse
+    (decode, tf.image.resize, uint8, / 255) into its model, against chimpact's test records (at
+    the frames' size) through the pipeline into the imported model. Both resize bilinearly
+    without antialiasing and truncate; what remains is JPEG decoding and float order."""
+    manifest = sequence_records.write_records(tmp_path / "records", examples_per_fold=(4,),
+                                              image_size=(96, 128), frames_per_side=5,
+                                              subset="test", seed=2)
+    config = reference_import.preset_config(PRESET, (DIM, DIM))
+    network = imported_network(reference[0])
+    table = pipeline.predict(network, str(tmp_path / "records"), None, VOLUME, (DIM, DIM),
+                             batch_size=2, frame_resize=config["frame_resize"])
+    jpegs = [[frames.frame_path(f"{tmp_path / 'records'}-frames", video_id, index)
+              for index in range(2, 9)] for video_id in table.video_id]
+    with open(tmp_path / "jpegs.json", "w") as f:
+        json.dump(jpegs, f)
+    reference_model.run(f"--h5={reference[0]}", f"--dim={DIM}", f"--volume={VOLUME}",
+                        f"--jpegs={tmp_path / 'jpegs.json'}", f"--outputs={tmp_path / 'y.npy'}")
+    expected = np.load(tmp_path / "y.npy")
+    assert manifest.image_size == (96, 128) and np.ptp(expected) > 0.1
+    assert np.abs(table.pred.to_numpy() - expected).max() <= 1e-4
+
+
+def test_command_writes_a_model_folder_that_predicts(reference, tmp_path):
+    out_dir = tmp_path / "imported"
+    result = subprocess.run(
+        [sys.executable, "import_weights.py", f"--preset={PRESET}", f"--image_size={DIM}",
+         f"--weights={reference[0]},{reference[1]}", f"--out_dir={out_dir}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((out_dir / "config.json").read_text())
+    assert (config["folds"], config["volume_size"], config["step"], config["image_size"],
+            config["input_scaling"], config["frame_resize"], config["frames_per_side"],
+            config["frames"]["gamma"]) == ([0, 1], 7, 1, [DIM, DIM], "unit", "reference", 5,
+                                           "auto")
+    pixels = sequences(3, DIM, seed=4)
+    folds = model.load_fold_models(str(out_dir))
+    for fold, path in enumerate(reference):
+        expected = imported_network(path).predict(pixels, verbose=0)
+        assert np.array_equal(folds[fold].predict(pixels, verbose=0), expected)
+
+
+def test_command_refuses_a_file_it_cannot_match(reference, tmp_path):
+    broken = tmp_path / "model-best-f0-broken.h5"
+    shutil.copy(reference[0], broken)
+    with h5py.File(broken, "r+") as f:
+        del f["lstm"]["lstm"]["lstm_cell"]["bias:0"]
+        f["lstm"]["lstm"]["lstm_cell"].create_dataset("bias:0", data=np.zeros(8, np.float32))
+    result = subprocess.run(
+        [sys.executable, "import_weights.py", f"--preset={PRESET}",
+         f"--weights={reference[1]},{broken}", f"--out_dir={tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: --weights={broken}: array lstm/lstm_cell/bias has shape (8,), the reference's "
+        "efficientnet_b0_lstm (4096,) at lstm/lstm_cell/bias"]
+    assert not (tmp_path / "out").exists()  # the good file first: still nothing written
+
+
+def test_refuses_another_architecture_and_a_file_that_is_not_hdf5(reference, tmp_path):
+    other = tmp_path / "model-best-f0-b1.h5"
+    reference_model.run(f"--h5={other}", f"--dim={DIM}", f"--volume={VOLUME}", "--save",
+                        "--backbone=EfficientNetB1")
+    with pytest.raises(InputError, match=r"array .* has (no place|shape)"):
+        imported_network(other)
+    text = tmp_path / "model-best-f0-notes.h5"
+    text.write_text("not weights")
+    with pytest.raises(InputError, match=r"notes\.h5: not an HDF5 file$"):
+        imported_network(text)
+
+
+def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_path):
+    """A folder laid out as the winner's archive, 2 configurations x 2 folds: each imported,
+    predicted on test records, and blended with the reference's published weights."""
+    runs = {"full-a4p50-f7s1": "run-20211113-1648-full-a4p50-f7s1",
+            "down-a1p50-f9s1": "run-20211101-2141-down-a1p50-f9s1"}
+    for run in runs.values():
+        (tmp_path / "archive" / "models" / run).mkdir(parents=True)
+        for fold, path in enumerate(reference):
+            shutil.copy(path, tmp_path / "archive" / "models" / run / path.name)
+    # A 9-frame configuration's LSTM reads 9 frames with the same arrays.
+    folders = reference_import.import_archive(str(tmp_path / "archive"), str(tmp_path / "m"),
+                                              (DIM, DIM))
+    assert sorted(folders) == sorted(runs)
+    sequence_records.write_records(tmp_path / "test", examples_per_fold=(3,),
+                                   image_size=(DIM, DIM), frames_per_side=5, subset="test")
+    predictions = {}
+    for preset, folder in folders.items():
+        result = subprocess.run(
+            [sys.executable, "run_infer.py", f"--model_dir={folder}",
+             f"--tfrec_dir={tmp_path / 'test'}"], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        predictions[preset] = pd.read_csv(os.path.join(folder, "test_preds.csv"))
+    result = subprocess.run(
+        [sys.executable, "ensemble.py", "--blend=reference", f"--out_dir={tmp_path / 'blend'}",
+         f"--model_dirs={folders['full-a4p50-f7s1']},{folders['down-a1p50-f9s1']}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # The published chain: full-a4p50-f7s1 first, every coefficient after it; down-a1p50-f9s1
+    # is blended in 9th, with 1 - 1.03, then kept at 1.07 and 1.1.
+    full = np.prod([0.58, 0.72, 0.83, 0.81, 0.89, 0.87, 0.98, 0.88, 1.03, 1.07, 1.1])
+    down = (1 - 1.03) * 1.07 * 1.1
+    expected = (full * predictions["full-a4p50-f7s1"].pred
+                + down * predictions["down-a1p50-f9s1"].pred) / (full + down)
+    submission = pd.read_csv(tmp_path / "blend" / "submission.csv")
+    assert np.allclose(submission.distance, expected, atol=1e-9)
+    assert not np.allclose(predictions["full-a4p50-f7s1"].pred,
+                           predictions["down-a1p50-f9s1"].pred)
