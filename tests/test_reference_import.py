@@ -200,3 +200,21 @@ def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_pa
     assert np.allclose(submission.distance, expected, atol=1e-9)
     assert not np.allclose(predictions["full-a4p50-f7s1"].pred,
                            predictions["down-a1p50-f9s1"].pred)
+
+
+def test_field_decodes_imported_models_at_full_size_then_resizes_as_the_reference(tmp_path):
+    """An imported model's raw videos: decoded at their own size, then tf.image.resize
+    (bilinear, no antialiasing) truncated to uint8, not scaled by ffmpeg."""
+    import tensorflow as tf
+    import videogen
+    from chimpact.field import videos
+
+    path = videogen.make_video(tmp_path / "clip.mp4", seconds=3, fps=10, size=(128, 96))
+    config = reference_import.preset_config(PRESET, (DIM, DIM))
+    native, _ = videos.decode_frames(dict(config, image_size=[96, 128], frame_resize="ffmpeg"),
+                                     str(path), 1.0)
+    scaled, _ = videos.decode_frames(dict(config, frame_resize="ffmpeg"), str(path), 1.0)
+    pictures, _ = videos.decode_frames(config, str(path), 1.0)
+    expected = tf.cast(tf.image.resize(native, (DIM, DIM)), tf.uint8).numpy()
+    assert pictures.shape == (3, DIM, DIM, 3) and np.array_equal(pictures, expected)
+    assert not np.array_equal(scaled, expected)

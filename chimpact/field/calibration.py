@@ -52,8 +52,10 @@ def read_calibration(path):
 
 def fit(predicted, true, noise=CAMERA_SPREAD, interval=None):
     """{points, weight, intercept a, slope b, mae_before, mae_after, widen} of one deployment's
-    reference points, whose log errors have the spread `noise` (the model's out-of-fold one);
-    `interval` (low, high): their intervals before calibration, which give `widen`."""
+    reference points, whose log errors have the spread `noise` (the model's out-of-fold one;
+    None: unknown, CAMERA_SPREAD's); `interval` (low, high): their intervals before
+    calibration, which give `widen`."""
+    noise = CAMERA_SPREAD if noise is None else noise
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
     n = len(true)
     x, y = np.log(np.maximum(predicted, 1e-3)), np.log(true)

@@ -13,6 +13,7 @@ narrower than the models' disagreement.
 
 import contextlib
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -45,9 +46,23 @@ def _out_of_fold(model_dir):
     return storage.read_csv(path, dtype={"video_id": str})
 
 
+def _published_mae(model_dir):
+    """The mean validation MAE of an imported folder's folds (from its checkpoints' names)
+    when it has no oof.csv, else None."""
+    if storage.exists(storage.join(model_dir, model_folder.OOF)):
+        return None
+    maes = model_folder.read_config(model_dir).get("validation_mae") or {}
+    return float(np.mean(list(maes.values()))) if maes else None
+
+
 def error_offsets(model_dir):
     """(low, high): the QUANTILES of the out-of-fold errors (true - predicted, metres) of a
-    trained model folder."""
+    trained model folder. An imported reference folder has no out-of-fold rows: its folds'
+    published validation MAE m gives +-ln(5) m, the 10% and 90% points of Laplace errors of
+    that mean absolute error (an approximation, said in the README)."""
+    mae = _published_mae(model_dir)
+    if mae is not None:
+        return (-math.log(5) * mae, math.log(5) * mae)
     oof = _out_of_fold(model_dir)
     return tuple(float(v) for v in np.quantile(oof.distance - oof.pred, QUANTILES))
 
@@ -55,7 +70,10 @@ def error_offsets(model_dir):
 def log_error_spread(model_dir):
     """The spread of a trained model folder's out-of-fold errors as ratios: 1.4826 x the median
     absolute deviation of log(true / predicted), over rows where both exceed MIN_LOG_M (a
-    standard deviation that a few wild rows do not inflate)."""
+    standard deviation that a few wild rows do not inflate); None for an imported folder
+    without out-of-fold rows (calibration then takes its prior camera spread)."""
+    if _published_mae(model_dir) is not None:
+        return None
     oof = _out_of_fold(model_dir)
     both = oof[(oof.distance > MIN_LOG_M) & (oof.pred > MIN_LOG_M)]
     ratios = np.log(both.distance / both.pred)

@@ -28,6 +28,8 @@ from chimpact.training import model, model_folder
 log = logging.getLogger(__name__)
 
 FOLD_NAME = re.compile(r"model-best-f(\d+)")
+# The fold's validation MAE (its MAE loss) and RMSE, which ModelCheckpoint put in the name.
+SCORES_NAME = re.compile(r"model-best-f\d+-e\d+-(\d+\.\d+)-(\d+\.\d+)\.h5")
 RUN_NAME = re.compile(r"run-\d{8}-\d{4}-(.+)")
 # The 12 reference configurations: {full|down}-a{aug set}p{percent}-f{frames}s{step}.
 REFERENCE_PRESET = re.compile(r"(full|down)-a\d+p\d+-f\d+s\d+")
@@ -73,7 +75,7 @@ def preset_config(preset, image_size=None):
             "input_scaling": values["input_scaling"], "frames_per_side": FRAMES_PER_SIDE,
             "step": int(values["step"]), "n_folds": N_FOLDS, "folds": [], "aug": values["aug"],
             "aug_prob": float(values["aug_prob"]), "preset": preset, "frames": decode,
-            "imported_from": {}, "keras": keras.__version__}
+            "imported_from": {}, "validation_mae": {}, "keras": keras.__version__}
 
 
 def fold_of(path):
@@ -183,6 +185,9 @@ def import_weights(weights, preset, out_dir, folds=None, image_size=None):
         model.save_weights(networks[fold], model_folder.fold_weights_path(out_dir, fold))
         config["folds"] = sorted(set(config["folds"]) | {fold})
         config["imported_from"][str(fold)] = os.path.basename(path)
+        scores = SCORES_NAME.fullmatch(os.path.basename(path))
+        if scores:
+            config["validation_mae"][str(fold)] = float(scores[1])
         model_folder.write_config(out_dir, config)
         log.info("fold %d: %s imported into %s", fold, path, out_dir)
     return config
@@ -197,7 +202,8 @@ def _existing_config(out_dir):
 
 def read_imported(model_dir):
     """The config.json of a model folder, with the keys an imported one has."""
-    return {"preset": None, "imported_from": {}, **model_folder.read_config(model_dir)}
+    return {"preset": None, "imported_from": {}, "validation_mae": {},
+            **model_folder.read_config(model_dir)}
 
 
 def archive_runs(archive_dir):
