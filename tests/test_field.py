@@ -421,6 +421,8 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
     np.testing.assert_allclose(seen[["bboxX", "bboxY", "bboxWidth", "bboxHeight"]],
                                [[0.1, 0.2, 0.3, 0.5], [0.0, 0.5, 0.2, 0.2]], atol=1e-6)
     assert seen.classificationProbability.tolist() == [0.9, 0.9]
+    # as written: a width of 0.3, never 0.30000000000000004
+    assert (tmp_path / "package" / "observations.csv").read_text().count(",0.1,0.2,0.3,0.5,") == 1
     assert seen.observationComments[0].startswith("distance 80% interval ")
 
     # Checked before any work: a deployment the table lacks, and the flags that need others.
