@@ -5,7 +5,6 @@ every layout reads into the same detections, and each malformed case is one line
 
 import json
 
-import numpy as np
 import pytest
 
 from chimpact.errors import InputError, UsageError
