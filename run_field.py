@@ -38,6 +38,12 @@ flags.DEFINE_string("detections", None, "MegaDetector's output JSON for these vi
                     "distance_low, distance_high, error; a row per video of the folder that "
                     "the file does not list. A --use_boxes model gives each animal its own "
                     "distance.")
+flags.DEFINE_string("detections_path_prefix", None, "With --detections: OLD=NEW, the folder "
+                    "that images[].file start with in the file and the one it is here, for a "
+                    "file written on another machine or over a folder of extracted frames "
+                    "(e.g. D:\\survey\\frames=/data/survey/videos; NEW empty: the rest is "
+                    "relative to --video_dir). Whole folder names only; other files as they "
+                    "are.")
 flags.DEFINE_float("min_conf", None, "With --detections: detections below this confidence "
                    "are skipped. Default: the file's info.detector_metadata."
                    "typical_detection_threshold (0.2 for MDv5, 0.3 for MDv1000), else 0.2.",
@@ -121,7 +127,8 @@ def main(argv):
         progress=FLAGS.progress, videos_csv=FLAGS.videos_csv,
         deployments_csv=FLAGS.deployments_csv, distance_csv=FLAGS.distance_csv,
         truncate=truncate, area_km2=FLAGS.area_km2, camtrap_dp_dir=FLAGS.camtrap_dp,
-        hfov=FLAGS.hfov, calibration_csv=FLAGS.calibration_csv, beam_args=beam_args)
+        hfov=FLAGS.hfov, calibration_csv=FLAGS.calibration_csv, beam_args=beam_args,
+        path_prefix=FLAGS.detections_path_prefix)
     if failures:
         for video_id, reason in failures.items():
             print(f"{video_id}: {reason}", file=sys.stderr)

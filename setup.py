@@ -48,10 +48,11 @@ setup(
         # settles on protobuf 6.33 (tested: apache-beam 2.77.0 with TensorFlow 2.21.0; pip
         # resolves 2.16.2 with protobuf 4.25 and 2.20.0 with 6.33 too).
         "beam": ["apache-beam[gcp]>=2.60"],
-        # The tests run the Beam path on Beam's local runner: no Google Cloud client needed.
-        # efficientnet 1.1.1 on tf-keras builds the reference's own model in the tests
+        # The tests run the Beam path on Beam's local runner: no Google Cloud client needed;
+        # frictionless validates the Camtrap DP package offline, as the README says;
+        # efficientnet 1.1.1 on tf-keras builds the reference's own model
         # (tests/reference_model.py), to prove that imported weights predict as it did.
-        "test": ["pytest>=7", "pytest-xdist>=3", "apache-beam>=2.60", "efficientnet==1.1.1",
-                 "tf-keras>=2.16"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "apache-beam>=2.60", "frictionless>=5",
+                 "efficientnet==1.1.1", "tf-keras>=2.16"],
     },
 )

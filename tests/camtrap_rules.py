@@ -139,3 +139,33 @@ def check(folder):
                     if text not in MISSING and text not in known:
                         broken.append(f"{name}: {field} {text!r} not in {other}.{key}")
     return broken
+
+
+def table_schema(name):
+    """TABLES[name] as a Frictionless Table Schema (the standard's fields, types and
+    constraints, as transcribed here), with its primary and foreign keys."""
+    unique = [f for f, _, _, rules in TABLES[name] if rules.get("unique")]
+    return {
+        "fields": [{"name": field, "type": kind,
+                    **({"format": "%Y-%m-%dT%H:%M:%S%z"} if kind == D else {}),
+                    "constraints": {"required": required,
+                                    **{k: v for k, v in rules.items() if k != "unique"}}}
+                   for field, kind, required, rules in TABLES[name]],
+        "missingValues": [""], "primaryKey": unique,
+        "foreignKeys": [{"fields": field, "reference": {"resource": other, "fields": key}}
+                        for field, other, key in FOREIGN_KEYS.get(name, [])]}
+
+
+def offline_copy(folder):
+    """The README's offline check: schemas/<name>-table-schema.json written in `folder` and
+    datapackage-offline.json, a copy of datapackage.json without `profile` (which a validator
+    fetches by URL) and with each table's schema the local file; its path."""
+    package = json.loads((folder / "datapackage.json").read_text())
+    package.pop("profile")
+    (folder / "schemas").mkdir(exist_ok=True)
+    for resource in package["resources"]:
+        local = f"schemas/{resource['name']}-table-schema.json"
+        (folder / local).write_text(json.dumps(table_schema(resource["name"])))
+        resource["schema"] = local
+    (folder / "datapackage-offline.json").write_text(json.dumps(package))
+    return folder / "datapackage-offline.json"

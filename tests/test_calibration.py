@@ -1,12 +1,14 @@
 """Calibration per camera: the monotone correction fitted on reference detections, its
 shrinkage with few points, and what it does to the rows and intervals."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from chimpact.errors import InputError
-from chimpact.field import calibration, distances
+from chimpact.field import calibration, distances, jobs
 
 
 def test_a_biased_camera_is_corrected_and_few_points_shrink_the_fit():
@@ -79,3 +81,32 @@ def test_the_models_error_spread_is_robust_and_leaves_out_near_zero_distances(tm
         tmp_path / "oof.csv", index=False)
     # median 0.05; absolute deviations 0.25, 0.15, 0.05, 0.05, 0.15, 2.95: their median 0.15
     assert distances.log_error_spread(str(tmp_path)) == pytest.approx(1.4826 * 0.15)
+
+
+def test_fits_that_stretch_intervals_or_disagree_with_the_model_are_named_in_a_warning(caplog):
+    true = np.array([4.0, 6.0, 9.0, 13.0, 18.0])
+    # predictions squeezed into 6-8 m: slope 3.6, which turns a 4-18 m interval into 0.96-186 m
+    squeezed = calibration.fit(np.exp(np.log(true) / 3.6) * 3.3, true, noise=1e-9)
+    assert squeezed["slope"] == pytest.approx(3.6, rel=1e-3)
+    low, high = calibration.correct([4.0, 18.0], squeezed["intercept"], squeezed["slope"])
+    assert high / low == pytest.approx(4.5 ** 3.6, rel=0.01)  # a 4.5x interval spans 225x
+    biased = calibration.fit(true / 1.8, true, noise=0.2)  # a camera 1.8x off: what it is for
+    scattered = calibration.fit(true * np.exp([0.8, -0.8, 0.7, -0.7, 0.0]), true, noise=0.2)
+    widened = {**biased, "widen": np.log(2.5)}
+    assert calibration.doubts(biased, 0.2) == ""
+    assert calibration.doubts(squeezed, 0.2) == (
+        "slope 3.60 raises each interval's spread (high / low) to that power")
+    assert calibration.doubts({**biased, "slope": 0.4}, 0.2).startswith("slope 0.40 raises")
+    assert calibration.doubts(widened, 0.2) == (
+        "its intervals are widened 2.5-fold to hold its references")
+    assert scattered["scatter"] > 2 * 0.2 and biased["scatter"] < 0.1
+    assert calibration.doubts(scattered, 0.2).endswith(
+        f"; its references scatter {scattered['scatter']:.2f} (log) about the fit, over 2x the "
+        "model's own error spread 0.20")
+    caplog.set_level(logging.INFO, logger="chimpact")
+    jobs._log_fits({"cam1": biased, "cam9": squeezed}, 0.2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "calibration of cam9: slope 3.60 raises each interval's spread (high / low) to that "
+        "power: check its references (boxes on the right animal, times, distances in metres, "
+        "near and far ones) before using its distances"]

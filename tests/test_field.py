@@ -3,6 +3,7 @@ snapshot moments, intervals and contact sheets, with an untrained box model (the
 be good, only the ones the documented computation gives)."""
 
 import json
+import logging
 import pathlib
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from model_checks import box_model_folder
 from sequence_records import write_records
 from chimpact.data import boxes, video
 from chimpact.errors import InputError, UsageError
-from chimpact.field import detections, distances, videos
+from chimpact.field import annotate, detections, distances, jobs, videos
 from chimpact.field.jobs import run_field
 from chimpact.predict import infer
 from chimpact.predict.jobs import run_infer
@@ -133,11 +134,39 @@ def test_detections_rows_skips_and_errors_are_as_documented(model_dir, video_dir
         per_fold.min(axis=1), np.maximum(four.distance - 2.2, 0)), atol=1e-4)
     assert (good.distance_low <= good.distance).all() and (good.distance <= good.distance_high).all()
 
-    # One contact sheet per predicted video: 4 and 6 snapshot tiles of 320 x 320 (32 x 32 frames).
+    # One contact sheet per predicted video: 4 and 6 snapshot tiles 320 wide with the videos'
+    # aspect (48 x 32 and 40 x 30), not the model's 32 x 32 frames, and a legend below them.
     assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["four.mp4.jpg",
                                                                          "six.avi.jpg"]
-    assert Image.open(tmp_path / "sheets" / "four.mp4.jpg").size == (4 * 320, 320)
-    assert Image.open(tmp_path / "sheets" / "six.avi.jpg").size == (6 * 320, 320)
+    four = Image.open(tmp_path / "sheets" / "four.mp4.jpg")
+    assert four.size == (4 * 320, 213 + annotate.LEGEND_HEIGHT)
+    assert Image.open(tmp_path / "sheets" / "six.avi.jpg").size == (
+        6 * 320, 240 + annotate.LEGEND_HEIGHT)
+
+
+def _shows(image, colour):
+    """Whether `image` has a pixel of `colour` at 70-100% brightness (antialiased text)."""
+    pixels = np.asarray(image, np.float64).reshape(-1, 3)
+    colour = np.asarray(colour, np.float64)
+    scale = pixels @ colour / (colour @ colour)
+    return bool(((scale > 0.7) & (np.abs(pixels - scale[:, None] * colour).max(axis=1) < 12)
+                 ).any())
+
+
+def test_contact_sheets_keep_the_videos_aspect_and_explain_their_colours():
+    rows = pd.DataFrame({"time": [0.0, 1.0, 1.0], "detection": [0, 0, 1], "x1": 0.1, "y1": 0.1,
+                         "x2": 0.5, "y2": 0.5, "distance": [3.55, 4.0, 7.5]})
+    sheet = annotate.contact_sheet(np.zeros((2, 32, 32, 3), np.uint8), [0.0, 1.0], rows, 16 / 9)
+    assert sheet.size == (2 * 320, 180 + annotate.LEGEND_HEIGHT)
+    cyan = annotate._COLOURS[1]
+    # the tiles: red boxes at both moments, cyan (the frame's second animal) at 1 s only
+    assert not _shows(sheet.crop((0, 0, 320, 180)), cyan)
+    assert _shows(sheet.crop((320, 0, 640, 180)), cyan)
+    # the legend: white text and each box colour beside its detection number
+    for colour in [(255, 255, 255), *annotate._COLOURS]:
+        assert _shows(sheet.crop((0, 180, 320, sheet.size[1])), colour), colour
+    square = annotate.contact_sheet(np.zeros((1, 32, 48, 3), np.uint8), [0.0], rows)
+    assert square.size == (320, 213 + annotate.LEGEND_HEIGHT)  # the pictures' own aspect
 
 
 def test_snapshot_interval_and_empty_moments(model_dir, video_dir, tmp_path):
@@ -214,12 +243,17 @@ def test_box_model_export_serves_frames_and_boxes(model_dir, video_dir, tmp_path
     np.testing.assert_allclose(served[:, 0], expected, atol=1e-5)
 
 
-def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_path):
+def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_path, caplog):
     times = pd.DataFrame({"video_id": ["four.mp4"] * 2, "time": [1, 3]})
     times.to_csv(tmp_path / "times.csv", index=False)
     failures = run_field(model_dir, video_dir, times_csv=str(tmp_path / "times.csv"),
                               out_csv=str(tmp_path / "seconds.csv"), progress=False)
     assert failures == {}
+    assert [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and r.name.startswith("chimpact")] == [
+        f"{model_dir} is a box model (--use_boxes) run on whole seconds without --detections: "
+        "it sees no box, so its distances are not the animals'; give MegaDetector's file as "
+        "--detections"]
     table = pd.read_csv(tmp_path / "seconds.csv")
     pictures, _ = video.decode_video(f"{video_dir}/four.mp4", fps=1.0, size=(32, 32),
                                      labelled_frames=[1, 3])
@@ -228,6 +262,27 @@ def test_box_model_on_plain_video_seconds_sees_no_box(model_dir, video_dir, tmp_
     expected = np.mean([network.predict(inputs, verbose=0)[:, 0]
                         for network in model.load_fold_models(model_dir).values()], axis=0)
     np.testing.assert_allclose(table.distance, expected, atol=1e-5)
+
+
+def test_box_warnings_name_the_model_folder(caplog):
+    jobs._warn_boxes({"use_boxes": False, "tfrec_dir": "records"}, "runs/plain", True)
+    jobs._warn_boxes({"use_boxes": True}, "runs/box", True)
+    jobs._warn_boxes({"use_boxes": False}, "runs/plain", False)
+    assert caplog.messages == ["runs/plain was trained without boxes (run_train.py "
+                               "--use_boxes): every detection of a frame gets the same distance"]
+
+
+def test_video_results_without_frames_processed_are_read_with_a_warning(tmp_path, caplog):
+    data = {"info": {"format_version": "1.6"}, "detection_categories": {"1": "animal"},
+            "images": [{"file": "four.mp4", "frame_rate": 5.0,
+                        "detections": [_detection(0, BBOX_A), _detection(5, BBOX_B)]}]}
+    found = jobs._read_detections(_write_json(tmp_path, data), None, ("animal",), None)
+    assert found.videos[0].frames_processed == (0, 5)
+    assert [m for m in caplog.messages if "frames_processed" in m] == [
+        f"{tmp_path / 'md.json'}: 1 video(s) have no frames_processed, which their format "
+        "requires (four.mp4): as MegaDetector's frame_results_to_video_results writes them; "
+        "every detection gets its distance, but a moment without one is `not processed` "
+        "(--keep_empty), never empty, since nothing says MegaDetector looked there"]
 
 
 def _survey(video_dir, root):
@@ -269,9 +324,10 @@ def _video_level(root):
             "images": images}
 
 
-def _frame_level():
-    """The same survey's frame results, without a frame rate: the videos' own is used."""
-    images = [{"file": f"{video}/frame{frame:06d}.jpg",
+def _frame_level(folder=""):
+    """The same survey's frame results, without a frame rate (the videos' own is used), their
+    files under `folder` (where the frames were on the machine MegaDetector ran on)."""
+    images = [{"file": f"{folder}{video}/frame{frame:06d}.jpg",
                "detections": [_detection(frame, bbox) for f, bbox in found.items() if f == frame]}
               for video, (processed, found) in SURVEY_DETECTIONS.items() for frame in processed]
     for entry in images:
@@ -283,16 +339,26 @@ def _frame_level():
 
 def test_a_survey_folder_in_both_layouts_gives_the_same_rows(model_dir, video_dir, tmp_path):
     root = _survey(video_dir, tmp_path / "survey")
+    # frames extracted to another machine's folder: no path matches until it is mapped
+    (tmp_path / "frames").mkdir()
+    frames_json = _write_json(tmp_path / "frames", _frame_level("D:/md/frames/"))
+    with pytest.raises(UsageError, match="none of its 2 videos' paths lies under --video_dir=.* "
+                                         "\\(first: D:/md/frames/cam1/four.mp4\\): map the "
+                                         "folder .* --detections_path_prefix=OLD=NEW"):
+        run_field(model_dir, str(root), detections_json=frames_json, progress=False)
     tables = {}
-    for name, data in (("video", _video_level(root)), ("frames", _frame_level())):
-        failures = run_field(model_dir, str(root), detections_json=_write_json(tmp_path, data),
+    for name, md_json, prefix in (("video", _write_json(tmp_path, _video_level(root)), None),
+                                  ("frames", frames_json, "D:\\md\\frames=")):
+        failures = run_field(model_dir, str(root), detections_json=md_json,
                              out_csv=str(tmp_path / f"{name}.csv"), keep_empty=True,
-                             progress=False)
+                             progress=False, path_prefix=prefix)
         tables[name] = pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False,
                                    na_values={c: [""] for c in distances.COLUMNS[2:-1]
                                               if c != "category"})
         assert failures == ({} if name == "frames" else {
-            "/elsewhere/seven.mp4": "an absolute path outside --video_dir=" + str(root)})
+            "/elsewhere/seven.mp4": f"an absolute path outside --video_dir={root} (written on "
+                                    "another machine? map its folder with "
+                                    "--detections_path_prefix=OLD=NEW)"})
     video = tables["video"]
     assert list(zip(video.video_id, video.deployment_id, video.time.fillna(-1))) == [
         ("cam1/four.mp4", "cam1", t) for t in (0, 1, 2, 3)] + [
@@ -356,10 +422,18 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
     np.testing.assert_allclose(seen[["bboxX", "bboxY", "bboxWidth", "bboxHeight"]],
                                [[0.1, 0.2, 0.3, 0.5], [0.0, 0.5, 0.2, 0.2]], atol=1e-6)
     assert seen.classificationProbability.tolist() == [0.9, 0.9]
+    # as written: a width of 0.3, never 0.30000000000000004
+    assert (tmp_path / "package" / "observations.csv").read_text().count(",0.1,0.2,0.3,0.5,") == 1
     assert seen.observationComments[0].startswith("distance 80% interval ")
 
+    # Frictionless validates it offline as the README says, against the same schemas.
+    frictionless = pytest.importorskip("frictionless")
+    report = frictionless.validate(str(camtrap_rules.offline_copy(tmp_path / "package")))
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])
+
     # Checked before any work: a deployment the table lacks, and the flags that need others.
-    with pytest.raises(UsageError, match="--deployments_csv: no row for deployment\\(s\\) cam1"):
+    with pytest.raises(UsageError, match="--deployments_csv: no row for deployment\\(s\\) cam1 "
+                                         "of the video\\(s\\) cam1/four.mp4 "):
         run_field(model_dir, str(root), out_csv=str(tmp_path / "none.csv"), **common)
     with pytest.raises(UsageError, match="--distance_csv needs --deployments_csv"):
         run_field(model_dir, str(root), detections_json=md_json,
@@ -376,7 +450,8 @@ def test_deployments_and_the_distance_flat_file_through_run_field(model_dir, vid
 
 
 def test_an_interrupted_detection_run_resumes_without_redoing_videos(model_dir, video_dir,
-                                                                     tmp_path, monkeypatch):
+                                                                     tmp_path, monkeypatch,
+                                                                     caplog):
     root = _survey(video_dir, tmp_path / "survey")
     data = _video_level(root)
     data["images"] = data["images"][:2]
@@ -397,8 +472,10 @@ def test_an_interrupted_detection_run_resumes_without_redoing_videos(model_dir, 
     calls.clear()
     monkeypatch.setattr(distances, "decode_detected",
                         lambda *a, **k: calls.append(pathlib.Path(a[1]).name) or real(*a, **k))
+    caplog.set_level(logging.INFO, logger="chimpact")
     run_field(model_dir, str(root), **job)
     assert calls == ["six.avi"]  # four.mp4 was done before the kill
+    assert "1 of 2 videos already done, resuming" in caplog.messages
     first = pd.read_csv(tmp_path / "rows.csv")
     assert first.deployment_id.tolist()[:2] == ["cam1", "cam2"]
     # Killed again after four.mp4, then re-run with a videos table naming its deployment: other
@@ -443,7 +520,7 @@ def test_videos_are_decoded_ahead_in_order_each_error_its_own_and_at_most_depth_
 
 
 def test_calibration_corrects_each_deployment_by_its_reference_detections(model_dir, video_dir,
-                                                                          tmp_path):
+                                                                          tmp_path, monkeypatch):
     root = _survey(video_dir, tmp_path / "survey")
     data = _video_level(root)
     data["images"] = data["images"][:2]
@@ -457,9 +534,21 @@ def test_calibration_corrects_each_deployment_by_its_reference_detections(model_
         tmp_path / "references.csv", index=False)
     out = tmp_path / "calibrated" / "rows.csv"
     out.parent.mkdir()
+    drawn, sheet = [], annotate.contact_sheet
+    monkeypatch.setattr(annotate, "contact_sheet",
+                        lambda pictures, times, rows, aspect: drawn.append(rows) or sheet(
+                            pictures, times, rows, aspect))
     failures = run_field(model_dir, str(root), detections_json=md_json, out_csv=str(out),
-                         calibration_csv=str(tmp_path / "references.csv"), progress=False)
+                         calibration_csv=str(tmp_path / "references.csv"), progress=False,
+                         annotate_dir=str(tmp_path / "sheets"))
     assert failures == {}
+    # the sheets show the calibrated distances of the table, not the model's
+    table = pd.read_csv(out)
+    drawn = pd.concat(drawn).dropna(subset=["distance"])
+    np.testing.assert_allclose(drawn.distance, table.distance.dropna(), rtol=1e-6)
+    # written as the numbers they are: detection stays integer, corners without float noise
+    assert out.read_text().splitlines()[1].startswith("cam1/four.mp4,cam1,0.0,0,animal,"
+                                                      "0.1,0.2,0.4,0.7,0.9,")
     report = json.loads((out.parent / "calibration.json").read_text())
     assert report["cam2"] == {"points": 0, "calibrated": False}
     fit = report["cam1"]

@@ -5,10 +5,9 @@ every layout reads into the same detections, and each malformed case is one line
 
 import json
 
-import numpy as np
 import pytest
 
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.field import detections, megadetector
 
 CATEGORIES = {"1": "animal", "2": "person", "3": "vehicle"}
@@ -77,12 +76,12 @@ def _table(found):
 
 EXPECTED = {
     "cam1/a.mp4": (25.0, tuple(range(0, 100, 5)), [
-        (0, "animal", 0.9, 0.1, 0.2, 0.4, 0.6000000000000001),
+        (0, "animal", 0.9, 0.1, 0.2, 0.4, 0.6),
         (25, "animal", 0.8, 0.5, 0.5, 0.7, 0.8),
-        (25, "animal", 0.6, 0.0, 0.1, 0.2, 0.30000000000000004),
-        (75, "animal", 0.7, 0.6, 0.1, 0.8999999999999999, 0.4)]),
+        (25, "animal", 0.6, 0.0, 0.1, 0.2, 0.3),
+        (75, "animal", 0.7, 0.6, 0.1, 0.9, 0.4)]),
     "cam2/b.avi": (30.0, tuple(range(0, 60, 5)), [
-        (40, "animal", 0.5, 0.2, 0.6, 0.5, 0.8999999999999999)]),
+        (40, "animal", 0.5, 0.2, 0.6, 0.5, 0.9)]),
 }
 
 
@@ -95,10 +94,8 @@ def test_every_layout_of_one_survey_reads_into_the_same_detections(tmp_path, dat
     found = _read(tmp_path, data)
     table = _table(found)
     assert list(table) == ["cam1/a.mp4", "cam2/b.avi"]
-    for video, (rate, processed, rows) in EXPECTED.items():
-        assert table[video][0] == rate and table[video][1] == processed
-        np.testing.assert_allclose([r[3:] for r in table[video][2]], [r[3:] for r in rows])
-        assert [r[:3] for r in table[video][2]] == [r[:3] for r in rows]
+    # the corners as written: x + width rounded to DECIMALS, never 0.6000000000000001
+    assert {video: table[video] for video in EXPECTED} == EXPECTED
     assert found.skipped == {"category person": 1, "conf below --min_conf=0.2": 1}
     assert found.min_conf == 0.2 and found.summaries == []
 
@@ -194,7 +191,9 @@ def _set(field, value, entry=0, detection=None):
     (_set("category", "9", detection=0), "category '9' is not in detection_categories"),
     (_set("bbox", [0.1, 0.2, 0.3], detection=0), r"bbox \[0.1, 0.2, 0.3\] is not"),
     (_set("bbox", [0.5, 0.5, -1, 1], detection=0), "bbox value -1 is outside 0..inf"),
-    (_set("frames_processed", KeyError), "has no `frames_processed` \\(required from format 1.5"),
+    (_set("file", "frame000010.jpg"), r"images\[0\] \(frame000010.jpg\): is a picture outside "
+                                      "a video's folder, so it names no video"),
+    (_set("file", "cam1/frames/frame000010.jpg"), "is a picture outside a video's folder"),
     (_set("frame_rate", KeyError), "has no `frame_rate` \\(required from format 1.4"),
     (_set("frame_rate", 0), "frame_rate 0 is outside"),
     (_set("failure", "Failed to open video"), "has a failure and detections"),
@@ -226,6 +225,58 @@ def test_the_categories_asked_for_must_be_in_the_file(tmp_path):
 def test_paths_resolve_under_the_video_folder(file, video_id):
     assert megadetector.resolve(megadetector.normalise(file), "/survey/site/") == video_id
     assert megadetector.normalise("cam1\\sub\\..\\a.mp4") == "cam1/a.mp4"
+
+
+def test_megadetector_10s_video_results_without_frames_processed_look_only_where_they_found(
+        tmp_path):
+    """frame_results_to_video_results (MegaDetector 10.0) writes format 1.6 without
+    frames_processed: every detection is read; MegaDetector is known to have looked only at the
+    frames of its detections (a person and a low-confidence one count too)."""
+    found = _read(tmp_path, video_level("1.6", frames_processed=False))
+    assert found.unsaid == ["cam1/a.mp4", "cam2/b.avi"] and found.summaries == []
+    table = _table(found)
+    assert [table[video][2] for video in EXPECTED] == [rows for _, _, rows in EXPECTED.values()]
+    assert [table[video][1] for video in EXPECTED] == [(0, 25, 50, 75), (40,)]
+    # at 25 fps, moment 4 s had no frame looked at: not processed, never empty
+    assert detections.processed_moments([0, 1, 2, 3, 4], table["cam1/a.mp4"][1], 25.0,
+                                        1.0) == [0, 1, 2, 3]
+    assert _read(tmp_path, video_level("1.6")).unsaid == []
+    # its default, one detection per category, is still named as a summary
+    data = video_level("1.6", frames_processed=False)
+    data["images"][0]["detections"] = data["images"][0]["detections"][:1]
+    assert _read(tmp_path, data).summaries == ["cam1/a.mp4", "cam2/b.avi"]
+
+
+def test_another_machines_folder_is_mapped_by_the_path_prefix(tmp_path):
+    data = frame_level("entry")
+    for entry in data["images"]:
+        entry["file"] = "D:\\md\\frames\\" + entry["file"].replace("/", "\\")
+    assert [v.file for v in _read(tmp_path, data).videos] == [
+        "D:/md/frames/cam1/a.mp4", "D:/md/frames/cam2/b.avi"]
+    found = _read(tmp_path, data, prefix=megadetector.parse_prefix("D:\\md\\frames="))
+    assert _table(found)["cam2/b.avi"][1:] == EXPECTED["cam2/b.avi"][1:]
+    onto = megadetector.parse_prefix("D:/md/frames/=/data/survey")
+    assert [v.file for v in _read(tmp_path, data, prefix=onto).videos] == [
+        "/data/survey/cam1/a.mp4", "/data/survey/cam2/b.avi"]
+    # whole folder names only
+    assert megadetector.replace_prefix("D:/md/frames2/a.mp4", onto) == "D:/md/frames2/a.mp4"
+    with pytest.raises(UsageError, match="--detections_path_prefix=D:/md: give OLD=NEW"):
+        megadetector.parse_prefix("D:/md")
+
+
+def test_a_relative_video_folder_matches_megadetectors_absolute_paths(tmp_path, monkeypatch):
+    (tmp_path / "survey" / "videos").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "survey")
+    (tmp_path / "card").mkdir()
+    (tmp_path / "survey" / "videos" / "cam2").symlink_to(tmp_path / "card")  # a linked camera
+    monkeypatch.chdir(tmp_path)
+    file = f"{tmp_path}/survey/videos/cam1/EK000018.AVI"
+    for video_dir in ("survey/videos", "./survey/videos/", "link/videos"):
+        assert megadetector.resolve(file, video_dir) == "cam1/EK000018.AVI"
+    assert megadetector.resolve(f"{tmp_path}/link/videos/a.mp4", "survey/videos") == "a.mp4"
+    assert megadetector.resolve(f"{tmp_path}/survey/videos/cam2/b.mp4", "survey/videos") == (
+        "cam2/b.mp4")
+    assert megadetector.resolve(f"{tmp_path}/survey/a.mp4", "survey/videos") is None
 
 
 def test_a_nearer_processed_frame_without_an_animal_leaves_the_moment_empty(tmp_path):

@@ -230,7 +230,7 @@ def _decode_pass(local, path, options, corrected, convert, deadline):
     info = dict(
         fps=float(options.fps), width=shape[1], height=shape[0], n_frames=n_frames,
         duration_s=header.get("duration_s", n_frames / options.fps),
-        source_fps=header.get("source_fps"),
+        source_fps=header.get("source_fps"), source_size=header.get("source_size"),
     )
     return items, info
 
@@ -279,7 +279,8 @@ class _Log(threading.Thread):
         self._pipe.close()
 
     def header(self):
-        """duration_s and source_fps of the input, where ffmpeg printed them."""
+        """duration_s, source_fps and source_size (width, height) of the input, where ffmpeg
+        printed them."""
         found = {}
         for line in self.head:
             duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", line)
@@ -289,6 +290,9 @@ class _Log(threading.Thread):
             rate = re.search(r"Video:.*?(\d+(?:\.\d+)?)(k?) (?:fps|tbr)", line)
             if rate and "source_fps" not in found:
                 found["source_fps"] = float(rate[1]) * (1000 if rate[2] else 1)
+            size = re.search(r"Video:.*?, (\d+)x(\d+)\b", line)
+            if size and "source_size" not in found:
+                found["source_size"] = (int(size[1]), int(size[2]))
         return found
 
     def failure(self):

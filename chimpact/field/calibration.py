@@ -28,6 +28,16 @@ CAMERA_SPREAD = math.log(1.5)
 MIN_SLOPE_POINTS = 3  # below this, a scale only (b = 1)
 SLOPES = (0.25, 4.0)
 COVERAGE = 0.8  # the intervals' promise (distances.QUANTILES)
+# A fit that raises intervals' spread (high / low) to a power beyond 1/STRETCH..STRETCH, or
+# widens their ends more than STRETCH-fold, says more about its references than about the
+# camera: at slope 2 an interval spanning 4.5x (4-18 m) spans 20x; at 3.6, 4-18 m becomes
+# 0.96-186 m. Cameras differ by about 1.5x (CAMERA_SPREAD), far from that.
+STRETCH = 2.0
+# References scattered about their fit (1.4826 x the median absolute log residual) beyond this
+# many times the model's own error spread disagree with it more than its errors explain: with
+# five consistent points that happens about once in 25 (three of five residuals beyond 1.35
+# standard deviations).
+SCATTER = 2.0
 
 
 def read_calibration(path):
@@ -51,11 +61,11 @@ def read_calibration(path):
 
 
 def fit(predicted, true, noise=CAMERA_SPREAD, interval=None):
-    """{points, weight, intercept a, slope b, mae_before, mae_after, widen} of one deployment's
-    reference points, whose log errors have the spread `noise` (the model's out-of-fold one;
-    None: unknown, CAMERA_SPREAD's); `interval` (low, high): their intervals before
-    calibration, which give `widen`."""
-    noise = CAMERA_SPREAD if noise is None else noise
+    """{points, weight, intercept a, slope b, mae_before, mae_after, widen, scatter} of one
+    deployment's reference points, whose log errors have the spread `noise` (the model's
+    out-of-fold one); `interval` (low, high): their intervals before calibration, which give
+    `widen`; `scatter` the spread of the references' log errors after the correction (1.4826 x
+    their median absolute value)."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
     n = len(true)
     x, y = np.log(np.maximum(predicted, 1e-3)), np.log(true)
@@ -67,10 +77,31 @@ def fit(predicted, true, noise=CAMERA_SPREAD, interval=None):
     intercept, slope = weight * intercept, 1.0 + weight * (slope - 1.0)
     widen = 0.0 if interval is None else widening(
         *(correct(end, intercept, slope) for end in interval), true)
+    corrected = correct(predicted, intercept, slope)
     return {"points": n, "weight": weight, "intercept": intercept, "slope": slope,
             "mae_before": float(np.abs(true - predicted).mean()),
-            "mae_after": float(np.abs(true - correct(predicted, intercept, slope)).mean()),
-            "widen": widen}
+            "mae_after": float(np.abs(true - corrected).mean()), "widen": widen,
+            "scatter": float(1.4826 * np.median(np.abs(y - np.log(np.maximum(corrected,
+                                                                             1e-3)))))}
+
+
+def doubts(found, noise):
+    """Why a deployment's `fit` deserves a look before its distances are used, in one phrase
+    ("" when none): a slope outside 1/STRETCH..STRETCH or a widening beyond STRETCH-fold
+    (intervals stretched many-fold), references scattered beyond SCATTER x `noise`, the
+    model's own error spread."""
+    reasons = []
+    if not 1 / STRETCH <= found["slope"] <= STRETCH:
+        reasons.append(f"slope {found['slope']:.2f} raises each interval's spread (high / "
+                            f"low) to that power")
+    if found["widen"] > math.log(STRETCH):
+        reasons.append(f"its intervals are widened {math.exp(found['widen']):.1f}-fold to "
+                            "hold its references")
+    if found.get("scatter", 0.0) > SCATTER * noise:
+        reasons.append(f"its references scatter {found['scatter']:.2f} (log) about the "
+                            f"fit, over {SCATTER:g}x the model's own error spread "
+                            f"{noise:.2f}")
+    return "; ".join(reasons)
 
 
 def widening(low, high, true, coverage=COVERAGE):
@@ -98,7 +129,7 @@ def apply(rows, fits):
     """The detection rows with each calibrated deployment's distances and interval ends
     corrected and the interval widened by its factor exp(widen) (low not below 0); other
     deployments as they were."""
-    rows = rows.copy()
+    rows = rows.astype({end: float for end in ("distance", "distance_low", "distance_high")})
     for deployment_id, found in fits.items():
         mine = rows.deployment_id == deployment_id
         a, b, widen = found["intercept"], found["slope"], found["widen"]

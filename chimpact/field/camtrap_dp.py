@@ -17,6 +17,7 @@ import pandas as pd
 
 import chimpact
 from chimpact import storage
+from chimpact.field.megadetector import DECIMALS
 
 VERSION = "1.0"
 SCHEMAS = f"https://raw.githubusercontent.com/tdwg/camtrap-dp/{VERSION}"
@@ -90,8 +91,8 @@ def _observations(rows, starts, hfov, model_dir):
         "count": 1, "individualPositionRadius": found.distance.round(3),
         "individualPositionAngle": np.round(position_angle(found.x1, found.x2, hfov), 2),
         "bboxX": found.x1, "bboxY": found.y1,
-        "bboxWidth": np.maximum(found.x2 - found.x1, 1e-15),
-        "bboxHeight": np.maximum(found.y2 - found.y1, 1e-15),
+        "bboxWidth": np.maximum((found.x2 - found.x1).round(DECIMALS), 1e-15),
+        "bboxHeight": np.maximum((found.y2 - found.y1).round(DECIMALS), 1e-15),
         "classificationMethod": "machine",
         "classifiedBy": f"MegaDetector (detection), chimpact {chimpact.__version__} (distance)",
         "classificationProbability": found.conf,

@@ -11,6 +11,7 @@ videos), widened where needed to hold every fold and view's own prediction, so i
 narrower than the models' disagreement.
 """
 
+import collections
 import contextlib
 import logging
 import math
@@ -111,16 +112,21 @@ def predict_boxes(predictor, config, pictures, fps, boxed, offsets, batch_size=1
     return interval(np.concatenate(parts), offsets, predictor.aggregate)
 
 
+Decoded = collections.namedtuple("Decoded", "pictures fps frame_rate aspect")
+
+
 def decode_detected(config, path, detected, fps=None):
-    """(pictures, fps decoded at, the frame rate MegaDetector's frame numbers count in) of one
-    video with its VideoDetections; VideoError when it cannot be decoded, or when neither the
-    file nor the video gives the frame rate."""
+    """Decoded: the pictures, the fps decoded at, the frame rate MegaDetector's frame numbers
+    count in and the video's width / height (for contact sheets; None where ffmpeg did not say)
+    of one video with its VideoDetections; VideoError when it cannot be decoded, or when
+    neither the file nor the video gives the frame rate."""
     pictures, info = videos.decode_frames(config, path, fps)
     frame_rate = detected.frame_rate or info.get("source_fps")
     if not frame_rate:
         raise video.VideoError(path, "no frame rate in --detections and none in the video: "
                                "give info.custom_metadata.video_frame_rate")
-    return pictures, info["fps"], frame_rate
+    size = info.get("source_size")
+    return Decoded(pictures, info["fps"], frame_rate, size and size[0] / size[1])
 
 
 def predict_detected(predictor, config, decoded, detected, offsets, snapshot_s=1.0,
@@ -129,7 +135,7 @@ def predict_detected(predictor, config, decoded, detected, offsets, snapshot_s=1
     by decode_detected, with its VideoDetections; with `keep_empty`, a row for each moment
     without a detection, its error NOT_PROCESSED where MegaDetector looked at no frame near
     it."""
-    pictures, fps, frame_rate = decoded
+    pictures, fps, frame_rate, _ = decoded
     moments = snapshot_times(len(pictures), fps, snapshot_s)
     used = detections.snapshot_detections(detected.detections, frame_rate, snapshot_s,
                                           detected.frames_processed)
@@ -166,12 +172,12 @@ class _Detected:
     with `predictor` the picklable callable that loads it)."""
 
     def __init__(self, predictor, config, video_dir, parts, offsets, snapshot_s, keep_empty, fps,
-                 annotate_dir, batch_size):
+                 annotate_dir, batch_size, adjust=None):
         self.predictor, self.config, self.video_dir, self.parts = (predictor, config, video_dir,
                                                                    parts)
         self.offsets, self.snapshot_s, self.keep_empty, self.fps = (offsets, snapshot_s,
                                                                     keep_empty, fps)
-        self.annotate_dir, self.batch_size = annotate_dir, batch_size
+        self.annotate_dir, self.batch_size, self.adjust = annotate_dir, batch_size, adjust
 
     def setup(self):
         self.predictor = self.predictor()
@@ -186,17 +192,20 @@ class _Detected:
         its part, or writes why it could not be."""
         video_id, deployment_id, detected = element
         try:
+            found = decoded()
             rows, pictures, moments = predict_detected(
-                self.predictor, self.config, decoded(), detected, self.offsets, self.snapshot_s,
+                self.predictor, self.config, found, detected, self.offsets, self.snapshot_s,
                 self.keep_empty, self.batch_size)
         except video.VideoError as e:
             storage.atomic_write(videos.failure_path(self.parts, video_id), e.reason)
             return
+        rows = rows.assign(video_id=video_id, deployment_id=deployment_id)
+        if self.adjust:  # before the sheet, so that it shows the table's distances
+            rows = self.adjust(rows)
         if self.annotate_dir:
-            annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows),
+            annotate.write_sheet(annotate.contact_sheet(pictures, moments, rows, found.aspect),
                                  _sheet_path(self.annotate_dir, video_id))
-        storage.write_csv(rows.assign(video_id=video_id, deployment_id=deployment_id),
-                          videos.part_path(self.parts, video_id))
+        storage.write_csv(rows, videos.part_path(self.parts, video_id))
 
     def __call__(self, element):
         self.predict(element, lambda: self.decode(element))
@@ -205,7 +214,7 @@ class _Detected:
 def predict_detections(predictor, config, video_dir, inputs, out_csv,
                        detected_videos, offsets, snapshot_s=1.0, keep_empty=False, fps=None,
                        annotate_dir=None, batch_size=16, progress=True, deployment_of=None,
-                       beam_args=None):
+                       beam_args=None, adjust=None):
     """Writes `out_csv` (COLUMNS) for the `detected_videos` (VideoDetections) of `video_dir`, in
     file order, then a row for each video of the folder the file does not list (NOT_LISTED,
     not a failure: the file may cover part of a folder); a video missing, failed in
@@ -214,12 +223,10 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
     reused; `deployment_of` ({video_id: deployment_id}, --videos_csv) overrides the videos'
     folders. With `beam_args` (runner.pipeline_args) each video is an element of a Beam
     pipeline and `predictor` a picklable callable that loads the predictor in each worker.
-    Returns {video_id: error}."""
+    `adjust` (picklable, e.g. calibration.apply with its fits) corrects each video's rows
+    before its part and contact sheet are written. Returns {video_id: error}."""
     if not tf.io.gfile.isdir(video_dir):
         raise InputError(f"--video_dir={video_dir} does not exist or is not a folder")
-    if not config.get("use_boxes", False):
-        log.warning("%s was trained without boxes (run_train.py --use_boxes): every detection "
-                    "of a frame gets the same distance", config.get("tfrec_dir", "the model"))
     listed = {detected.file: megadetector.resolve(detected.file, video_dir)
               for detected in detected_videos}
     deployment_of = deployment_of or {}
@@ -238,7 +245,8 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
         """Why a listed video gets no prediction without being decoded, if it does not."""
         video_id = listed[detected.file]
         if video_id is None:
-            return f"an absolute path outside --video_dir={video_dir}"
+            return (f"an absolute path outside --video_dir={video_dir} (written on another "
+                    f"machine? map its folder with {megadetector.PREFIX_FLAG}=OLD=NEW)")
         if detected.failure:
             return f"MegaDetector failed on it: {detected.failure}"
         if not tf.io.gfile.exists(storage.join(video_dir, video_id)):
@@ -249,8 +257,9 @@ def predict_detections(predictor, config, video_dir, inputs, out_csv,
     pending = [(listed[d.file], deployment(listed[d.file]), d)
                for i, d in enumerate(detected_videos) if not problems[i]
                and not tf.io.gfile.exists(videos.part_path(parts, listed[d.file]))]
+    videos.log_resumed(problems.count(None) - len(pending), len(detected_videos))
     work = _Detected(predictor, config, video_dir, parts, offsets, snapshot_s, keep_empty, fps,
-                     annotate_dir, batch_size)
+                     annotate_dir, batch_size, adjust)
     if beam_args is not None:
         runner.run(work, pending, beam_args, parts, name="field")
     else:

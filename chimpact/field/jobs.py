@@ -21,9 +21,15 @@ from chimpact.training import strategy as strategies
 log = logging.getLogger(__name__)
 
 
-def _read_detections(detections_json, min_conf, categories):
-    """The MegaDetector file, its skipped detections and summary videos logged."""
-    found = megadetector.read_detections(detections_json, min_conf, categories)
+def _listed(videos, most=5):
+    """Up to `most` of `videos`, comma separated, `...` after them when there are more."""
+    return ", ".join(videos[:most]) + (", ..." if len(videos) > most else "")
+
+
+def _read_detections(detections_json, min_conf, categories, prefix):
+    """The MegaDetector file, its skipped detections, summary videos and videos without
+    frames_processed logged."""
+    found = megadetector.read_detections(detections_json, min_conf, categories, prefix)
     log.info("%s: %d videos, detections from conf %g%s", detections_json, len(found.videos),
              found.min_conf, "" if min_conf is None else " (--min_conf)")
     for reason, count in found.skipped.items():
@@ -31,23 +37,46 @@ def _read_detections(detections_json, min_conf, categories):
     if found.summaries:
         log.warning(
             "%s: %d video(s) keep at most one detection per category and no frames_processed "
-            "(%s%s): a video summary of MegaDetector's, which drops every other frame's "
+            "(%s): a video summary of MegaDetector's, which drops every other frame's "
             "animals; for a distance per animal, write the video results with every processed "
             "frame (process_video.py, or frame_results_to_video_results with "
             "include_all_processed_frames)", detections_json, len(found.summaries),
-            ", ".join(found.summaries[:5]), ", ..." if len(found.summaries) > 5 else "")
+            _listed(found.summaries))
+    if found.unsaid:
+        log.warning(
+            "%s: %d video(s) have no frames_processed, which their format requires (%s): as "
+            "MegaDetector's frame_results_to_video_results writes them; every detection gets "
+            "its distance, but a moment without one is `not processed` (--keep_empty), never "
+            "empty, since nothing says MegaDetector looked there", detections_json,
+            len(found.unsaid), _listed(found.unsaid))
     return found
+
+
+def _check_paths(detected_videos, video_dir, detections_json):
+    """UsageError, before any work, when no listed video lies under `video_dir`: the file was
+    written elsewhere (another machine, a frames folder)."""
+    if detected_videos and all(megadetector.resolve(v.file, video_dir) is None
+                               for v in detected_videos):
+        raise UsageError(
+            f"--detections={detections_json}: none of its {len(detected_videos)} videos' paths "
+            f"lies under --video_dir={video_dir} (first: {detected_videos[0].file}): map the "
+            f"folder MegaDetector saw onto it with {megadetector.PREFIX_FLAG}=OLD=NEW")
 
 
 def _check_deployments(detected_videos, video_dir, deployment_of, deployment_table):
     """Every listed video's deployment is in --deployments_csv, before any work."""
-    named = {(deployment_of or {}).get(video_id) or deployments.folder_deployment(
-        video_id, video_dir) for video_id in
-        (megadetector.resolve(v.file, video_dir) for v in detected_videos) if video_id}
-    missing = sorted(named - set(deployment_table.index))
+    videos_of = {}
+    for video_id in (megadetector.resolve(v.file, video_dir) for v in detected_videos):
+        if video_id:
+            deployment_id = (deployment_of or {}).get(video_id) or deployments.folder_deployment(
+                video_id, video_dir)
+            videos_of.setdefault(deployment_id, []).append(video_id)
+    missing = sorted(set(videos_of) - set(deployment_table.index))
     if missing:
-        raise UsageError(f"--deployments_csv: no row for deployment(s) {', '.join(missing[:5])} "
-                         "of the videos (their folders, or --videos_csv's deployment_id)")
+        raise UsageError(
+            f"--deployments_csv: no row for deployment(s) {', '.join(missing[:5])} of the "
+            f"video(s) {_listed([v for d in missing for v in videos_of[d]], 3)} (their folders, "
+            "or --videos_csv's deployment_id)")
 
 
 def _video_starts(detected_videos, video_dir, video_table):
@@ -126,21 +155,25 @@ def _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir
                          "0 <= LEFT < RIGHT")
 
 
-def _calibrate(out_csv, fits):
-    """Corrects `out_csv`'s distances per deployment and writes calibration.json beside it."""
-    rows = storage.read_csv(out_csv, dtype={"video_id": str, "deployment_id": str,
-                                            "category": str, "error": str},
-                            keep_default_na=False, na_values=distances.NUMERIC_NA)
+def _log_fits(fits, noise):
+    """Logs each deployment's fit; a warning naming it where calibration.doubts finds any."""
+    for deployment_id, found in fits.items():
+        log.info("calibration of %s: %d points, reference MAE %.2f -> %.2f m", deployment_id,
+                 found["points"], found["mae_before"], found["mae_after"])
+        reasons = calibration.doubts(found, noise)
+        if reasons:
+            log.warning("calibration of %s: %s: check its references (boxes on the right animal, "
+                        "times, distances in metres, near and far ones) before using its "
+                        "distances", deployment_id, reasons)
+
+
+def _report_calibration(out_csv, fits):
+    """Writes calibration.json beside `out_csv`, warning of its deployments without references."""
+    rows = storage.read_csv(out_csv, dtype={"deployment_id": str}, keep_default_na=False)
     deployment_ids = sorted(set(rows.deployment_id[rows.deployment_id != ""]) | set(fits))
-    for deployment_id in deployment_ids:
-        if deployment_id in fits:
-            found = fits[deployment_id]
-            log.info("calibration of %s: %d points, reference MAE %.2f -> %.2f m",
-                     deployment_id, found["points"], found["mae_before"], found["mae_after"])
-        else:
-            log.warning("calibration: %s has no reference detections: left as it is",
-                        deployment_id)
-    storage.write_csv(calibration.apply(rows, fits), out_csv)
+    for deployment_id in sorted(set(deployment_ids) - set(fits)):
+        log.warning("calibration: %s has no reference detections: left as it is",
+                    deployment_id)
     calibration.write_report(storage.join(posixpath.dirname(str(out_csv)) or ".",
                                           "calibration.json"), fits, deployment_ids)
 
@@ -151,21 +184,22 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
               tpu=None, fps=None, jit_compile="auto", aggregate="mean", progress=True,
               videos_csv=None, deployments_csv=None, distance_csv=None, truncate=None,
               area_km2=None, camtrap_dp_dir=None, hfov=None, calibration_csv=None,
-              beam_args=None):
+              beam_args=None, path_prefix=None):
     """Everything run_field.py does: every second of every video in `video_dir`, or the
     `times_csv` rows, or each detection of `detections_json` at each snapshot moment (with an
     interval; `min_conf` None: the file's typical_detection_threshold), with the deployments of
     `videos_csv` and `deployments_csv`, R Distance's flat file `distance_csv` and a Camtrap DP
     package in `camtrap_dp_dir`, each deployment's distances corrected by the reference
-    detections of `calibration_csv`. With `beam_args` (runner.pipeline_args) the videos are the
+    detections of `calibration_csv`, the MegaDetector file's folder `path_prefix` ("OLD=NEW")
+    replaced. With `beam_args` (runner.pipeline_args) the videos are the
     elements of a Beam pipeline whose workers load the model once each. Returns {video_id:
     error} of the videos that failed."""
     infer.check_aggregate(aggregate)
     _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir, snapshot_s,
                  batch_size, videos_csv, deployments_csv, distance_csv, camtrap_dp_dir, hfov,
                  truncate)
-    if calibration_csv and not detections_json:
-        raise UsageError("--calibration_csv goes with --detections")
+    if (calibration_csv or path_prefix) and not detections_json:
+        raise UsageError(f"--calibration_csv and {megadetector.PREFIX_FLAG} go with --detections")
     references = calibration.read_calibration(calibration_csv) if calibration_csv else None
     if references is not None:
         absent = [v for v in references.video_id.unique()
@@ -179,7 +213,9 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                      video_table.items()}
     times = labels.read_times(times_csv) if times_csv else None
     if detections_json:
-        found = _read_detections(detections_json, min_conf, categories)
+        prefix = megadetector.parse_prefix(path_prefix)
+        found = _read_detections(detections_json, min_conf, categories, prefix)
+        _check_paths(found.videos, video_dir, detections_json)
         offsets = distances.error_offsets(model_dir)
         if deployment_table is not None:
             _check_deployments(found.videos, video_dir, deployment_of, deployment_table)
@@ -188,11 +224,20 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                              bool(detections_json), aggregate)
     # With Beam, the workers load the model: here only its config is read (and checked).
     config = infer.trained_config(model_dir)
+    _warn_boxes(config, model_dir, bool(detections_json))
     predictor = load if beam_args else load()
     inputs = {"model_dir": str(model_dir), "folds": config["folds"], "tta": tta,
               "aggregate": aggregate}
     if detections_json:
         out_csv = out_csv or storage.join(model_dir, "detection_distances.csv")
+        fits = None
+        if references is not None:  # first, so that the rows and sheets are calibrated
+            # An imported reference folder has no out-of-fold errors: the prior camera spread.
+            noise = distances.log_error_spread(model_dir) or calibration.CAMERA_SPREAD
+            fits = calibration.fit_references(
+                load() if beam_args else predictor, config, video_dir, references, offsets,
+                noise, fps, batch_size)
+            _log_fits(fits, noise)
         failures = distances.predict_detections(
             predictor, config, video_dir,
             dict(inputs, detections=hashlib.sha256(storage.read_bytes(
@@ -200,13 +245,13 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
                  snapshot_s=snapshot_s, keep_empty=keep_empty, fps=fps,
                  decode=model_folder.decode_options(config, fps), annotate=str(annotate_dir or ""),
                  deployments=hashlib.sha256(json.dumps(sorted(deployment_of.items())).encode()
-                                            ).hexdigest()),
+                                            ).hexdigest(), path_prefix=path_prefix,
+                 calibration=fits),
             out_csv, found.videos, offsets, snapshot_s, keep_empty, fps, annotate_dir, batch_size,
-            progress, deployment_of, beam_args)
-        if references is not None:
-            _calibrate(out_csv, calibration.fit_references(
-                load() if beam_args else predictor, config, video_dir, references, offsets,
-                distances.log_error_spread(model_dir), fps, batch_size))
+            progress, deployment_of, beam_args,
+            fits and functools.partial(calibration.apply, fits=fits))
+        if fits is not None:
+            _report_calibration(out_csv, fits)
         _write_exports(out_csv, deployment_table, snapshot_s, distance_csv, truncate, area_km2,
                        camtrap_dp_dir, starts, hfov, model_dir, video_dir)
         return failures
@@ -214,6 +259,19 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
         predictor, config, video_dir, out_csv or storage.join(model_dir, "video_preds.csv"),
         times=times, fps=fps, batch_size=batch_size, progress=progress, inputs=inputs,
         beam_args=beam_args)
+
+
+def _warn_boxes(config, model_dir, detections):
+    """Warns, naming the model folder, when boxes and model do not go together: a model trained
+    without boxes gives every animal of a frame the same distance; a box model on plain seconds
+    sees no box, unlike anything it was trained on."""
+    if detections and not config.get("use_boxes", False):
+        log.warning("%s was trained without boxes (run_train.py --use_boxes): every detection "
+                    "of a frame gets the same distance", model_dir)
+    if not detections and config.get("use_boxes", False):
+        log.warning("%s is a box model (--use_boxes) run on whole seconds without --detections: "
+                    "it sees no box, so its distances are not the animals'; give MegaDetector's "
+                    "file as --detections", model_dir)
 
 
 def _load_predictor(model_dir, strategy, tpu, tta, jit_compile, per_fold, aggregate):

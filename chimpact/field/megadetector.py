@@ -6,7 +6,9 @@ https://lila.science/megadetector-output-format).
 Layouts read:
 - video level (format 1.3-1.6, process_video.py): one entry per video, `file` the video,
   `frame_rate` (required from 1.4), `frames_processed` (required from 1.5) and detections that
-  each carry their `frame_number`;
+  each carry their `frame_number`; an entry of format 1.5 or later without `frames_processed`
+  (MegaDetector 10.0's frame_results_to_video_results writes them, though its validator refuses
+  them) is read as having looked at the frames with a detection only;
 - frame level (the `X.frames.json` of process_video.py and batch runs over extracted frames): one
   entry per frame, `file` like `video.AVI/frame000010.jpg`; the entries of one video are grouped,
   the frame number read from the name, the frame rate taken from the entry, else from
@@ -17,13 +19,15 @@ Layouts read:
   category in one video: read, and named in a warning, since every other frame's animals are
   gone.
 
-Paths may use backslashes (Windows runs); `resolve` places them under the video folder.
+Paths may use backslashes (Windows runs); `resolve` places them under the video folder, and
+`replace_prefix` maps the folder of another machine (or of extracted frames) onto it.
 """
 
 import collections
 import dataclasses
 import json
 import math
+import os
 import posixpath
 import re
 
@@ -31,25 +35,32 @@ import pandas as pd
 
 from chimpact import storage
 from chimpact.data import boxes
-from chimpact.errors import InputError
+from chimpact.data.extract import VIDEO_EXTENSIONS
+from chimpact.errors import InputError, UsageError
 from chimpact.field.detections import COLUMNS, VideoDetections
 
 MIN_CONF = 0.2  # MegaDetector's typical detection threshold, when the file gives none
 CATEGORIES = ("animal",)
 OLDEST_FORMAT = 1.3  # the oldest MegaDetector's validator accepts
 _FRAME_FILE = re.compile(r"^(?P<video>.+)/frame(?P<number>\d+)\.jpg$")
+_PICTURE = re.compile(r"\.(jpe?g|png|tiff?|bmp)$", re.IGNORECASE)
+_ABSOLUTE = re.compile(r"^(/|[A-Za-z]:/)")
+DECIMALS = 6  # of the box corners written: a pixel of a 4K frame is 0.00026
+PREFIX_FLAG = "--detections_path_prefix"
 
 
 @dataclasses.dataclass(frozen=True)
 class DetectionsFile:
     """A read MegaDetector file: its videos (VideoDetections, file order), the detections
-    skipped ({why: count}), the confidence threshold used, and the videos that look like
-    one-detection-per-category summaries."""
+    skipped ({why: count}), the confidence threshold used, the videos that look like
+    one-detection-per-category summaries, and those without the frames_processed their format
+    requires (taken as the frames with a detection)."""
 
     videos: list
     skipped: dict
     min_conf: float
     summaries: list
+    unsaid: list = dataclasses.field(default_factory=list)
 
 
 class _Problem(Exception):
@@ -126,7 +137,7 @@ def _detection(detection, names, frame_number):
             raise _Problem("has no `frame_number` (every detection of a video entry needs one)")
         frame_number = _number(detection["frame_number"], "frame_number", 0, integer=True)
     return (frame_number, names[detection["category"]], conf,
-            *boxes.from_megadetector([x, y, width, height]))
+            *(round(v, DECIMALS) for v in boxes.from_megadetector([x, y, width, height])))
 
 
 def _frame_rates(info):
@@ -147,15 +158,43 @@ def normalise(file):
     return posixpath.normpath(file.replace("\\", "/"))
 
 
+def parse_prefix(text):
+    """(old, new) of --detections_path_prefix's OLD=NEW, both normalised; None for none."""
+    if not text:
+        return None
+    old, equals, new = text.partition("=")
+    if not equals or not old.strip():
+        raise UsageError(f"{PREFIX_FLAG}={text}: give OLD=NEW, the folder MegaDetector's file "
+                         "names and the one it is here (NEW empty: relative to --video_dir)")
+    return normalise(old).rstrip("/"), new and normalise(new).rstrip("/")
+
+
+def replace_prefix(file, prefix):
+    """A normalised `file` with the (old, new) `prefix` of parse_prefix replaced, whole folder
+    names only; as it is without one, or when it does not start with old."""
+    if not prefix or not (file + "/").startswith(prefix[0] + "/"):
+        return file
+    rest = file[len(prefix[0]):].lstrip("/")
+    return posixpath.join(prefix[1], rest) if prefix[1] else rest
+
+
 def resolve(file, video_dir):
     """The video id (path relative to `video_dir`, forward slashes) of a normalised `file`:
     relative paths as they are, absolute ones inside `video_dir` made relative; None for an
-    absolute path outside it."""
-    if not (file.startswith("/") or re.match(r"^[A-Za-z]:/", file)):
+    absolute path outside it. A local `video_dir` is compared as an absolute path, then with
+    symbolic links followed on both sides, so that `survey/videos` matches the absolute paths
+    MegaDetector writes."""
+    if not _ABSOLUTE.match(file):
         return file
-    root = normalise(str(video_dir)).rstrip("/") + "/"
-    if file.lower().startswith(root.lower()):
-        return file[len(root):]
+    pairs = [(file, str(video_dir))]
+    if not storage.is_remote(video_dir):
+        pairs = [(file, os.path.abspath(video_dir))]
+        if file.startswith("/"):  # a Windows path is never one of this machine's
+            pairs.append((os.path.realpath(file), os.path.realpath(video_dir)))
+    for path, root in pairs:
+        root = normalise(root).rstrip("/") + "/"
+        if path.lower().startswith(root.lower()):
+            return path[len(root):]
     return None
 
 
@@ -168,6 +207,8 @@ class _Video:
         self.frame_level = self.listed = False
         self.frame_failure = ""
         self.categories = []  # of every detection, kept or not
+        self.detected_frames = set()  # of every detection, kept or not
+        self.unsaid = False  # no frames_processed where the format requires it
 
 
 def _video_entry(entry, names, version, video):
@@ -181,8 +222,8 @@ def _video_entry(entry, names, version, video):
             raise _Problem(f"frames_processed {processed!r} is not a list of frame numbers")
         video.processed = {_number(f, "frames_processed value", 0, integer=True)
                            for f in processed}
-    elif version >= 1.5:
-        raise _Problem("has no `frames_processed` (required from format 1.5)")
+    elif version >= 1.5:  # frame_results_to_video_results writes none (MegaDetector 10.0)
+        video.unsaid = True
     return [(j, detection, None) for j, detection in enumerate(entry["detections"])]
 
 
@@ -196,7 +237,20 @@ def _frame_entry(entry, number, video, rates):
     return [(j, detection, number) for j, detection in enumerate(entry["detections"])]
 
 
-def _read_entries(data, version, names, min_conf, categories, path):
+def _video_frame(file):
+    """The _FRAME_FILE match of a frame in a video's folder, None for a video; _Problem for any
+    other picture, which names no video."""
+    frame = _FRAME_FILE.match(file)
+    if frame and frame["video"].lower().endswith(VIDEO_EXTENSIONS):
+        return frame
+    if _PICTURE.search(file):
+        raise _Problem("is a picture outside a video's folder, so it names no video: frame "
+                       "entries are VIDEO/frame000010.jpg, in a folder named after the video "
+                       "file, as MegaDetector's video_folder_to_frames writes them")
+    return None
+
+
+def _read_entries(data, version, names, min_conf, categories, path, prefix):
     rates = _frame_rates(data["info"])
     by_file, skipped = {}, collections.Counter()
     for i, entry in enumerate(data["images"]):
@@ -204,9 +258,9 @@ def _read_entries(data, version, names, min_conf, categories, path):
         try:
             if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
                 raise _Problem("has no `file`")
-            file = normalise(entry["file"])
+            file = replace_prefix(normalise(entry["file"]), prefix)
             where += f" ({entry['file']})"
-            frame = _FRAME_FILE.match(file)
+            frame = _video_frame(file)
             video = by_file.setdefault(frame["video"] if frame else file,
                                        _Video(frame["video"] if frame else file))
             if not frame and (video.listed or video.frame_level):
@@ -233,6 +287,7 @@ def _read_entries(data, version, names, min_conf, categories, path):
                 except _Problem as e:
                     raise _Problem(f"detections[{j}] {e}") from None
                 video.categories.append(row[1])
+                video.detected_frames.add(row[0])
                 if row[1] not in categories:
                     skipped[f"category {row[1]}"] += 1
                 elif row[2] < min_conf:
@@ -244,23 +299,25 @@ def _read_entries(data, version, names, min_conf, categories, path):
     for video in by_file.values():
         if video.frame_failure and video.processed is None:
             video.failure = f"failed on every frame ({video.frame_failure})"
+        if video.unsaid:  # looked at where it found something; elsewhere, nothing says
+            video.processed = video.detected_frames
     return list(by_file.values()), dict(skipped)
 
 
 def _summaries(videos):
     """The videos with detections of a file that looks like a video summary: video level, no
     frames_processed, never two detections of one category in a video."""
-    if any(v.frame_level or v.processed is not None or len(v.categories) > len(set(v.categories))
-           for v in videos):
+    if any(v.frame_level or (v.processed is not None and not v.unsaid)
+           or len(v.categories) > len(set(v.categories)) for v in videos):
         return []
     return [video.file for video in videos if video.categories]
 
 
-def read_detections(path, min_conf=None, categories=CATEGORIES):
+def read_detections(path, min_conf=None, categories=CATEGORIES, prefix=None):
     """DetectionsFile of MegaDetector output `path`: the detections of `categories` (names of
     detection_categories) with conf >= `min_conf` (default: the file's
-    typical_detection_threshold, else MIN_CONF); InputError naming the file and entry of
-    anything malformed."""
+    typical_detection_threshold, else MIN_CONF), its files' (old, new) `prefix` (parse_prefix)
+    replaced; InputError naming the file and entry of anything malformed."""
     if not storage.exists(path):
         raise InputError(f"--detections={path}: file not found")
     try:
@@ -279,11 +336,12 @@ def read_detections(path, min_conf=None, categories=CATEGORIES):
         raise InputError(f"--detection_categories: {', '.join(unknown)} not in the file's "
                          f"categories ({', '.join(sorted(names.values()))})")
     min_conf = _default_conf(data["info"]) if min_conf is None else min_conf
-    found, skipped = _read_entries(data, version, names, min_conf, categories, path)
+    found, skipped = _read_entries(data, version, names, min_conf, categories, path, prefix)
     videos = [VideoDetections(
         video.file, video.frame_rate,
         pd.DataFrame(sorted(video.rows, key=lambda row: row[0]) if video.frame_level
                      else video.rows, columns=COLUMNS),
         video.failure, None if video.processed is None else tuple(sorted(video.processed)))
         for video in found]
-    return DetectionsFile(videos, skipped, min_conf, _summaries(found))
+    return DetectionsFile(videos, skipped, min_conf, _summaries(found),
+                          [video.file for video in found if video.unsaid])

@@ -141,6 +141,12 @@ def parts_dir(out_csv, inputs):
     return parts
 
 
+def log_resumed(done, total):
+    """Says how many of the `total` videos an interrupted run had already done, when any."""
+    if done:
+        log.info("%d of %d videos already done, resuming", done, total)
+
+
 def part_path(parts, video_id):
     """Where one video's results wait in `parts` (parts_dir) until the output is written."""
     return storage.join(parts, hashlib.sha1(video_id.encode()).hexdigest()[:16] + ".csv")
@@ -224,6 +230,7 @@ def predict_videos(predictor, config, video_dir, out_csv, times=None, fps=None, 
              "every second" if times is None else f"{len(times)} requested times")
     part_of = {video_id: part_path(parts, video_id) for video_id in wanted}
     pending = [(v, wanted[v]) for v in wanted if not tf.io.gfile.exists(part_of[v])]
+    log_resumed(len(wanted) - len(pending), len(wanted))
     work = _Seconds(predictor, config, video_dir, fps, batch_size, parts)
     if beam_args is not None:
         runner.run(work, pending, beam_args, parts, name="field")
