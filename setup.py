@@ -50,9 +50,11 @@ setup(
         "beam": ["apache-beam[gcp]>=2.60"],
         # The tests run the Beam path on Beam's local runner: no Google Cloud client needed;
         # frictionless validates the Camtrap DP package offline, as the README says;
-        # efficientnet 1.1.1 on tf-keras builds the reference's own model
-        # (tests/reference_model.py), to prove that imported weights predict as it did.
+        # efficientnet 1.1.1 builds the reference's own model (tests/reference_model.py), to
+        # prove that imported weights predict as it did. It runs on tf-keras, which names
+        # `tensorflow` and would install it over tensorflow-cpu: `make setup` installs the
+        # tf-keras of the installed TensorFlow without its dependencies.
         "test": ["pytest>=7", "pytest-xdist>=3", "apache-beam>=2.60", "frictionless>=5",
-                 "efficientnet==1.1.1", "tf-keras>=2.16"],
+                 "efficientnet==1.1.1"],
     },
 )

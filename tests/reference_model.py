@@ -59,13 +59,13 @@ def init_model(dim, volume, model_func):
     return tf.keras.models.Model(inp, out, name="model")
 
 
-def perturb(model, seed):
+def perturb(model, seed, calibration=None):
     """Weights far from their initial values, as training leaves them: every array moved at
-    random, the batch-norm statistics those of sequences of different brightness (as a trained
-    model's are of its data: at their initial values every normalised activation is far off,
-    and the network's output hardly depends on its input), and the output layer pointed along
-    the direction in which Dense(300)'s features vary most over those sequences, scaled to a
-    2 m spread around 6 m."""
+    random, the batch-norm statistics those of `calibration` sequences (0..1; default noise of
+    different brightness), as a trained model's are of its data (at their initial values every
+    normalised activation is far off, and the network's output hardly depends on its input),
+    and the output layer pointed along the direction in which Dense(300)'s features vary most
+    over those sequences, scaled to a 2 m spread around 6 m."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -73,9 +73,10 @@ def perturb(model, seed):
         value = weight.numpy()
         scale = 0.2 if "gamma" in weight.name or "beta" in weight.name else 0.02
         weight.assign((value + rng.normal(0.0, scale, value.shape)).astype(np.float32))
-    shape = model.input_shape[1:]
-    brightness = np.linspace(0.1, 1.0, 8)[:, None, None, None, None]
-    calibration = (rng.uniform(0.0, 1.0, (8, *shape)) * brightness).astype(np.float32)
+    if calibration is None:
+        brightness = np.linspace(0.1, 1.0, 8)[:, None, None, None, None]
+        calibration = rng.uniform(0.0, 1.0, (8, *model.input_shape[1:])) * brightness
+    calibration = calibration.astype(np.float32)
     normalizations = [layer for layer in model.layers[1].layer.layers
                       if isinstance(layer, tf.keras.layers.BatchNormalization)]
     for layer in normalizations:
@@ -112,6 +113,8 @@ def main():
     parser.add_argument("--volume", type=int, required=True)
     parser.add_argument("--save", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration", help="with --save: .npy sequences (0..1) that set the "
+                        "batch-norm statistics and the output direction")
     parser.add_argument("--backbone", default="EfficientNetB0")
     parser.add_argument("--inputs")
     parser.add_argument("--jpegs")
@@ -126,7 +129,8 @@ def main():
     tf.keras.utils.set_random_seed(args.seed)
     model = init_model(args.dim, args.volume, getattr(efn, args.backbone))
     if args.save:
-        perturb(model, args.seed)
+        perturb(model, args.seed,
+                np.load(args.calibration) if args.calibration else None)
         model.save_weights(args.h5)
     else:
         model.load_weights(args.h5)
