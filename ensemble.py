@@ -41,6 +41,8 @@ def main(argv):
     storage.check_reachable(FLAGS.flag_values_dict())
     del argv
     storage.check_writable(FLAGS.out_dir, "out_dir")
+    for model_dir in FLAGS.model_dirs:
+        storage.check_folder(model_dir, "model_dirs")
     summary = ensemble.run_ensemble(
         FLAGS.model_dirs, FLAGS.out_dir, coef_min=FLAGS.coef_min, coef_max=FLAGS.coef_max,
         coef_step=FLAGS.coef_step, round_to_labels=FLAGS.round_to_labels,

@@ -233,3 +233,17 @@ def test_ctrl_c_is_one_line_saying_a_rerun_resumes_and_exits_130(capsys):
     assert done.value.code == 130
     assert capsys.readouterr().err == (
         "interrupted: what was finished is kept; the same command resumes it\n")
+
+
+@pytest.mark.parametrize("script, args, flag", [
+    ("ensemble.py", ["--model_dirs={here},{absent}", "--out_dir={here}/out"], "model_dirs"),
+    ("run_infer.py", ["--model_dir={absent}", "--oof"], "model_dir"),
+])
+def test_a_model_folder_that_is_not_there_is_named_as_such(tmp_path, script, args, flag):
+    """Not "no config.json" nor "oof.csv: missing": the folder itself, with its flag."""
+    absent = tmp_path / "runs" / "b0"
+    tensorflow, output = probe(script, *[arg.format(here=tmp_path, absent=absent)
+                                         for arg in args])
+    assert [line for line in output.splitlines() if line.startswith("error:")] == [
+        f"error: --{flag}={absent}: folder not found"], output
+    assert "exit=1" in output and not (tmp_path / "out").exists()

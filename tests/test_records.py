@@ -277,7 +277,8 @@ def test_group_by_site_keeps_sites_in_one_fold(small, tmp_path):
 
 
 BAD_LABELS = {
-    "missing column": ("video_id,time\na.mp4,0\n", "missing columns distance"),
+    "missing column": ("video_id,time\na.mp4,0\n",
+                       r"lacks column\(s\) distance \(has video_id, time\)"),
     "time not a number": ("video_id,time,distance\na.mp4,0,1\na.mp4,ten,1\n",
                           "line 3: time 'ten' is not a number"),
     "negative time": ("video_id,time,distance\na.mp4,-1,1\n", "line 2: time '-1' is negative"),

@@ -46,11 +46,10 @@ def read_videos(frames_dir):
     """{video_id: (n_frames, fps)} of the videos whose frames are complete in `frames_dir`."""
     path = frames.manifest_path(frames_dir)
     if not storage.exists(path):
-        raise InputError(f"{path}: file not found: run create_frames.py first")
+        raise InputError(f"--frames_dir={frames_dir}: no {frames.MANIFEST}: run create_frames.py "
+                         "first")
     manifest = frames.read_manifest(frames_dir)
-    missing = [c for c in ("video_id", "n_frames", "fps", "status") if c not in manifest.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {', '.join(missing)}")
+    storage.check_columns(manifest, ("video_id", "n_frames", "fps", "status"), path)
     folders = {name.rstrip("/") for name in tf.io.gfile.listdir(frames_dir)}
     ok = manifest[(manifest.status == "ok") & manifest.video_id.isin(folders)]
     ok = ok[pd.to_numeric(ok.n_frames, errors="coerce") > 0]
@@ -63,11 +62,9 @@ def read_videos(frames_dir):
 def read_sites(metadata_csv, video_ids):
     """{video_id: site_id} from the challenge metadata table, for every video in `video_ids`."""
     if not storage.exists(metadata_csv):
-        raise InputError(f"{metadata_csv}: file not found")
+        raise InputError(f"--metadata_csv={metadata_csv}: file not found")
     table = storage.read_csv(metadata_csv, dtype=str, keep_default_na=False)
-    missing = [c for c in ("video_id", "site_id") if c not in table.columns]
-    if missing:
-        raise InputError(f"{metadata_csv}: missing columns {', '.join(missing)}")
+    storage.check_columns(table, ("video_id", "site_id"), f"--metadata_csv={metadata_csv}")
     sites = table.drop_duplicates(["video_id", "site_id"])
     twice = sites.video_id.duplicated()
     if twice.any():
