@@ -130,6 +130,7 @@ def test_size_and_videos_csv(clip_dir, tmp_path):
     summary = extract.extract_frames(str(clip_dir), str(out), options, quality=80,
                                      videos_csv=str(table), progress=False)
     assert (summary.ok, summary.failed) == (2, 1)
+    assert summary.failures == {"gone.mp4": f"not in --video_dir={clip_dir}"}
     rows = manifest_rows(out)
     gone = rows.loc["gone.mp4"]
     assert gone.status == "error" and "not in --video_dir" in gone.error
@@ -312,6 +313,11 @@ def test_create_frames_cli_reports_bad_inputs(bad_dir, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"2 ok, {len(BAD_REASONS)} failed"
+    # Each failed video named on its own line with its reason, not only in manifest.csv.
+    named = dict(line.split(": ", 1) for line in result.stderr.splitlines()
+                 if line.split(": ", 1)[0] in BAD_REASONS)
+    assert sorted(named) == sorted(BAD_REASONS), result.stderr
+    assert all(reason in named[name] for name, reason in BAD_REASONS.items()), named
     rows = manifest_rows(out)
     assert list(rows.columns) == frames.MANIFEST_COLUMNS[1:]
     assert (rows.loc[["good one.mp4", "good.asf"], "status"] == "ok").all()

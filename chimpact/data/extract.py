@@ -40,12 +40,17 @@ ELEMENT_ROWS = ".element-rows"
 
 @dataclasses.dataclass
 class Summary:
-    """What a run did: `ok` counts videos whose frames are complete, including `already_done`."""
+    """What a run did: `ok` counts videos whose frames are complete, including `already_done`;
+    `failures` holds {video_id: the one-line reason} of those that failed."""
 
     ok: int = 0
-    failed: int = 0
     already_done: int = 0
     frames: int = 0
+    failures: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def failed(self):
+        return len(self.failures)
 
     @property
     def line(self):
@@ -147,7 +152,7 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         manifest[video_id] = _error_row(video_id, options, settings[video_id],
                                         f"not in --video_dir={video_dir}",
                                         table_of.get(video_id, ""))
-        summary.failed += 1
+        _count(summary, manifest[video_id])
     if storage.is_remote(out_dir):
         # Frames are overwritten in place there: no `ok` row may outlive a half-written folder.
         dropped = [v for v in todo if manifest.pop(v, None)]
@@ -204,7 +209,7 @@ def _count(summary, row):
         summary.ok += 1
         summary.frames += row["n_frames"]
     else:
-        summary.failed += 1
+        summary.failures[row["video_id"]] = row["error"]
 
 
 class _ElementWork:
