@@ -21,9 +21,13 @@ def require_tensorflow():
     never wait for TensorFlow. Its C++ start-up lines (oneDNN, CPU features, absl's
     InitializeLog), which TensorFlow 2.21 prints whatever TF_CPP_MIN_LOG_LEVEL says, are
     dropped unless the user asks for TensorFlow's info or warnings (TF_CPP_MIN_LOG_LEVEL=0
-    or 1)."""
+    or 1); unset, it becomes 1, which drops the C++ info lines of the run itself (such as
+    "TFRecordDataset `buffer_size` is unspecified", logged by every TFRecordDataset, given a
+    buffer_size or not) and keeps its warnings."""
+    asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
-        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
+        if asked:
             import tensorflow as tf
         else:
             with _stderr_dropped():
@@ -90,11 +94,20 @@ def reports_input_errors(main):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2 if isinstance(e, UsageError) else 1)
         except KeyboardInterrupt:
+            _close_progress_bars()
             print("interrupted: what was finished is kept; the same command resumes it",
                   file=sys.stderr)
             sys.exit(INTERRUPTED)
 
     return wrapped
+
+
+def _close_progress_bars():
+    """Closes the tqdm bars still drawn (a loop over one that Ctrl-C left keeps it open until
+    collected), each ending its line, so that what follows starts on a fresh one."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(tqdm.tqdm, "_instances", ()) if tqdm else ()):
+        bar.close()
 
 
 JIT_COMPILE_FLAG = ("auto", "true", "false")

@@ -560,3 +560,28 @@ def distinct_videos(video_ids, window=32):
     video_ids = list(video_ids)
     return np.mean([len(set(video_ids[i:i + window]))
                     for i in range(0, len(video_ids) - window + 1, window)])
+
+
+def test_reading_records_prints_no_tensorflow_log_line(tmp_path):
+    """TFRecordDataset logs "`buffer_size` is unspecified" (or, given one, that it overrides
+    the default) from C++ at info level in every run that reads records (training, prediction,
+    --inspect), unless TF_CPP_MIN_LOG_LEVEL says otherwise: here it is unset, as for a user."""
+    shard = tmp_path / "test-000-of-001.tfrecord"
+    code = f"""
+        import os
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        from chimpact import cli
+        cli.require_tensorflow()
+        import tensorflow as tf
+        from chimpact.data import records
+        from chimpact.training import pipeline
+        with tf.io.TFRecordWriter("{shard}") as writer:
+            writer.write(records.serialize_example([b"jpeg"], 2.5, "a.mp4", 3, -1))
+        assert [e["time"] for e in records.read_examples("{shard}")] == [3]
+        assert len(list(pipeline.epoch_records(["{shard}"], seed=0, epoch=0))) == 1
+        print("read")
+    """
+    from model_checks import python_output
+
+    output = python_output(code)
+    assert output.splitlines() == ["read"], output
