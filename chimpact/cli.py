@@ -4,8 +4,10 @@ reported as one line and an exit status (2 for usage, 1 for failed work)."""
 import contextlib
 import functools
 import os
+import pathlib
 import re
 import sys
+import sysconfig
 
 from chimpact.errors import InputError, UsageError
 
@@ -76,6 +78,18 @@ def image_size(value, flag="image_size"):
     if min(size) < 1:
         raise UsageError(f"--{flag}={text}: expected {SIZE_HELP}")
     return size
+
+
+def entry_script(name):
+    """The path of the entry script `name` (create_frames.py, ...), for whatever runs it (the
+    `chimpact` command, the demo): beside the package in a checkout, else in the folder pip
+    installed the package's scripts into (setup.py `scripts`); InputError when neither holds it."""
+    for folder in (pathlib.Path(__file__).resolve().parents[1],
+                   pathlib.Path(sysconfig.get_path("scripts"))):
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError(f"{name} is not installed beside chimpact: reinstall the package "
+                     "(pip install .)")
 
 
 INTERRUPTED = 130  # the shell's status for a program ended by Ctrl-C (128 + SIGINT)
