@@ -7,7 +7,8 @@ r"""Extracts 1-fps JPEG frames from every camera-trap video in a folder, in para
 
 Writes OUT_DIR/<video_id>/<index:05d>.jpg and OUT_DIR/manifest.csv (see README, section 1).
 Re-running skips the videos finished with the same settings (fps, size, gamma flags, quality,
-labels) and redoes the others. Exits 1 when a video failed, after finishing the others and naming each with its reason.
+labels) and redoes the others; an --out_dir of frames made with other settings is refused
+(--overwrite redoes them), as is one holding files this program did not write. Exits 1 when a video failed, after finishing the others and naming each with its reason.
 """
 
 import sys

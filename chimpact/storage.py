@@ -18,7 +18,7 @@ import uuid
 
 import pandas as pd
 
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 
 _TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{8}")
 
@@ -91,6 +91,27 @@ def check_folder(path, flag):
     reader looks for a file in it and names that file instead)."""
     if path and not isdir(path):
         raise InputError(f"--{flag}={path}: folder not found")
+
+
+def listdir(path):
+    """The names in the folder `path`, sorted, without a folder's trailing '/'; none when it is
+    absent."""
+    if not isdir(path):
+        return []
+    names = gfile().listdir(path) if is_remote(path) else os.listdir(path)
+    return sorted(name.rstrip("/") for name in names)
+
+
+def check_own_folder(path, flag, owns, program):
+    """UsageError naming --`flag` and an entry found, before any work, when the output folder
+    `path` holds a file or folder that `owns(name)` does not claim as `program`'s output (a
+    thesis, photos, another stage's output), which its own would be mixed in with. The
+    leftovers of a killed write (temp_name) are its own; an absent or empty folder passes."""
+    foreign = [name for name in listdir(path) if not owns(name) and not is_temporary(name)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UsageError(f"--{flag}={path}: holds {foreign[0]}{more}, which {program} did not "
+                         "write: give an empty or new folder")
 
 
 def makedirs(path):

@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from chimpact.data import extract, frames, video
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from videogen import frame_number, make_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,8 +141,15 @@ def test_size_and_videos_csv(clip_dir, tmp_path):
     same = extract.extract_frames(str(clip_dir), str(out), options, quality=80,
                                   videos_csv=str(table), progress=False)
     assert same.already_done == 2
+    with pytest.raises(UsageError) as refused:
+        extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(size=(64, 48)),
+                               videos_csv=str(table), progress=False)
+    assert str(refused.value) == (
+        f"--out_dir={out}: holds frames made with size=48x36 quality=80, not size=64x48 "
+        "quality=95: use another --out_dir, or --overwrite to redo them")
+    assert read_frame(str(out), "odd.avi", 4).shape == (36, 48, 3)
     bigger = extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(size=(64, 48)),
-                                    videos_csv=str(table), progress=False)
+                                    videos_csv=str(table), overwrite=True, progress=False)
     assert bigger.already_done == 0 and read_frame(str(out), "odd.avi", 4).shape == (48, 64, 3)
 
 
@@ -151,10 +158,10 @@ def test_changed_settings_redo_the_video(clip_dir, tmp_path):
     pd.DataFrame({"video_id": ["short.mp4"], "time": [0]}).to_csv(table, index=False)
     out = str(tmp_path / "frames")
 
-    def redone(options, quality=95, labels_csv=None):
+    def redone(options, quality=95, labels_csv=None, overwrite=False):
         summary = extract.extract_frames(str(clip_dir), out, options, quality=quality,
                                          videos_csv=str(table), labels_csv=labels_csv,
-                                         progress=False)
+                                         overwrite=overwrite, progress=False)
         assert (summary.ok, summary.failed) == (1, 0)
         return summary.already_done == 0
 
@@ -164,17 +171,36 @@ def test_changed_settings_redo_the_video(clip_dir, tmp_path):
                    dict(white_threshold=200), dict(white_ratio=0.5), dict(size=(32, 24)),
                    dict(size=None), dict(fps=2.0)]:
         options = dataclasses.replace(options, **change)
-        assert redone(options) and not redone(options), change
+        with pytest.raises(UsageError, match="use another --out_dir, or --overwrite"):
+            redone(options)  # other settings: refused, not mixed in
+        assert redone(options, overwrite=True) and not redone(options), change
         first = read_frame(out, "short.mp4", 0)
         if change == dict(gamma="on"):
             assert first.max() < 20
         if "size" in change:
             assert first.shape == ((24, 32, 3) if change["size"] else (48, 64, 3))
-    assert redone(options, quality=50) and not redone(options, quality=50)
+    assert redone(options, 50, overwrite=True) and not redone(options, quality=50)
     assert redone(options, 50, str(table)) and not redone(options, 50, str(table))
     assert manifest_rows(out).loc["short.mp4"].settings == (
         "fps=2.0 size=native gamma=auto gamma_value=0.5 white_threshold=200 white_ratio=0.5 "
         "quality=50 labelled=True")
+
+
+@pytest.mark.parametrize("unrelated", ["thesis.pdf", "photos/", "short.mp4"])
+def test_a_folder_of_other_files_is_refused_as_out_dir(clip_dir, tmp_path, unrelated):
+    """A thesis, a folder of photos, or the videos themselves (a file named like a video, where
+    its frames' folder would go): refused in one line, nothing written."""
+    out = tmp_path / "frames"
+    out.mkdir()
+    if unrelated.endswith("/"):
+        (out / unrelated).mkdir()
+    else:
+        (out / unrelated).write_text("mine")
+    with pytest.raises(UsageError) as refused:
+        extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(), progress=False)
+    assert str(refused.value) == (f"--out_dir={out}: holds {unrelated.rstrip('/')}, which "
+                                  "create_frames.py did not write: give an empty or new folder")
+    assert sorted(os.listdir(out)) == [unrelated.rstrip("/")]
 
 
 def test_a_video_whose_frames_cannot_be_written_fails_alone(clip_dir, tmp_path):

@@ -17,7 +17,7 @@ import tensorflow as tf
 import videogen
 from chimpact import storage
 from chimpact.data import extract, frames, packing, records, video, window
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.training import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -343,10 +343,34 @@ def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
         [s.file for s in manifest.shards] + ["manifest.json"])
     assert len(all_examples(out)) == 7
 
-    packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=1,
-                           progress=False)
-    assert sorted(os.listdir(out)) == [
-        "manifest.json", "train-fold0-000-of-001.tfrecord", "train-fold1-000-of-001.tfrecord"]
+    # Other settings (or another table) into the same folder: refused, the records kept.
+    before = sorted(os.listdir(out))
+    with pytest.raises(UsageError) as refused:
+        packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=1,
+                               progress=False)
+    assert str(refused.value) == (f"--out_dir={out}: holds finished records of other inputs or "
+                                  f"settings (from {labels}): use another --out_dir, or delete "
+                                  "this one to rebuild it")
+    assert sorted(os.listdir(out)) == before and len(all_examples(out)) == 7
+
+
+def test_an_out_dir_of_other_files_is_refused(small, tmp_path):
+    """A folder of unrelated files, or the frames folder itself: refused in one line naming
+    what was found, nothing written there."""
+    frames_dir, labels = small
+    for out, found in [(tmp_path / "thesis", "thesis.pdf"),
+                       (frames_dir, "a.mp4 (and 4 more)")]:
+        if found == "thesis.pdf":
+            out.mkdir()
+            (out / found).write_text("chapter 1")
+        before = sorted(os.listdir(out))
+        with pytest.raises(UsageError) as refused:
+            packing.create_records(frames_dir, labels, str(out), frames_per_side=1, n_folds=2,
+                                   progress=False)
+        assert str(refused.value) == (f"--out_dir={out}: holds {found}, which "
+                                      "create_tfrecords.py did not write: give an empty or new "
+                                      "folder")
+        assert sorted(os.listdir(out)) == before
 
 
 @pytest.mark.slow

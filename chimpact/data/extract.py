@@ -25,7 +25,7 @@ import tqdm
 
 from chimpact import runner, storage
 from chimpact.data import frames, labels, video
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,13 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     if not options.threads:
         options = dataclasses.replace(options, threads=max(1, os.cpu_count() // workers))
 
+    manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
+    storage.check_own_folder(out_dir, "out_dir", lambda name: _is_frames_entry(
+        out_dir, name, {*manifest, *videos}), "create_frames.py")
+    if not overwrite:
+        _check_same_settings(out_dir, manifest.values(), options, quality)
     tf.io.gfile.makedirs(out_dir)
     _remove_temporaries(out_dir)
-    manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
     _gather_element_rows(out_dir, manifest)  # those a killed Beam run left
     present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
     settings = {v: frames.settings_text(frames.settings_dict(options, quality, labelled.get(v)))
@@ -188,6 +192,35 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         bar.close()
         _write_manifest(out_dir, manifest)
     return summary
+
+
+def _is_frames_entry(out_dir, name, video_ids):
+    """True for what create_frames.py writes in `out_dir`: its manifest, a Beam run's rows, and
+    a folder (not a file: --out_dir is not the videos' folder) per video of `video_ids`."""
+    if name in (frames.MANIFEST, ELEMENT_ROWS):
+        return True
+    return name in video_ids and (storage.is_remote(out_dir)
+                                  or os.path.isdir(storage.join(out_dir, name)))
+
+
+def _check_same_settings(out_dir, rows, options, quality):
+    """UsageError when a video's frames in `out_dir` (manifest `rows`) were made with other
+    settings (fps, size, gamma, quality) than `options` and `quality`: redone without a word,
+    they would leave a folder whose videos differ in what they were made with. Whether labels
+    decided a video's gamma is the video's own and is redone as before."""
+    wanted = frames.settings_dict(options, quality, False)
+    del wanted[frames.GAMMA_RULE]
+    for row in rows:
+        if row["status"] != "ok" or not row.get("settings"):
+            continue
+        made = frames.parse_settings(row["settings"])
+        differ = [name for name, value in wanted.items() if made.get(name) != value]
+        if differ:
+            raise UsageError(
+                f"--out_dir={out_dir}: holds frames made with "
+                f"{' '.join(f'{name}={made.get(name)}' for name in differ)}, not "
+                f"{' '.join(f'{name}={wanted[name]}' for name in differ)}: use another "
+                "--out_dir, or --overwrite to redo them")
 
 
 def _extract_on_beam(out_dir, options, quality, beam_args, manifest, summary, elements):

@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from chimpact import runner, storage
 from chimpact.data import boxes, frames, labels, records, tfrecord, window
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.settings import SHUFFLE_SEED
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,26 @@ def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None, res
     storage.rename(tmp, path)
 
 
+def _is_records_file(name):
+    """True for a name that create_tfrecords.py writes in its --out_dir."""
+    return records.is_shard_name(name) or name in (records.MANIFEST, PLAN)
+
+
+def _check_same_records(out_dir, fingerprint):
+    """UsageError when `out_dir` holds records, finished (manifest) or not (plan), of other
+    inputs or settings than the run of `fingerprint`: they would be replaced without a word."""
+    for name in (records.MANIFEST, PLAN):
+        path = storage.join(out_dir, name)
+        if not storage.exists(path):
+            continue
+        found = json.loads(storage.read_text(path))
+        if found.get("fingerprint") != fingerprint:
+            made = f" (from {found['labels_csv']})" if found.get("labels_csv") else ""
+            raise UsageError(f"--out_dir={out_dir}: holds {'' if name == PLAN else 'finished '}"
+                             f"records of other inputs or settings{made}: use another "
+                             "--out_dir, or delete this one to rebuild it")
+
+
 def _prepare_out_dir(out_dir, fingerprint):
     """Keeps the shards of an interrupted run with the same plan; removes any other shards."""
     tf.io.gfile.makedirs(out_dir)
@@ -286,6 +306,7 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     """
     _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,
                     shards, workers)
+    storage.check_own_folder(out_dir, "out_dir", _is_records_file, "create_tfrecords.py")
     if not tf.io.gfile.isdir(frames_dir):
         raise InputError(f"--frames_dir={frames_dir}: folder not found")
     table, labels_sha256 = labels.read_labels(labels_csv, subset)
@@ -380,6 +401,7 @@ def _write(out_dir, plan, manifest, frames_dir, workers, progress, beam_args):
         if done.get("fingerprint") == manifest.fingerprint:
             log.info("%s is already complete", out_dir)
             return records.read_manifest(out_dir)
+    _check_same_records(out_dir, manifest.fingerprint)
     _prepare_out_dir(out_dir, manifest.fingerprint)
     pending = [(storage.join(out_dir, name), rows) for name, _, rows in plan
                if not tf.io.gfile.exists(storage.join(out_dir, name))]
