@@ -92,6 +92,23 @@ def entry_script(name):
                      "(pip install .)")
 
 
+def _orientation(height, width):
+    return "portrait" if height > width else "landscape" if width > height else "square"
+
+
+def flipped_size(flag, size, source):
+    """The warning line when the `size` (height, width) asked with --`flag` turns the `source`
+    pictures' (height, width) orientation, landscape to portrait or back: most often WIDTH,HEIGHT
+    given where the comma form is HEIGHT,WIDTH; None when both keep it (or one is square)."""
+    wanted, found = _orientation(*size), _orientation(*source)
+    if "square" in (wanted, found) or wanted == found:
+        return None
+    return (f"--{flag}={size[0]},{size[1]} makes {wanted} frames ({size[1]} wide, {size[0]} "
+            f"high) of {found} pictures ({source[1]}x{source[0]}): the comma form is "
+            f"HEIGHT,WIDTH; for {found} frames give --{flag}={size[0]}x{size[1]} "
+            "(WIDTHxHEIGHT)")
+
+
 INTERRUPTED = 130  # the shell's status for a program ended by Ctrl-C (128 + SIGINT)
 
 

@@ -153,6 +153,23 @@ def test_size_and_videos_csv(clip_dir, tmp_path):
     assert bigger.already_done == 0 and read_frame(str(out), "odd.avi", 4).shape == (48, 64, 3)
 
 
+def test_a_size_that_turns_the_videos_orientation_is_warned(clip_dir, tmp_path, caplog):
+    """--size=64,48 (WIDTH,HEIGHT where the comma form is HEIGHT,WIDTH) of a 64x48 video: one
+    warning line before the work, which goes on as asked; the right way round, none."""
+    table = tmp_path / "videos.csv"
+    pd.DataFrame({"video_id": ["short.mp4"]}).to_csv(table, index=False)
+    for size, out in [((64, 48), "landscape"), ((48, 64), "portrait")]:
+        caplog.clear()
+        extract.extract_frames(str(clip_dir), str(tmp_path / out), video.DecodeOptions(size=size),
+                               videos_csv=str(table), progress=False)
+        assert read_frame(str(tmp_path / out), "short.mp4", 0).shape == (size[1], size[0], 3)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == ([] if out == "landscape" else [
+            "--size=64,48 makes portrait frames (48 wide, 64 high) of landscape pictures (64x48): "
+            "the comma form is HEIGHT,WIDTH; for landscape frames give --size=64x48 "
+            "(WIDTHxHEIGHT)"])
+
+
 def test_changed_settings_redo_the_video(clip_dir, tmp_path):
     table = tmp_path / "videos.csv"
     pd.DataFrame({"video_id": ["short.mp4"], "time": [0]}).to_csv(table, index=False)

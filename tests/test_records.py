@@ -354,6 +354,23 @@ def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
     assert sorted(os.listdir(out)) == before and len(all_examples(out)) == 7
 
 
+def test_an_image_size_that_turns_the_frames_orientation_is_warned(tmp_path, caplog):
+    frames_dir = str(tmp_path / "frames")
+    write_frames(frames_dir, {"a.mp4": 3, "b.mp4": 3}, size=(8, 12))
+    labels = write_labels(str(tmp_path / "labels.csv"), [("a.mp4", 1, 2.0), ("b.mp4", 1, 3.0)])
+    for image_size, out in [((8, 12), "same"), ((12, 8), "flipped")]:
+        caplog.clear()
+        manifest = packing.create_records(frames_dir, labels, str(tmp_path / out),
+                                          frames_per_side=0, n_folds=2, image_size=image_size,
+                                          progress=False)
+        assert manifest.image_size == image_size
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == ([] if out == "same" else [
+            "--image_size=12,8 makes portrait frames (8 wide, 12 high) of landscape pictures "
+            "(12x8): the comma form is HEIGHT,WIDTH; for landscape frames give "
+            "--image_size=12x8 (WIDTHxHEIGHT)"])
+
+
 def test_an_out_dir_of_other_files_is_refused(small, tmp_path):
     """A folder of unrelated files, or the frames folder itself: refused in one line naming
     what was found, nothing written there."""

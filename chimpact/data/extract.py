@@ -23,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import runner, storage
+from chimpact import cli, runner, storage
 from chimpact.data import frames, labels, video
 from chimpact.errors import InputError, UsageError
 
@@ -163,6 +163,8 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         if dropped:
             _write_manifest(out_dir, manifest)
 
+    if options.size and todo:
+        _warn_if_flipped(options.size[::-1], videos[todo[0]])
     log.info("%s -> %s: %d videos to decode at %g fps, %d already done, %d missing", video_dir,
              out_dir, len(todo), options.fps, summary.already_done, len(missing))
     if beam_args is not None:
@@ -192,6 +194,14 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         bar.close()
         _write_manifest(out_dir, manifest)
     return summary
+
+
+def _warn_if_flipped(size, path):
+    """Warns when --size (height, width) turns the orientation of the video at `path`."""
+    source = video.source_size(path)
+    warning = source and cli.flipped_size("size", size, source)
+    if warning:
+        log.warning(warning)
 
 
 def _is_frames_entry(out_dir, name, video_ids):

@@ -26,7 +26,7 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from chimpact import runner, storage
+from chimpact import cli, runner, storage
 from chimpact.data import boxes, frames, labels, records, tfrecord, window
 from chimpact.errors import InputError, UsageError
 from chimpact.settings import SHUFFLE_SEED
@@ -340,6 +340,9 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     examples = plan_examples(table, videos, frames_per_side, step)
     stored_frames = window.stored_frames(frames_per_side)
     common_size, frame_bytes, shapes = sample_frame_size(frames_dir, examples)
+    warning = image_size and cli.flipped_size("image_size", image_size, common_size)
+    if warning:
+        log.warning(warning)
     image_size = tuple(image_size or common_size)
     scale = np.mean([image_size[0] * image_size[1] / (h * w) for h, w in shapes])
     plan = plan_shards(examples, subset, lambda n: shard_counts(
