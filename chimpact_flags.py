@@ -2,6 +2,7 @@
 --preset, usage errors exiting 2, help exiting 0) and the flags both prediction programs take.
 It lives beside the scripts, and is installed with them, so that the library reads no flag."""
 
+import os
 import sys
 
 from absl import app, flags
@@ -43,11 +44,24 @@ def with_presets(argv):
     return expanded
 
 
+def _named_by_file(path):
+    """The script's file name, under which its flags are filed from now on: absl heads --help
+    with the path the script was started from (sys.argv[0]), which installed is a virtual
+    environment's bin/, `chimpact COMMAND` included (runpy puts the path there)."""
+    name = os.path.basename(path)
+    for table in (FLAGS.flags_by_module_dict(), FLAGS.key_flags_by_module_dict()):
+        if path in table:
+            table[name] = table.pop(path)
+    sys.argv[0] = name
+    return name
+
+
 def run(main, argv=None, expand_presets=False):
     """Runs the absl program `main` on `argv` (default sys.argv): --version first, then (with
     `expand_presets`, run_train.py) each --preset=NAME; usage errors exit 2, failed work 1,
     asking for help 0."""
     argv = list(sys.argv if argv is None else argv)
+    argv[0] = _named_by_file(argv[0])
     if "--version" in argv[1:]:
         version()
     try:

@@ -7,8 +7,11 @@ r"""Extracts 1-fps JPEG frames from every camera-trap video in a folder, in para
 
 Writes OUT_DIR/<video_id>/<index:05d>.jpg and OUT_DIR/manifest.csv (see README, section 1).
 Re-running skips the videos finished with the same settings (fps, size, gamma flags, quality,
-labels) and redoes the others. Exits 1 when a video failed, after finishing the others.
+labels) and redoes the others; an --out_dir of frames made with other settings is refused
+(--overwrite redoes them), as is one holding files this program did not write. Exits 1 when a video failed, after finishing the others and naming each with its reason.
 """
+
+import sys
 
 from absl import flags
 
@@ -68,6 +71,8 @@ def main(argv):
         FLAGS.video_dir, FLAGS.out_dir, options, quality=FLAGS.quality, workers=FLAGS.workers,
         videos_csv=FLAGS.videos_csv, labels_csv=FLAGS.labels_csv, overwrite=FLAGS.overwrite,
         beam_args=beam_args)
+    for video_id, reason in sorted(summary.failures.items()):
+        print(f"{video_id}: {reason}", file=sys.stderr)
     print(summary.line)
     return 1 if summary.failed else 0
 

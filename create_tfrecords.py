@@ -10,6 +10,8 @@ r"""Packs extracted frames and a label table into sharded sequence TFRecords.
     python create_tfrecords.py ... --runner=beam -- --direct_num_workers=2   # a Beam pipeline
 
 Re-running an interrupted command completes it; the output is complete once manifest.json exists.
+An --out_dir holding records of other inputs or settings, or files this program did not write,
+is refused before any work.
 """
 
 from absl import flags

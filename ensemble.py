@@ -46,6 +46,8 @@ def main(argv):
     storage.check_reachable(FLAGS.flag_values_dict())
     del argv
     storage.check_writable(FLAGS.out_dir, "out_dir")
+    for model_dir in FLAGS.model_dirs:
+        storage.check_folder(model_dir, "model_dirs")
     if FLAGS.blend == "reference":
         summary = ensemble.run_reference_blend(FLAGS.model_dirs, FLAGS.out_dir,
                                                FLAGS.round_to_labels, FLAGS.submission_csv)

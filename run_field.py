@@ -116,6 +116,7 @@ def main(argv):
             raise UsageError(f"--truncate={','.join(FLAGS.truncate)}: give LEFT,RIGHT "
                              "metres") from None
     cli.require_tensorflow()
+    storage.check_folder(FLAGS.model_dir, "model_dir")
     from chimpact.field import jobs  # TensorFlow loads here, once the flags are read
     failures = jobs.run_field(
         FLAGS.model_dir, FLAGS.video_dir, times_csv=FLAGS.times_csv,

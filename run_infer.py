@@ -45,6 +45,8 @@ def main(argv):
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.export, "export")
     cli.require_tensorflow()
+    storage.check_folder(FLAGS.model_dir, "model_dir")
+    storage.check_folder(FLAGS.tfrec_dir, "tfrec_dir")
     from chimpact.predict import jobs  # TensorFlow loads here, once the flags are read
     jobs.run_infer(
         FLAGS.model_dir, tfrec_dir=FLAGS.tfrec_dir, submission_csv=FLAGS.submission_csv,

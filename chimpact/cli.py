@@ -4,8 +4,10 @@ reported as one line and an exit status (2 for usage, 1 for failed work)."""
 import contextlib
 import functools
 import os
+import pathlib
 import re
 import sys
+import sysconfig
 
 from chimpact.errors import InputError, UsageError
 
@@ -21,9 +23,13 @@ def require_tensorflow():
     never wait for TensorFlow. Its C++ start-up lines (oneDNN, CPU features, absl's
     InitializeLog), which TensorFlow 2.21 prints whatever TF_CPP_MIN_LOG_LEVEL says, are
     dropped unless the user asks for TensorFlow's info or warnings (TF_CPP_MIN_LOG_LEVEL=0
-    or 1)."""
+    or 1); unset, it becomes 1, which drops the C++ info lines of the run itself (such as
+    "TFRecordDataset `buffer_size` is unspecified", logged by every TFRecordDataset, given a
+    buffer_size or not) and keeps its warnings."""
+    asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
-        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
+        if asked:
             import tensorflow as tf
         else:
             with _stderr_dropped():
@@ -74,6 +80,35 @@ def image_size(value, flag="image_size"):
     return size
 
 
+def entry_script(name):
+    """The path of the entry script `name` (create_frames.py, ...), for whatever runs it (the
+    `chimpact` command, the demo): beside the package in a checkout, else in the folder pip
+    installed the package's scripts into (setup.py `scripts`); InputError when neither holds it."""
+    for folder in (pathlib.Path(__file__).resolve().parents[1],
+                   pathlib.Path(sysconfig.get_path("scripts"))):
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError(f"{name} is not installed beside chimpact: reinstall the package "
+                     "(pip install .)")
+
+
+def _orientation(height, width):
+    return "portrait" if height > width else "landscape" if width > height else "square"
+
+
+def flipped_size(flag, size, source):
+    """The warning line when the `size` (height, width) asked with --`flag` turns the `source`
+    pictures' (height, width) orientation, landscape to portrait or back: most often WIDTH,HEIGHT
+    given where the comma form is HEIGHT,WIDTH; None when both keep it (or one is square)."""
+    wanted, found = _orientation(*size), _orientation(*source)
+    if "square" in (wanted, found) or wanted == found:
+        return None
+    return (f"--{flag}={size[0]},{size[1]} makes {wanted} frames ({size[1]} wide, {size[0]} "
+            f"high) of {found} pictures ({source[1]}x{source[0]}): the comma form is "
+            f"HEIGHT,WIDTH; for {found} frames give --{flag}={size[0]}x{size[1]} "
+            "(WIDTHxHEIGHT)")
+
+
 INTERRUPTED = 130  # the shell's status for a program ended by Ctrl-C (128 + SIGINT)
 
 
@@ -90,11 +125,20 @@ def reports_input_errors(main):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2 if isinstance(e, UsageError) else 1)
         except KeyboardInterrupt:
+            _close_progress_bars()
             print("interrupted: what was finished is kept; the same command resumes it",
                   file=sys.stderr)
             sys.exit(INTERRUPTED)
 
     return wrapped
+
+
+def _close_progress_bars():
+    """Closes the tqdm bars still drawn (a loop over one that Ctrl-C left keeps it open until
+    collected), each ending its line, so that what follows starts on a fresh one."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(tqdm.tqdm, "_instances", ()) if tqdm else ()):
+        bar.close()
 
 
 JIT_COMPILE_FLAG = ("auto", "true", "false")

@@ -63,7 +63,8 @@ def test_a_duplicate_box_row_is_an_error(tmp_path):
 def test_a_table_without_box_columns_is_an_error(tmp_path):
     _, table, labels_csv = _table(tmp_path, [])
     (tmp_path / "bad.csv").write_text("video_id,time,probability\na.mp4,0,0.5\n")
-    with pytest.raises(InputError, match="bad.csv: missing columns x1, y1, x2, y2"):
+    with pytest.raises(InputError, match=r"--boxes_csv=.*bad.csv: lacks column\(s\) x1, y1, x2, y2 "
+                                          r"\(has video_id, time, probability\)"):
         boxes.read_boxes(str(tmp_path / "bad.csv"), table, str(labels_csv))
 
 
@@ -183,3 +184,28 @@ def test_the_real_metadata_tables_read_clean(shared_dir):
         assert 0.1 < 1 - found.present.mean() < 0.2  # about 15% of the rows have no box
         present = found[found.present == 1]
         assert (present.x1 <= present.x2).all() and present[boxes.COORDINATES].max().max() <= 1
+
+
+def test_headers_with_spaces_after_the_commas_are_read(tmp_path):
+    """A hand-typed header (`video_id, time`) names the same columns in every table read."""
+    (tmp_path / "labels.csv").write_text("video_id, time, distance\na.mp4, 0, 3\n")
+    table, _ = labels.read_labels(str(tmp_path / "labels.csv"))
+    assert table[["video_id", "time", "distance"]].values.tolist() == [["a.mp4", 0, 3.0]]
+    (tmp_path / "boxes.csv").write_text(
+        "video_id , time, x1, y1, x2, y2, probability\na.mp4,0,0.1,0.2,0.5,0.9,0.8\n")
+    result, _ = boxes.read_boxes(str(tmp_path / "boxes.csv"), table, str(tmp_path / "labels.csv"))
+    np.testing.assert_allclose(result[boxes.VECTOR].to_numpy(), [[0.1, 0.2, 0.5, 0.9, 1.0]])
+    (tmp_path / "times.csv").write_text("video_id,  time\nb.mp4,4\n")
+    assert labels.read_times(str(tmp_path / "times.csv")).values.tolist() == [["b.mp4", 4]]
+
+
+@pytest.mark.parametrize("read, flag", [
+    (lambda path: labels.read_labels(path), "labels_csv"),
+    (lambda path: labels.read_times(path), "times_csv"),
+    (lambda path: labels.read_labels(path, "train", "pseudo_labels"), "pseudo_labels"),
+])
+def test_an_absent_table_is_named_with_its_flag(tmp_path, read, flag):
+    absent = str(tmp_path / "train_label.csv")
+    with pytest.raises(InputError) as error:
+        read(absent)
+    assert str(error.value) == f"--{flag}={absent}: file not found"

@@ -233,3 +233,46 @@ def test_ctrl_c_is_one_line_saying_a_rerun_resumes_and_exits_130(capsys):
     assert done.value.code == 130
     assert capsys.readouterr().err == (
         "interrupted: what was finished is kept; the same command resumes it\n")
+
+
+def test_ctrl_c_during_a_progress_bar_is_said_on_a_line_of_its_own(capsys):
+    import tqdm
+
+    @cli.reports_input_errors
+    def main(argv):
+        # A bar that Ctrl-C leaves open (a second Ctrl-C in the `finally` that would close it).
+        bar = tqdm.tqdm(total=10, unit="video", file=sys.stderr)
+        bar.update(3)
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit):
+        main(["script"])
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-2:] == ["interrupted: what was finished is kept; the same command resumes it",
+                          ""], lines
+    assert "3/10" in lines[-3], lines
+
+
+@pytest.mark.parametrize("script, args, flag", [
+    ("ensemble.py", ["--model_dirs={here},{absent}", "--out_dir={here}/out"], "model_dirs"),
+    ("run_infer.py", ["--model_dir={absent}", "--oof"], "model_dir"),
+])
+def test_a_model_folder_that_is_not_there_is_named_as_such(tmp_path, script, args, flag):
+    """Not "no config.json" nor "oof.csv: missing": the folder itself, with its flag."""
+    absent = tmp_path / "runs" / "b0"
+    tensorflow, output = probe(script, *[arg.format(here=tmp_path, absent=absent)
+                                         for arg in args])
+    assert [line for line in output.splitlines() if line.startswith("error:")] == [
+        f"error: --{flag}={absent}: folder not found"], output
+    assert "exit=1" in output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", ["run_field.py", "create_frames.py"])
+def test_help_heads_the_flags_with_the_script_name_not_its_path(tmp_path, script):
+    """Started by its full path (as an installed script is, from a virtual environment's bin/),
+    --help names the script, not the folder it lies in."""
+    done = subprocess.run([sys.executable, str(ROOT / script), "--helpfull"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    headings = [line for line in done.stdout.splitlines() if line.endswith(".py:")]
+    assert headings == [f"{script}:"], headings

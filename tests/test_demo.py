@@ -1,6 +1,7 @@
 """The demo, shortened (fewer videos and epochs): the README's commands run end to end and learn."""
 
 import json
+import pathlib
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ from chimpact.demo import demo
 @pytest.mark.slow
 def test_short_demo_beats_the_median_baseline(tmp_path):
     lines = []
-    presets = ("models/demo.flags", "models/demo-box.flags")
+    presets = ("demo", "demo-box")
     rows, ratio, field = demo.run_demo(tmp_path, n_videos=30, seed=1, presets=presets,
                                        train_overrides=("--epochs=5",), log=lines.append)
     scores = {name: (oof, test) for name, oof, test, _, _ in rows}
@@ -54,7 +55,7 @@ def test_commands_are_the_readme_pipeline(tmp_path):
     assert names == ["synth", "frames", "records-train", "records-test", "train-demo", "infer-demo",
                      "train-demo-f1", "infer-demo-f1", "train-demo-box", "infer-demo-box",
                      "ensemble", "survey", "field", "field-calibrated"]
-    scripts = [argv[1] for _, argv in stages]
+    scripts = [pathlib.Path(argv[1]).name if argv[1] != "-m" else "-m" for _, argv in stages]
     assert scripts == ["-m", "create_frames.py", "create_tfrecords.py", "create_tfrecords.py",
                        "run_train.py", "run_infer.py", "run_train.py", "run_infer.py",
                        "run_train.py", "run_infer.py", "ensemble.py", "-m", "run_field.py",
@@ -67,7 +68,11 @@ def test_commands_are_the_readme_pipeline(tmp_path):
     assert f"--detections={tmp_path}/survey/detections.frames.json" in stages[13][1]
     assert [name for name, _ in demo.commands(tmp_path, presets=demo.PRESETS[:2])[0]][-1] == \
         "ensemble"
-    assert stages[4][1][-1] == "--epochs=1"
+    assert stages[4][1][2] == "--preset=demo" and stages[4][1][-1] == "--epochs=1"
+    # A flagfile's path is given as an absolute --flagfile, whatever folder the runs start in.
+    own = tmp_path / "mine.flags"
+    own.write_text("--epochs=2\n")
+    assert demo.commands(tmp_path, presets=(str(own),))[0][4][1][2] == f"--flagfile={own}"
     assert "--max_animals=3" in stages[0][1]
     assert f"--boxes_csv={tmp_path}/data/train_metadata.csv" in stages[2][1]
     assert f"--boxes_csv={tmp_path}/data/test_metadata.csv" in stages[3][1]

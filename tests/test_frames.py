@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from chimpact.data import extract, frames, video
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from videogen import frame_number, make_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,6 +130,7 @@ def test_size_and_videos_csv(clip_dir, tmp_path):
     summary = extract.extract_frames(str(clip_dir), str(out), options, quality=80,
                                      videos_csv=str(table), progress=False)
     assert (summary.ok, summary.failed) == (2, 1)
+    assert summary.failures == {"gone.mp4": f"not in --video_dir={clip_dir}"}
     rows = manifest_rows(out)
     gone = rows.loc["gone.mp4"]
     assert gone.status == "error" and "not in --video_dir" in gone.error
@@ -140,9 +141,33 @@ def test_size_and_videos_csv(clip_dir, tmp_path):
     same = extract.extract_frames(str(clip_dir), str(out), options, quality=80,
                                   videos_csv=str(table), progress=False)
     assert same.already_done == 2
+    with pytest.raises(UsageError) as refused:
+        extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(size=(64, 48)),
+                               videos_csv=str(table), progress=False)
+    assert str(refused.value) == (
+        f"--out_dir={out}: holds frames made with size=48x36 quality=80, not size=64x48 "
+        "quality=95: use another --out_dir, or --overwrite to redo them")
+    assert read_frame(str(out), "odd.avi", 4).shape == (36, 48, 3)
     bigger = extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(size=(64, 48)),
-                                    videos_csv=str(table), progress=False)
+                                    videos_csv=str(table), overwrite=True, progress=False)
     assert bigger.already_done == 0 and read_frame(str(out), "odd.avi", 4).shape == (48, 64, 3)
+
+
+def test_a_size_that_turns_the_videos_orientation_is_warned(clip_dir, tmp_path, caplog):
+    """--size=64,48 (WIDTH,HEIGHT where the comma form is HEIGHT,WIDTH) of a 64x48 video: one
+    warning line before the work, which goes on as asked; the right way round, none."""
+    table = tmp_path / "videos.csv"
+    pd.DataFrame({"video_id": ["short.mp4"]}).to_csv(table, index=False)
+    for size, out in [((64, 48), "landscape"), ((48, 64), "portrait")]:
+        caplog.clear()
+        extract.extract_frames(str(clip_dir), str(tmp_path / out), video.DecodeOptions(size=size),
+                               videos_csv=str(table), progress=False)
+        assert read_frame(str(tmp_path / out), "short.mp4", 0).shape == (size[1], size[0], 3)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == ([] if out == "landscape" else [
+            "--size=64,48 makes portrait frames (48 wide, 64 high) of landscape pictures (64x48): "
+            "the comma form is HEIGHT,WIDTH; for landscape frames give --size=64x48 "
+            "(WIDTHxHEIGHT)"])
 
 
 def test_changed_settings_redo_the_video(clip_dir, tmp_path):
@@ -150,10 +175,10 @@ def test_changed_settings_redo_the_video(clip_dir, tmp_path):
     pd.DataFrame({"video_id": ["short.mp4"], "time": [0]}).to_csv(table, index=False)
     out = str(tmp_path / "frames")
 
-    def redone(options, quality=95, labels_csv=None):
+    def redone(options, quality=95, labels_csv=None, overwrite=False):
         summary = extract.extract_frames(str(clip_dir), out, options, quality=quality,
                                          videos_csv=str(table), labels_csv=labels_csv,
-                                         progress=False)
+                                         overwrite=overwrite, progress=False)
         assert (summary.ok, summary.failed) == (1, 0)
         return summary.already_done == 0
 
@@ -163,17 +188,36 @@ def test_changed_settings_redo_the_video(clip_dir, tmp_path):
                    dict(white_threshold=200), dict(white_ratio=0.5), dict(size=(32, 24)),
                    dict(size=None), dict(fps=2.0)]:
         options = dataclasses.replace(options, **change)
-        assert redone(options) and not redone(options), change
+        with pytest.raises(UsageError, match="use another --out_dir, or --overwrite"):
+            redone(options)  # other settings: refused, not mixed in
+        assert redone(options, overwrite=True) and not redone(options), change
         first = read_frame(out, "short.mp4", 0)
         if change == dict(gamma="on"):
             assert first.max() < 20
         if "size" in change:
             assert first.shape == ((24, 32, 3) if change["size"] else (48, 64, 3))
-    assert redone(options, quality=50) and not redone(options, quality=50)
+    assert redone(options, 50, overwrite=True) and not redone(options, quality=50)
     assert redone(options, 50, str(table)) and not redone(options, 50, str(table))
     assert manifest_rows(out).loc["short.mp4"].settings == (
         "fps=2.0 size=native gamma=auto gamma_value=0.5 white_threshold=200 white_ratio=0.5 "
         "quality=50 labelled=True")
+
+
+@pytest.mark.parametrize("unrelated", ["thesis.pdf", "photos/", "short.mp4"])
+def test_a_folder_of_other_files_is_refused_as_out_dir(clip_dir, tmp_path, unrelated):
+    """A thesis, a folder of photos, or the videos themselves (a file named like a video, where
+    its frames' folder would go): refused in one line, nothing written."""
+    out = tmp_path / "frames"
+    out.mkdir()
+    if unrelated.endswith("/"):
+        (out / unrelated).mkdir()
+    else:
+        (out / unrelated).write_text("mine")
+    with pytest.raises(UsageError) as refused:
+        extract.extract_frames(str(clip_dir), str(out), video.DecodeOptions(), progress=False)
+    assert str(refused.value) == (f"--out_dir={out}: holds {unrelated.rstrip('/')}, which "
+                                  "create_frames.py did not write: give an empty or new folder")
+    assert sorted(os.listdir(out)) == [unrelated.rstrip("/")]
 
 
 def test_a_video_whose_frames_cannot_be_written_fails_alone(clip_dir, tmp_path):
@@ -312,6 +356,11 @@ def test_create_frames_cli_reports_bad_inputs(bad_dir, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"2 ok, {len(BAD_REASONS)} failed"
+    # Each failed video named on its own line with its reason, not only in manifest.csv.
+    named = dict(line.split(": ", 1) for line in result.stderr.splitlines()
+                 if line.split(": ", 1)[0] in BAD_REASONS)
+    assert sorted(named) == sorted(BAD_REASONS), result.stderr
+    assert all(reason in named[name] for name, reason in BAD_REASONS.items()), named
     rows = manifest_rows(out)
     assert list(rows.columns) == frames.MANIFEST_COLUMNS[1:]
     assert (rows.loc[["good one.mp4", "good.asf"], "status"] == "ok").all()

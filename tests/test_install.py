@@ -11,6 +11,7 @@ import sys
 import sysconfig
 import zipfile
 
+import pandas as pd
 import pytest
 
 from model_checks import ROOT, start_python
@@ -143,3 +144,15 @@ def test_the_wheel_gives_a_chimpact_command_that_works_from_any_folder(tmp_path)
     assert chimpact("train", "--preset=nope")[::2] == (2, "error: --preset=nope: no such preset "
                                                           "(--preset=list shows them)\n")
     assert chimpact("bogus")[0] == 2
+
+    # The demo runs the installed entry scripts (as `chimpact` finds them), not files beside
+    # the package in site-packages; a tiny world, one preset, one epoch.
+    demo = subprocess.run([python, "-m", "chimpact.demo", "--run_dir=demo", "--n_videos=8",
+                           "--n_folds=2", "--presets=demo", "--train_flags=--epochs=1"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
+    assert f"[frames] python {tmp_path / 'venv' / 'bin' / 'create_frames.py'} " in demo.stdout
+    assert "--preset=demo" in demo.stdout
+    assert len(pd.read_csv(elsewhere / "demo" / "submission.csv")) == len(
+        pd.read_csv(elsewhere / "demo" / "data" / "submission_format.csv"))

@@ -17,7 +17,7 @@ import tensorflow as tf
 import videogen
 from chimpact import storage
 from chimpact.data import extract, frames, packing, records, video, window
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.training import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -277,7 +277,8 @@ def test_group_by_site_keeps_sites_in_one_fold(small, tmp_path):
 
 
 BAD_LABELS = {
-    "missing column": ("video_id,time\na.mp4,0\n", "missing columns distance"),
+    "missing column": ("video_id,time\na.mp4,0\n",
+                       r"lacks column\(s\) distance \(has video_id, time\)"),
     "time not a number": ("video_id,time,distance\na.mp4,0,1\na.mp4,ten,1\n",
                           "line 3: time 'ten' is not a number"),
     "negative time": ("video_id,time,distance\na.mp4,-1,1\n", "line 2: time '-1' is negative"),
@@ -342,10 +343,51 @@ def test_interrupted_run_is_completed_by_a_rerun(small, tmp_path):
         [s.file for s in manifest.shards] + ["manifest.json"])
     assert len(all_examples(out)) == 7
 
-    packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=1,
-                           progress=False)
-    assert sorted(os.listdir(out)) == [
-        "manifest.json", "train-fold0-000-of-001.tfrecord", "train-fold1-000-of-001.tfrecord"]
+    # Other settings (or another table) into the same folder: refused, the records kept.
+    before = sorted(os.listdir(out))
+    with pytest.raises(UsageError) as refused:
+        packing.create_records(frames_dir, labels, out, frames_per_side=1, n_folds=2, shards=1,
+                               progress=False)
+    assert str(refused.value) == (f"--out_dir={out}: holds finished records of other inputs or "
+                                  f"settings (from {labels}): use another --out_dir, or delete "
+                                  "this one to rebuild it")
+    assert sorted(os.listdir(out)) == before and len(all_examples(out)) == 7
+
+
+def test_an_image_size_that_turns_the_frames_orientation_is_warned(tmp_path, caplog):
+    frames_dir = str(tmp_path / "frames")
+    write_frames(frames_dir, {"a.mp4": 3, "b.mp4": 3}, size=(8, 12))
+    labels = write_labels(str(tmp_path / "labels.csv"), [("a.mp4", 1, 2.0), ("b.mp4", 1, 3.0)])
+    for image_size, out in [((8, 12), "same"), ((12, 8), "flipped")]:
+        caplog.clear()
+        manifest = packing.create_records(frames_dir, labels, str(tmp_path / out),
+                                          frames_per_side=0, n_folds=2, image_size=image_size,
+                                          progress=False)
+        assert manifest.image_size == image_size
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == ([] if out == "same" else [
+            "--image_size=12,8 makes portrait frames (8 wide, 12 high) of landscape pictures "
+            "(12x8): the comma form is HEIGHT,WIDTH; for landscape frames give "
+            "--image_size=12x8 (WIDTHxHEIGHT)"])
+
+
+def test_an_out_dir_of_other_files_is_refused(small, tmp_path):
+    """A folder of unrelated files, or the frames folder itself: refused in one line naming
+    what was found, nothing written there."""
+    frames_dir, labels = small
+    for out, found in [(tmp_path / "thesis", "thesis.pdf"),
+                       (frames_dir, "a.mp4 (and 4 more)")]:
+        if found == "thesis.pdf":
+            out.mkdir()
+            (out / found).write_text("chapter 1")
+        before = sorted(os.listdir(out))
+        with pytest.raises(UsageError) as refused:
+            packing.create_records(frames_dir, labels, str(out), frames_per_side=1, n_folds=2,
+                                   progress=False)
+        assert str(refused.value) == (f"--out_dir={out}: holds {found}, which "
+                                      "create_tfrecords.py did not write: give an empty or new "
+                                      "folder")
+        assert sorted(os.listdir(out)) == before
 
 
 @pytest.mark.slow
@@ -559,3 +601,28 @@ def distinct_videos(video_ids, window=32):
     video_ids = list(video_ids)
     return np.mean([len(set(video_ids[i:i + window]))
                     for i in range(0, len(video_ids) - window + 1, window)])
+
+
+def test_reading_records_prints_no_tensorflow_log_line(tmp_path):
+    """TFRecordDataset logs "`buffer_size` is unspecified" (or, given one, that it overrides
+    the default) from C++ at info level in every run that reads records (training, prediction,
+    --inspect), unless TF_CPP_MIN_LOG_LEVEL says otherwise: here it is unset, as for a user."""
+    shard = tmp_path / "test-000-of-001.tfrecord"
+    code = f"""
+        import os
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        from chimpact import cli
+        cli.require_tensorflow()
+        import tensorflow as tf
+        from chimpact.data import records
+        from chimpact.training import pipeline
+        with tf.io.TFRecordWriter("{shard}") as writer:
+            writer.write(records.serialize_example([b"jpeg"], 2.5, "a.mp4", 3, -1))
+        assert [e["time"] for e in records.read_examples("{shard}")] == [3]
+        assert len(list(pipeline.epoch_records(["{shard}"], seed=0, epoch=0))) == 1
+        print("read")
+    """
+    from model_checks import python_output
+
+    output = python_output(code)
+    assert output.splitlines() == ["read"], output

@@ -4,12 +4,12 @@ create_tfrecords.py, run_train.py, run_infer.py, run_field.py, ensemble.py or im
 with the same flags (the scripts define
 and read them; the library reads none)."""
 
-import pathlib
 import runpy
 import sys
-import sysconfig
 
 import chimpact
+from chimpact import cli
+from chimpact.errors import InputError
 
 # command -> the top-level script that runs the same program.
 SCRIPTS = {"frames": "create_frames.py", "records": "create_tfrecords.py",
@@ -46,12 +46,9 @@ def main():
 
 
 def _script(command):
-    """The entry script of `command`: beside the package in a checkout, else in the folder pip
-    installed the package's scripts into (setup.py `scripts`)."""
-    for folder in (pathlib.Path(__file__).resolve().parents[2],
-                   pathlib.Path(sysconfig.get_path("scripts"))):
-        if (folder / SCRIPTS[command]).is_file():
-            return folder / SCRIPTS[command]
-    print(f"error: {SCRIPTS[command]} is not installed beside chimpact: reinstall the package "
-          "(pip install .)", file=sys.stderr)
-    sys.exit(1)
+    """The entry script of `command` (cli.entry_script); exits 1 when it is not installed."""
+    try:
+        return cli.entry_script(SCRIPTS[command])
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

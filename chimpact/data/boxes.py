@@ -33,10 +33,9 @@ def read_boxes(boxes_csv, table, labels_csv):
     if not storage.exists(boxes_csv):
         raise InputError(f"--boxes_csv={boxes_csv}: file not found")
     data = storage.read_bytes(boxes_csv)
-    raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
-    missing = [c for c in labels.KEYS + COORDINATES + ["probability"] if c not in raw.columns]
-    if missing:
-        raise InputError(f"--boxes_csv={boxes_csv}: missing columns {', '.join(missing)}")
+    raw = storage.parse_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    storage.check_columns(raw, labels.KEYS + COORDINATES + ["probability"],
+                          f"--boxes_csv={boxes_csv}")
     lines = np.arange(len(raw)) + 2
     values = raw[COORDINATES + ["probability"]].apply(lambda c: c.str.strip())
     empty = values[COORDINATES] == ""

@@ -23,9 +23,9 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from chimpact import runner, storage
+from chimpact import cli, runner, storage
 from chimpact.data import frames, labels, video
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,17 @@ ELEMENT_ROWS = ".element-rows"
 
 @dataclasses.dataclass
 class Summary:
-    """What a run did: `ok` counts videos whose frames are complete, including `already_done`."""
+    """What a run did: `ok` counts videos whose frames are complete, including `already_done`;
+    `failures` holds {video_id: the one-line reason} of those that failed."""
 
     ok: int = 0
-    failed: int = 0
     already_done: int = 0
     frames: int = 0
+    failures: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def failed(self):
+        return len(self.failures)
 
     @property
     def line(self):
@@ -127,9 +132,13 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     if not options.threads:
         options = dataclasses.replace(options, threads=max(1, os.cpu_count() // workers))
 
+    manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
+    storage.check_own_folder(out_dir, "out_dir", lambda name: _is_frames_entry(
+        out_dir, name, {*manifest, *videos}), "create_frames.py")
+    if not overwrite:
+        _check_same_settings(out_dir, manifest.values(), options, quality)
     tf.io.gfile.makedirs(out_dir)
     _remove_temporaries(out_dir)
-    manifest = {row["video_id"]: row for row in frames.read_manifest(out_dir).to_dict("records")}
     _gather_element_rows(out_dir, manifest)  # those a killed Beam run left
     present = {name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)}
     settings = {v: frames.settings_text(frames.settings_dict(options, quality, labelled.get(v)))
@@ -147,13 +156,15 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
         manifest[video_id] = _error_row(video_id, options, settings[video_id],
                                         f"not in --video_dir={video_dir}",
                                         table_of.get(video_id, ""))
-        summary.failed += 1
+        _count(summary, manifest[video_id])
     if storage.is_remote(out_dir):
         # Frames are overwritten in place there: no `ok` row may outlive a half-written folder.
         dropped = [v for v in todo if manifest.pop(v, None)]
         if dropped:
             _write_manifest(out_dir, manifest)
 
+    if options.size and todo:
+        _warn_if_flipped(options.size[::-1], videos[todo[0]])
     log.info("%s -> %s: %d videos to decode at %g fps, %d already done, %d missing", video_dir,
              out_dir, len(todo), options.fps, summary.already_done, len(missing))
     if beam_args is not None:
@@ -185,6 +196,43 @@ def extract_frames(video_dir, out_dir, options, quality=95, workers=0, videos_cs
     return summary
 
 
+def _warn_if_flipped(size, path):
+    """Warns when --size (height, width) turns the orientation of the video at `path`."""
+    source = video.source_size(path)
+    warning = source and cli.flipped_size("size", size, source)
+    if warning:
+        log.warning(warning)
+
+
+def _is_frames_entry(out_dir, name, video_ids):
+    """True for what create_frames.py writes in `out_dir`: its manifest, a Beam run's rows, and
+    a folder (not a file: --out_dir is not the videos' folder) per video of `video_ids`."""
+    if name in (frames.MANIFEST, ELEMENT_ROWS):
+        return True
+    return name in video_ids and (storage.is_remote(out_dir)
+                                  or os.path.isdir(storage.join(out_dir, name)))
+
+
+def _check_same_settings(out_dir, rows, options, quality):
+    """UsageError when a video's frames in `out_dir` (manifest `rows`) were made with other
+    settings (fps, size, gamma, quality) than `options` and `quality`: redone without a word,
+    they would leave a folder whose videos differ in what they were made with. Whether labels
+    decided a video's gamma is the video's own and is redone as before."""
+    wanted = frames.settings_dict(options, quality, False)
+    del wanted[frames.GAMMA_RULE]
+    for row in rows:
+        if row["status"] != "ok" or not row.get("settings"):
+            continue
+        made = frames.parse_settings(row["settings"])
+        differ = [name for name, value in wanted.items() if made.get(name) != value]
+        if differ:
+            raise UsageError(
+                f"--out_dir={out_dir}: holds frames made with "
+                f"{' '.join(f'{name}={made.get(name)}' for name in differ)}, not "
+                f"{' '.join(f'{name}={wanted[name]}' for name in differ)}: use another "
+                "--out_dir, or --overwrite to redo them")
+
+
 def _extract_on_beam(out_dir, options, quality, beam_args, manifest, summary, elements):
     """The videos of `elements` (_extract_video's arguments) decoded on a Beam pipeline, then
     their rows gathered into the manifest, even after an interrupt."""
@@ -204,7 +252,7 @@ def _count(summary, row):
         summary.ok += 1
         summary.frames += row["n_frames"]
     else:
-        summary.failed += 1
+        summary.failures[row["video_id"]] = row["error"]
 
 
 class _ElementWork:

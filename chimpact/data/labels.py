@@ -31,23 +31,18 @@ def _check_column(path, values, lines, name, is_bad, problem):
         raise InputError(f"{_where(path, lines[i])}: {name} {values.iloc[i]!r} {problem}")
 
 
-def read_labels(labels_csv, subset="train"):
+def read_labels(labels_csv, subset="train", flag="labels_csv"):
     """The validated table (video_id, time, distance, line, and fold when the train table has
-    one) and the file's sha256.
+    one) and the file's sha256; an absent file is named with its --`flag`.
 
     `line` is the row's line number in the file; the distance is required for the train subset
     and NaN for the test subset (whose distances are placeholders).
     """
     if not storage.exists(labels_csv):
-        raise InputError(f"{labels_csv}: file not found")
+        raise InputError(f"--{flag}={labels_csv}: file not found")
     data = storage.read_bytes(labels_csv)
-    table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
-    needed = KEYS + (["distance"] if subset == "train" else [])
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{labels_csv}: missing columns {', '.join(missing)} (has {', '.join(table.columns)})"
-        )
+    table = storage.parse_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    storage.check_columns(table, KEYS + (["distance"] if subset == "train" else []), labels_csv)
     if table.empty:
         raise InputError(f"{labels_csv}: no rows")
     lines = np.arange(len(table)) + 2
@@ -87,9 +82,9 @@ def read_labels(labels_csv, subset="train"):
     return labels, hashlib.sha256(data).hexdigest()
 
 
-def read_times(path):
-    """The (video_id, time) rows of a table to predict, in file order."""
-    return read_labels(path, "test")[0][KEYS]
+def read_times(path, flag="times_csv"):
+    """The (video_id, time) rows of a table to predict (given by --`flag`), in file order."""
+    return read_labels(path, "test", flag)[0][KEYS]
 
 
 def fill_submission(submission_csv, predictions):
@@ -97,7 +92,7 @@ def fill_submission(submission_csv, predictions):
     (video_id, time, pred): same rows, order and columns; InputError for a row without one."""
     table = storage.read_table(submission_csv, KEYS + ["distance"],
                                f"--submission_csv={submission_csv}", "does not exist")
-    rows = read_times(submission_csv)
+    rows = read_times(submission_csv, "submission_csv")
     by_key = predictions.set_index(KEYS)["pred"]
     keys = pd.MultiIndex.from_arrays([rows["video_id"], rows["time"]])
     lacking = keys.difference(by_key.index, sort=False)

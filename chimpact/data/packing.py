@@ -26,9 +26,9 @@ import tensorflow as tf
 import tqdm
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from chimpact import runner, storage
+from chimpact import cli, runner, storage
 from chimpact.data import boxes, frames, labels, records, tfrecord, window
-from chimpact.errors import InputError
+from chimpact.errors import InputError, UsageError
 from chimpact.settings import SHUFFLE_SEED
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,10 @@ def read_videos(frames_dir):
     """{video_id: (n_frames, fps)} of the videos whose frames are complete in `frames_dir`."""
     path = frames.manifest_path(frames_dir)
     if not storage.exists(path):
-        raise InputError(f"{path}: file not found: run create_frames.py first")
+        raise InputError(f"--frames_dir={frames_dir}: no {frames.MANIFEST}: run create_frames.py "
+                         "first")
     manifest = frames.read_manifest(frames_dir)
-    missing = [c for c in ("video_id", "n_frames", "fps", "status") if c not in manifest.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {', '.join(missing)}")
+    storage.check_columns(manifest, ("video_id", "n_frames", "fps", "status"), path)
     folders = {name.rstrip("/") for name in tf.io.gfile.listdir(frames_dir)}
     ok = manifest[(manifest.status == "ok") & manifest.video_id.isin(folders)]
     ok = ok[pd.to_numeric(ok.n_frames, errors="coerce") > 0]
@@ -63,11 +62,9 @@ def read_videos(frames_dir):
 def read_sites(metadata_csv, video_ids):
     """{video_id: site_id} from the challenge metadata table, for every video in `video_ids`."""
     if not storage.exists(metadata_csv):
-        raise InputError(f"{metadata_csv}: file not found")
+        raise InputError(f"--metadata_csv={metadata_csv}: file not found")
     table = storage.read_csv(metadata_csv, dtype=str, keep_default_na=False)
-    missing = [c for c in ("video_id", "site_id") if c not in table.columns]
-    if missing:
-        raise InputError(f"{metadata_csv}: missing columns {', '.join(missing)}")
+    storage.check_columns(table, ("video_id", "site_id"), f"--metadata_csv={metadata_csv}")
     sites = table.drop_duplicates(["video_id", "site_id"])
     twice = sites.video_id.duplicated()
     if twice.any():
@@ -258,6 +255,26 @@ def write_shard(path, rows, frames_dir, image_size, on_example=lambda: None, res
     storage.rename(tmp, path)
 
 
+def _is_records_file(name):
+    """True for a name that create_tfrecords.py writes in its --out_dir."""
+    return records.is_shard_name(name) or name in (records.MANIFEST, PLAN)
+
+
+def _check_same_records(out_dir, fingerprint):
+    """UsageError when `out_dir` holds records, finished (manifest) or not (plan), of other
+    inputs or settings than the run of `fingerprint`: they would be replaced without a word."""
+    for name in (records.MANIFEST, PLAN):
+        path = storage.join(out_dir, name)
+        if not storage.exists(path):
+            continue
+        found = json.loads(storage.read_text(path))
+        if found.get("fingerprint") != fingerprint:
+            made = f" (from {found['labels_csv']})" if found.get("labels_csv") else ""
+            raise UsageError(f"--out_dir={out_dir}: holds {'' if name == PLAN else 'finished '}"
+                             f"records of other inputs or settings{made}: use another "
+                             "--out_dir, or delete this one to rebuild it")
+
+
 def _prepare_out_dir(out_dir, fingerprint):
     """Keeps the shards of an interrupted run with the same plan; removes any other shards."""
     tf.io.gfile.makedirs(out_dir)
@@ -289,6 +306,7 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     """
     _check_settings(subset, group_by, metadata_csv, frames_per_side, step, image_size, shard_mb,
                     shards, workers)
+    storage.check_own_folder(out_dir, "out_dir", _is_records_file, "create_tfrecords.py")
     if not tf.io.gfile.isdir(frames_dir):
         raise InputError(f"--frames_dir={frames_dir}: folder not found")
     table, labels_sha256 = labels.read_labels(labels_csv, subset)
@@ -322,6 +340,9 @@ def create_records(frames_dir, labels_csv, out_dir, subset="train", frames_per_s
     examples = plan_examples(table, videos, frames_per_side, step)
     stored_frames = window.stored_frames(frames_per_side)
     common_size, frame_bytes, shapes = sample_frame_size(frames_dir, examples)
+    warning = image_size and cli.flipped_size("image_size", image_size, common_size)
+    if warning:
+        log.warning(warning)
     image_size = tuple(image_size or common_size)
     scale = np.mean([image_size[0] * image_size[1] / (h * w) for h, w in shapes])
     plan = plan_shards(examples, subset, lambda n: shard_counts(
@@ -383,6 +404,7 @@ def _write(out_dir, plan, manifest, frames_dir, workers, progress, beam_args):
         if done.get("fingerprint") == manifest.fingerprint:
             log.info("%s is already complete", out_dir)
             return records.read_manifest(out_dir)
+    _check_same_records(out_dir, manifest.fingerprint)
     _prepare_out_dir(out_dir, manifest.fingerprint)
     pending = [(storage.join(out_dir, name), rows) for name, _, rows in plan
                if not tf.io.gfile.exists(storage.join(out_dir, name))]

@@ -155,18 +155,30 @@ def _local_video(path):
         yield local
 
 
+def _header(path):
+    """What `ffmpeg -i` says of a local or remote video (its stderr), or "" when it cannot."""
+    try:
+        with _local_video(path) as local:
+            return subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", local],
+                                  capture_output=True, text=True, errors="replace",
+                                  timeout=60).stderr
+    except (VideoError, subprocess.TimeoutExpired):
+        return ""
+
+
 def creation_time(path):
     """The container's creation_time (ISO 8601 text, as ffmpeg prints it) of a local or remote
     video, or None when it has none, cannot be read, or holds the Unix epoch (a camera whose
     clock was never set writes 1970-01-01)."""
-    try:
-        with _local_video(path) as local:
-            done = subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", local],
-                                  capture_output=True, text=True, errors="replace", timeout=60)
-    except (VideoError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"^\s*creation_time\s*:\s*(\S+)", done.stderr, re.MULTILINE)
+    found = re.search(r"^\s*creation_time\s*:\s*(\S+)", _header(path), re.MULTILINE)
     return found[1] if found and not found[1].startswith("1970-01-01T00:00:00") else None
+
+
+def source_size(path):
+    """(height, width) of a video's pictures as its first video stream stores them, or None
+    when ffmpeg cannot say."""
+    found = re.search(r"Video:.*?, (\d+)x(\d+)[ ,\[]", _header(path))
+    return (int(found[2]), int(found[1])) if found else None
 
 
 def one_line(error):

@@ -4,7 +4,8 @@
 
 Generates the world (chimpact.demo.synth), then runs create_frames.py, create_tfrecords.py (train and
 test), run_train.py and run_infer.py for each preset, and ensemble.py, each as a subprocess
-exactly as a user types it, and prints each model's out-of-fold MAE beside the ensemble's and the
+exactly as a user types it (the scripts found as the `chimpact` command finds them, in a checkout
+or installed), and prints each model's out-of-fold MAE beside the ensemble's and the
 constant-median baseline's. With the box preset, the field workflow follows on a survey at three
 cameras unlike the world's (chimpact.demo.survey): run_field.py on its MegaDetector file alone,
 then on the file's frame-level layout with the deployments, the setup clips' references
@@ -24,42 +25,47 @@ import time
 
 import pandas as pd
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-PRESETS = ("models/demo.flags", "models/demo-f1.flags", "models/demo-box.flags")
-FIELD_PRESET = "models/demo-box.flags"  # the field stages run when the presets include it
+from chimpact import cli
+
+# Packaged presets by name (found wherever chimpact is installed), or paths of flagfiles.
+PRESETS = ("demo", "demo-f1", "demo-box")
+FIELD_PRESET = "demo-box"  # the field stages run when the presets include it
 # A share of the demo's videos shows two or three animals; each label names one by its box.
 WORLD_FLAGS = ("--max_animals=3", "--multi_fraction=0.4")
 
 
 def commands(run_dir, n_videos=100, seed=0, fps=1, size="64x48", n_folds=3, presets=PRESETS,
              train_overrides=(), python=sys.executable):
-    """The demo's commands, in order: a list of (stage name, argv)."""
+    """The demo's commands, in order: a list of (stage name, argv); each preset a packaged
+    preset's name or a flagfile's path (relative to the working folder)."""
     data, frames, records, models = (f"{run_dir}/{d}" for d in ("data", "frames", "records", "models"))
     model_dirs = [f"{models}/{pathlib.Path(p).stem}" for p in presets]
+    script = {name: str(cli.entry_script(name)) for name in (
+        "create_frames.py", "create_tfrecords.py", "run_train.py", "run_infer.py", "ensemble.py")}
     stages = [
         ("synth", [python, "-m", "chimpact.demo.synth", f"--out_dir={data}", f"--n_videos={n_videos}",
                    f"--seed={seed}", *WORLD_FLAGS]),
-        ("frames", [python, "create_frames.py", f"--video_dir={data}/videos", f"--out_dir={frames}",
+        ("frames", [python, script["create_frames.py"], f"--video_dir={data}/videos", f"--out_dir={frames}",
                     f"--fps={fps}", f"--size={size}",
                     f"--labels_csv={data}/train_labels.csv,{data}/submission_format.csv"]),
-        ("records-train", [python, "create_tfrecords.py", f"--frames_dir={frames}",
+        ("records-train", [python, script["create_tfrecords.py"], f"--frames_dir={frames}",
                            f"--labels_csv={data}/train_labels.csv",
                            f"--boxes_csv={data}/train_metadata.csv", f"--out_dir={records}/train",
                            "--frames_per_side=1", "--step=1", f"--n_folds={n_folds}"]),
-        ("records-test", [python, "create_tfrecords.py", f"--frames_dir={frames}", "--subset=test",
+        ("records-test", [python, script["create_tfrecords.py"], f"--frames_dir={frames}", "--subset=test",
                           f"--labels_csv={data}/submission_format.csv",
                           f"--boxes_csv={data}/test_metadata.csv", f"--out_dir={records}/test",
                           "--frames_per_side=1", "--step=1"]),
     ]
     for preset, model_dir in zip(presets, model_dirs):
         name = pathlib.Path(model_dir).name
-        stages.append((f"train-{name}", [python, "run_train.py", f"--flagfile={preset}",
+        stages.append((f"train-{name}", [python, script["run_train.py"], _preset_flag(preset),
                                          f"--tfrec_dir={records}/train", f"--out_dir={model_dir}",
                                          *train_overrides]))
-        stages.append((f"infer-{name}", [python, "run_infer.py", f"--model_dir={model_dir}",
+        stages.append((f"infer-{name}", [python, script["run_infer.py"], f"--model_dir={model_dir}",
                                          f"--tfrec_dir={records}/test",
                                          f"--submission_csv={data}/submission_format.csv"]))
-    stages.append(("ensemble", [python, "ensemble.py", f"--model_dirs={','.join(model_dirs)}",
+    stages.append(("ensemble", [python, script["ensemble.py"], f"--model_dirs={','.join(model_dirs)}",
                                 f"--out_dir={run_dir}", f"--submission_csv={data}/submission_format.csv"]))
     if FIELD_PRESET in presets:
         stages += field_commands(run_dir, model_dirs[presets.index(FIELD_PRESET)], seed, python)
@@ -70,7 +76,7 @@ def field_commands(run_dir, model_dir, seed=0, python=sys.executable):
     """The field stages: the survey, run_field.py uncalibrated on the video-level MegaDetector
     file, and calibrated on its frame-level layout with both exports."""
     survey, field = f"{run_dir}/survey", f"{run_dir}/field"
-    common = [python, "run_field.py", f"--model_dir={model_dir}", f"--video_dir={survey}/videos",
+    common = [python, str(cli.entry_script("run_field.py")), f"--model_dir={model_dir}", f"--video_dir={survey}/videos",
               f"--videos_csv={survey}/videos.csv", f"--deployments_csv={survey}/deployments.csv"]
     return [
         ("survey", [python, "-m", "chimpact.demo.survey", f"--out_dir={survey}", f"--seed={seed}"]),
@@ -84,8 +90,15 @@ def field_commands(run_dir, model_dir, seed=0, python=sys.executable):
     ]
 
 
+def _preset_flag(preset):
+    """run_train.py's flag for a preset: --flagfile for a file, --preset for a packaged name."""
+    if os.path.isfile(preset):
+        return f"--flagfile={os.path.abspath(preset)}"
+    return f"--preset={preset}"
+
+
 def run_stage(name, argv, run_dir, log=print):
-    """Runs one command from the repository root unless RUN_DIR/done/<name> records it already ran."""
+    """Runs one command unless RUN_DIR/done/<name> records it already ran."""
     stamp = pathlib.Path(run_dir) / "done" / name
     line = shlex.join(argv[1:] if argv[0] == sys.executable else argv)
     if stamp.exists() and stamp.read_text() == line:
@@ -94,7 +107,7 @@ def run_stage(name, argv, run_dir, log=print):
     log(f"[{name}] python {line}")
     start = time.time()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    result = subprocess.run(argv, cwd=REPO, env=env)
+    result = subprocess.run(argv, env=env)
     if result.returncode != 0:
         raise SystemExit(f"error: stage {name} failed (exit {result.returncode}): python {line}")
     stamp.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +243,8 @@ def main(argv=None):
     parser.add_argument("--n_videos", type=int, default=100, help="Synthetic videos (train and test).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic world.")
     parser.add_argument("--n_folds", type=int, default=3, help="Cross-validation folds.")
-    parser.add_argument("--presets", default=",".join(PRESETS), help="Comma-separated training flagfiles.")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="Comma-separated training presets: "
+                        "packaged names (run_train.py --preset=list) or flagfile paths.")
     parser.add_argument("--train_flags", default="",
                         help="Extra run_train.py flags after each preset, e.g. '--epochs=3' for a quick run.")
     args = parser.parse_args(argv)

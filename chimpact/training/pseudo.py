@@ -60,7 +60,7 @@ def read_pseudo_labels(labels_csv, tfrec_dir, train_tfrec_dir, use_boxes=False):
     if not tfrec_dir:
         raise InputError("--pseudo_labels needs --pseudo_tfrec_dir: the test records holding "
                          "its rows")
-    table, sha256 = labels.read_labels(labels_csv, "train")
+    table, sha256 = labels.read_labels(labels_csv, "train", "pseudo_labels")
     train_manifest = records.read_manifest(train_tfrec_dir)
     manifest = records.read_manifest(tfrec_dir)
     if manifest.subset != "test":
