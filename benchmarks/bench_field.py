@@ -5,6 +5,8 @@ network alone (the job's prediction on the videos decoded beforehand), (c) the w
 (decoding ahead on its own thread while the network predicts, rows written, resumable parts).
 
     python benchmarks/bench_field.py            # tiny backbone and EfficientNet-B0 at 270x480
+    python benchmarks/bench_field.py --backbones=reference --videos_per_camera=1
+                                                # an imported reference model at 512x512
     python benchmarks/bench_field.py --quick    # the tiny backbone, one short run each: a smoke run
 
 Both jobs: every second of every video (`seconds`), and each MegaDetector detection at each
@@ -45,15 +47,23 @@ MODELS = {
                                              volume_size=5, frames_per_side=2,
                                              image_size=[270, 480], lstm_units=64,
                                              dense_units=64)),
+    # An imported reference folder (chimpact import): fold 0 of full-a4p50-f7s1, B0 + LSTM(1024)
+    # over 7 frames at 512x512, frames decoded at full size and resized as the reference did.
+    "reference": ((960, 540, 10), dict(backbone="efficientnet_b0", family="cnn_lstm",
+                                       volume_size=7, frames_per_side=5, image_size=[512, 512],
+                                       lstm_units=1024, dense_units=300, use_boxes=False,
+                                       input_scaling="unit", frame_resize="reference",
+                                       folds=[0], n_folds=5)),
 }
 JOBS = ("seconds", "detections")
 BATCH = 16
 
 
 def model_dir(path, settings):
-    """An untrained box model folder with an oof.csv whose errors run from -2 to +3 m."""
-    config = dict(settings, weights="none", step=1, use_boxes=True, n_folds=len(FOLDS),
-                  folds=FOLDS)
+    """An untrained model folder (a box model with 3 folds unless `settings` say otherwise)
+    with an oof.csv whose errors run from -2 to +3 m."""
+    config = dict(dict(use_boxes=True, n_folds=len(FOLDS), folds=FOLDS), **settings,
+                  weights="none", step=1)
     model.write_untrained_folder(path, config)
     errors = np.linspace(-2, 3, 51)
     pd.DataFrame({"video_id": "v.mp4", "time": range(51), "distance": 10 + errors, "pred": 10.0,
@@ -118,7 +128,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="the tiny backbone, 1 video per camera, runs of any length")
-    parser.add_argument("--backbones", default=",".join(MODELS),
+    parser.add_argument("--backbones", default="tiny,efficientnet_b0",
                         help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--jobs", default=",".join(JOBS),
                         help=f"comma-separated, of {', '.join(JOBS)}")
@@ -157,8 +167,8 @@ def main():
                 wall = {name: statistics.median(run["wall"]) for name, run in runs.items()}
                 print(f"{backbone}, {job} job: {n_videos} videos, {seconds:.0f} s of video at "
                       f"{width}x{height} {fps} fps, model at {config['image_size'][0]}x"
-                      f"{config['image_size'][1]}, {len(FOLDS)} folds, {timing.cores()} cores; "
-                      f"same distances ({len(expected)})")
+                      f"{config['image_size'][1]}, {len(config['folds'])} folds, "
+                      f"{timing.cores()} cores; same distances ({len(expected)})")
                 timing.report(runs, n_videos, "video")
                 print(f"  whole job: {seconds / wall['job']:.1f} s of video per s, "
                       f"{3600 * n_videos / wall['job']:.0f} videos per hour")

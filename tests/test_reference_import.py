@@ -218,3 +218,50 @@ def test_field_decodes_imported_models_at_full_size_then_resizes_as_the_referenc
     expected = tf.cast(tf.image.resize(native, (DIM, DIM)), tf.uint8).numpy()
     assert pictures.shape == (3, DIM, DIM, 3) and np.array_equal(pictures, expected)
     assert not np.array_equal(scaled, expected)
+
+
+def test_imported_folder_gives_each_animal_a_distance_with_the_published_mae_interval(
+        reference, tmp_path):
+    """Day one for a field team: no oof.csv, so each detection's 80% interval is the
+    distance +- ln(5) x the fold's validation MAE, read from its checkpoint's name (1.30 m)."""
+    import videogen
+
+    model_dir = tmp_path / "reference-f0"
+    reference_import.import_weights([str(reference[0])], PRESET, str(model_dir),
+                                    image_size=(DIM, DIM))
+    videos = tmp_path / "survey"
+    videos.mkdir()
+    videogen.make_video(videos / "clip.mp4", seconds=4, fps=5, size=(128, 96))
+    md = {"info": {"format_version": "1.4"}, "detection_categories": {"1": "animal"},
+          "images": [{"file": "clip.mp4", "frame_rate": 5.0, "frames_processed": [0, 5, 10],
+                      "detections": [
+                          {"category": "1", "conf": 0.9, "frame_number": 5,
+                           "bbox": [0.1, 0.2, 0.3, 0.5]},
+                          {"category": "1", "conf": 0.8, "frame_number": 10,
+                           "bbox": [0.5, 0.1, 0.4, 0.8]}]}]}
+    (tmp_path / "md.json").write_text(json.dumps(md))
+    result = subprocess.run(
+        [sys.executable, "run_field.py", f"--model_dir={model_dir}", f"--video_dir={videos}",
+         f"--detections={tmp_path / 'md.json'}", f"--out_csv={tmp_path / 'animals.csv'}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "animals.csv")
+    assert list(rows.time) == [1, 2] and rows.distance.notna().all()
+    half_width = np.log(5) * 1.30
+    np.testing.assert_allclose(rows.distance_high - rows.distance, half_width, atol=1e-3)
+    np.testing.assert_allclose(rows.distance_low,
+                               np.maximum(rows.distance - half_width, 0), atol=1e-3)
+
+
+def test_import_refuses_a_folder_of_other_files(reference, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "thesis.pdf").write_text("chapter 1")
+    result = subprocess.run(
+        [sys.executable, "import_weights.py", f"--preset={PRESET}",
+         f"--weights={reference[0]}", f"--out_dir={tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --out_dir={tmp_path / 'out'}: holds thesis.pdf, which import_weights.py did "
+        "not write: give an empty or new folder"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["thesis.pdf"]

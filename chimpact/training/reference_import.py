@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FOLD_NAME = re.compile(r"model-best-f(\d+)")
 # The fold's validation MAE (its MAE loss) and RMSE, which ModelCheckpoint put in the name.
+FOLD_DIR = re.compile(r"fold\d+")
 SCORES_NAME = re.compile(r"model-best-f\d+-e\d+-(\d+\.\d+)-(\d+\.\d+)\.h5")
 RUN_NAME = re.compile(r"run-\d{8}-\d{4}-(.+)")
 # The 12 reference configurations: {full|down}-a{aug set}p{percent}-f{frames}s{step}.
@@ -168,7 +169,9 @@ def import_weights(weights, preset, out_dir, folds=None, image_size=None):
         raise UsageError(f"--weights: fold {next(f for f in folds if folds.count(f) > 1)} "
                          "is given twice")
     existing = _existing_config(out_dir)
-    if existing and any(existing.get(key) != config[key] for key in ("preset", "image_size")):
+    if existing is None:
+        storage.check_own_folder(out_dir, "out_dir", FOLD_DIR.fullmatch, "import_weights.py")
+    elif any(existing.get(key) != config[key] for key in ("preset", "image_size")):
         raise InputError(f"--out_dir={out_dir}: holds a model folder of "
                          f"{existing.get('preset') or 'a trained model'} at "
                          f"{existing.get('image_size')}, not {preset} at {config['image_size']}: "
@@ -235,8 +238,10 @@ def _last_per_fold(names):
 def import_archive(archive_dir, out_dir, image_size=None):
     """Imports each configuration of the archive into `out_dir`/{preset}; returns
     {preset: its model folder}."""
+    runs = archive_runs(archive_dir)
+    storage.check_own_folder(out_dir, "out_dir", REFERENCE_PRESET.fullmatch, "import_weights.py")
     folders = {}
-    for preset, checkpoints in archive_runs(archive_dir).items():
+    for preset, checkpoints in runs.items():
         folders[preset] = storage.join(out_dir, preset)
         import_weights(checkpoints, preset, folders[preset], image_size=image_size)
     return folders
