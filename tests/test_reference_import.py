@@ -15,7 +15,6 @@ import pytest
 
 import reference_model
 import sequence_records
-from chimpact import ensemble, storage
 from chimpact.data import frames
 from chimpact.errors import InputError
 from chimpact.training import model, pipeline, reference_import
@@ -58,6 +57,12 @@ def sequences(n, size, seed=0):
     return np.round(rng.uniform(0, 255, (n, VOLUME, size, size, 3)) * brightness).astype(np.uint8)
 
 
+def script(name, *flags):
+    """An entry script run with `flags` from the repository root (its output kept)."""
+    return subprocess.run([sys.executable, name, *map(str, flags)], cwd=REPO,
+                          capture_output=True, text=True)
+
+
 def imported_network(path, size=DIM):
     config = reference_import.preset_config(PRESET, (size, size))
     return reference_import.load_reference(model.build_from_config(config), str(path))
@@ -80,9 +85,12 @@ def test_imported_network_at_512_within_the_references_own_reordering(tmp_path):
     if reason and os.environ.get("CI") != "true":
         pytest.skip(f"the reference's packages do not import: {reason}")
     h5 = tmp_path / "model-best-f0-e026-1.3361-2.3612.h5"
-    reference_model.run(f"--h5={h5}", "--dim=512", f"--volume={VOLUME}", "--save", "--seed=3")
     pixels = sequences(2, 512, seed=1)
     inputs = pixels / np.float32(255)
+    # The batch-norm statistics of these two sequences alone: 8 at 512x512 cost minutes.
+    np.save(tmp_path / "calibration.npy", inputs)
+    reference_model.run(f"--h5={h5}", "--dim=512", f"--volume={VOLUME}", "--save", "--seed=3",
+                        f"--calibration={tmp_path / 'calibration.npy'}")
     one = reference_predictions(h5, inputs, tmp_path, batch_size=1)
     two = reference_predictions(h5, inputs, tmp_path, batch_size=2)
     mine = imported_network(h5, 512).predict(pixels, batch_size=2, verbose=0)[:, 0]
@@ -117,10 +125,8 @@ def test_records_chain_predicts_as_the_references_parse(reference, tmp_path):
 
 def test_command_writes_a_model_folder_that_predicts(reference, tmp_path):
     out_dir = tmp_path / "imported"
-    result = subprocess.run(
-        [sys.executable, "import_weights.py", f"--preset={PRESET}", f"--image_size={DIM}",
-         f"--weights={reference[0]},{reference[1]}", f"--out_dir={out_dir}"],
-        cwd=REPO, capture_output=True, text=True)
+    result = script("import_weights.py", f"--preset={PRESET}", f"--image_size={DIM}",
+                    f"--weights={reference[0]},{reference[1]}", f"--out_dir={out_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((out_dir / "config.json").read_text())
     assert (config["folds"], config["volume_size"], config["step"], config["image_size"],
@@ -140,10 +146,8 @@ def test_command_refuses_a_file_it_cannot_match(reference, tmp_path):
     with h5py.File(broken, "r+") as f:
         del f["lstm"]["lstm"]["lstm_cell"]["bias:0"]
         f["lstm"]["lstm"]["lstm_cell"].create_dataset("bias:0", data=np.zeros(8, np.float32))
-    result = subprocess.run(
-        [sys.executable, "import_weights.py", f"--preset={PRESET}",
-         f"--weights={reference[1]},{broken}", f"--out_dir={tmp_path / 'out'}"],
-        cwd=REPO, capture_output=True, text=True)
+    result = script("import_weights.py", f"--preset={PRESET}",
+                    f"--weights={reference[1]},{broken}", f"--out_dir={tmp_path / 'out'}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: --weights={broken}: array lstm/lstm_cell/bias has shape (8,), the reference's "
@@ -170,7 +174,7 @@ def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_pa
             "down-a1p50-f9s1": "run-20211101-2141-down-a1p50-f9s1"}
     for run in runs.values():
         (tmp_path / "archive" / "models" / run).mkdir(parents=True)
-        for fold, path in enumerate(reference):
+        for path in reference:
             shutil.copy(path, tmp_path / "archive" / "models" / run / path.name)
     # A 9-frame configuration's LSTM reads 9 frames with the same arrays.
     folders = reference_import.import_archive(str(tmp_path / "archive"), str(tmp_path / "m"),
@@ -180,15 +184,12 @@ def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_pa
                                    image_size=(DIM, DIM), frames_per_side=5, subset="test")
     predictions = {}
     for preset, folder in folders.items():
-        result = subprocess.run(
-            [sys.executable, "run_infer.py", f"--model_dir={folder}",
-             f"--tfrec_dir={tmp_path / 'test'}"], cwd=REPO, capture_output=True, text=True)
+        result = script("run_infer.py", f"--model_dir={folder}",
+                        f"--tfrec_dir={tmp_path / 'test'}")
         assert result.returncode == 0, result.stderr[-2000:]
         predictions[preset] = pd.read_csv(os.path.join(folder, "test_preds.csv"))
-    result = subprocess.run(
-        [sys.executable, "ensemble.py", "--blend=reference", f"--out_dir={tmp_path / 'blend'}",
-         f"--model_dirs={folders['full-a4p50-f7s1']},{folders['down-a1p50-f9s1']}"],
-        cwd=REPO, capture_output=True, text=True)
+    result = script("ensemble.py", "--blend=reference", f"--out_dir={tmp_path / 'blend'}",
+                    f"--model_dirs={folders['full-a4p50-f7s1']},{folders['down-a1p50-f9s1']}")
     assert result.returncode == 0, result.stderr[-2000:]
     # The published chain: full-a4p50-f7s1 first, every coefficient after it; down-a1p50-f9s1
     # is blended in 9th, with 1 - 1.03, then kept at 1.07 and 1.1.
@@ -240,10 +241,8 @@ def test_imported_folder_gives_each_animal_a_distance_with_the_published_mae_int
                           {"category": "1", "conf": 0.8, "frame_number": 10,
                            "bbox": [0.5, 0.1, 0.4, 0.8]}]}]}
     (tmp_path / "md.json").write_text(json.dumps(md))
-    result = subprocess.run(
-        [sys.executable, "run_field.py", f"--model_dir={model_dir}", f"--video_dir={videos}",
-         f"--detections={tmp_path / 'md.json'}", f"--out_csv={tmp_path / 'animals.csv'}"],
-        cwd=REPO, capture_output=True, text=True)
+    result = script("run_field.py", f"--model_dir={model_dir}", f"--video_dir={videos}",
+                    f"--detections={tmp_path / 'md.json'}", f"--out_csv={tmp_path / 'animals.csv'}")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = pd.read_csv(tmp_path / "animals.csv")
     assert list(rows.time) == [1, 2] and rows.distance.notna().all()
@@ -256,10 +255,8 @@ def test_imported_folder_gives_each_animal_a_distance_with_the_published_mae_int
 def test_import_refuses_a_folder_of_other_files(reference, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "thesis.pdf").write_text("chapter 1")
-    result = subprocess.run(
-        [sys.executable, "import_weights.py", f"--preset={PRESET}",
-         f"--weights={reference[0]}", f"--out_dir={tmp_path / 'out'}"],
-        cwd=REPO, capture_output=True, text=True)
+    result = script("import_weights.py", f"--preset={PRESET}",
+                    f"--weights={reference[0]}", f"--out_dir={tmp_path / 'out'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: --out_dir={tmp_path / 'out'}: holds thesis.pdf, which import_weights.py did "
