@@ -73,6 +73,7 @@ def test_imported_network_predicts_as_the_reference(reference, tmp_path):
     expected = reference_predictions(reference[1], pixels / np.float32(255), tmp_path)
     assert np.ptp(expected) > 1.0 and expected.min() > 1.0  # far from zero, metres apart
     mine = imported_network(reference[1]).predict(pixels, verbose=0)[:, 0]
+    print(f"64x64: chimpact - reference {np.abs(mine - expected).max():.2e} m")
     assert np.abs(mine - expected).max() <= 1e-4
 
 
@@ -80,15 +81,15 @@ def test_imported_network_predicts_as_the_reference(reference, tmp_path):
 def test_imported_network_at_512_within_the_references_own_reordering(tmp_path):
     """At the reference's 512x512: chimpact against the reference no further than the
     reference moves itself when only float32's order of operations changes (batch of 1
-    against 2)."""
+    against 2). Measured: 9.5e-7 m against the reordering's 4.8e-7 m."""
     reason = reference_model.importable()
     if reason and os.environ.get("CI") != "true":
         pytest.skip(f"the reference's packages do not import: {reason}")
     h5 = tmp_path / "model-best-f0-e026-1.3361-2.3612.h5"
     pixels = sequences(2, 512, seed=1)
     inputs = pixels / np.float32(255)
-    # The batch-norm statistics of these two sequences alone: 8 at 512x512 cost minutes.
-    np.save(tmp_path / "calibration.npy", inputs)
+    # The batch-norm statistics of two other sequences alone: 8 at 512x512 cost minutes.
+    np.save(tmp_path / "calibration.npy", sequences(2, 512, seed=7) / np.float32(255))
     reference_model.run(f"--h5={h5}", "--dim=512", f"--volume={VOLUME}", "--save", "--seed=3",
                         f"--calibration={tmp_path / 'calibration.npy'}")
     one = reference_predictions(h5, inputs, tmp_path, batch_size=1)
@@ -97,7 +98,9 @@ def test_imported_network_at_512_within_the_references_own_reordering(tmp_path):
     reordering = np.abs(one - two).max()
     print(f"512x512: chimpact - reference {np.abs(mine - two).max():.2e} m, the reference's "
           f"own reordering {reordering:.2e} m")
-    assert np.abs(mine - two).max() <= max(4 * reordering, 2e-4)
+    # Four times the reordering, and never below four float32 steps at these distances.
+    bound = max(4 * reordering, 4 * np.spacing(np.abs(two).max()))
+    assert np.ptp(two) > 0.1 and np.abs(mine - two).max() <= bound
 
 
 def test_records_chain_predicts_as_the_references_parse(reference, tmp_path):
@@ -120,6 +123,7 @@ def test_records_chain_predicts_as_the_references_parse(reference, tmp_path):
                         f"--jpegs={tmp_path / 'jpegs.json'}", f"--outputs={tmp_path / 'y.npy'}")
     expected = np.load(tmp_path / "y.npy")
     assert manifest.image_size == (96, 128) and np.ptp(expected) > 0.1
+    print(f"records chain: chimpact - reference {np.abs(table.pred - expected).max():.2e} m")
     assert np.abs(table.pred.to_numpy() - expected).max() <= 1e-4
 
 
