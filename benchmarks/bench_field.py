@@ -121,7 +121,7 @@ def detections_job(predictor, config, offsets, video_dir, detections_json, work)
             listed, lambda item: decode(*item))]
 
     sides = {"decode": decode_all, "network": network, "job": job}
-    return sides, sum(len(pictures) / fps for pictures, fps, _ in decoded)
+    return sides, sum(len(video.pictures) / video.fps for video in decoded)
 
 
 def main():

@@ -99,7 +99,7 @@ def test_the_optimizer_is_built_before_the_first_step_and_a_restore_adds_nothing
     settings = dict(TINY, image_size=[32, 32], crop_bottom=0.0, use_boxes=False,
                     family="cnn_lstm", lr=1e-3, schedule="plateau", optimizer="adam",
                     weight_decay=0.0, epochs=1, loss="mae", mixed_precision=precision,
-                    jit_compile=False)
+                    jit_compile=False, input_scaling="imagenet")
     network = train._compiled_model(settings, steps_per_epoch=1)
     names = [v.path.rsplit("/", 1)[-1] for v in network.optimizer.variables]
     trainable = len(network.trainable_variables)
