@@ -121,7 +121,9 @@ def define_prediction_flags():
                       "then over the views, as the 1st place did).")
     flags.DEFINE_integer("batch_size", 16, "Global batch size (rounded up to a multiple of the "
                          "replicas).", lower_bound=1)
-    flags.DEFINE_enum("strategy", "auto", settings.STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_enum("strategy", "auto", settings.STRATEGIES, "tf.distribute strategy (under "
+                      "JAX: auto, mirrored and tpu use every device, default one).")
+    flags.DEFINE_enum("backend", None, list(settings.BACKENDS), cli.BACKEND_HELP)
     flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or `local` (TPU VM).")
     flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
     flags.mark_flag_as_required("model_dir")

@@ -115,6 +115,7 @@ def main(argv):
         except ValueError:
             raise UsageError(f"--truncate={','.join(FLAGS.truncate)}: give LEFT,RIGHT "
                              "metres") from None
+    cli.select_backend(FLAGS.backend)
     cli.require_tensorflow()
     storage.check_folder(FLAGS.model_dir, "model_dir")
     from chimpact.field import jobs  # TensorFlow loads here, once the flags are read

@@ -44,6 +44,7 @@ def main(argv):
     del argv
     storage.check_writable(FLAGS.out_csv, "out_csv", "file")
     storage.check_writable(FLAGS.export, "export")
+    cli.select_backend(FLAGS.backend)
     cli.require_tensorflow()
     storage.check_folder(FLAGS.model_dir, "model_dir")
     storage.check_folder(FLAGS.tfrec_dir, "tfrec_dir")

@@ -13,6 +13,8 @@ Re-running a killed command resumes at the last finished epoch; finished folds a
 Strategies: --strategy=auto picks a TPU when --tpu is given, all GPUs when there are several,
 else the default device. --strategy=multiworker reads TF_CONFIG (run the same command on each
 machine, with a shared --out_dir such as gs://).
+--backend=jax (or KERAS_BACKEND=jax) trains under JAX, data-parallel over every local device
+(TPU chips, GPUs); the model folder is the same either way (docs/tpu-jax.md).
 """
 
 import sys
@@ -96,7 +98,10 @@ flags.DEFINE_bool("use_boxes", False, "Condition the distance on the example's a
                   "then reads boxes too (test records with boxes, or --detections).")
 flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COMPILE_HELP)
 flags.DEFINE_enum("strategy", "auto", list(settings.STRATEGIES), "tf.distribute strategy: "
-                  "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default.")
+                  "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default. "
+                  "Under JAX: keras.distribution.DataParallel over every device of this machine "
+                  "(auto, mirrored, tpu) or one (default).")
+flags.DEFINE_enum("backend", None, list(settings.BACKENDS), cli.BACKEND_HELP)
 flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or local (TPU VM); an unreachable "
                     "TPU is an error.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress output: 1 bar, "
@@ -134,6 +139,7 @@ def main(argv):
             raise UsageError(f"--{name} is required")
     image_size = cli.image_size(FLAGS.image_size)
     storage.check_writable(FLAGS.out_dir, "out_dir")
+    cli.select_backend(FLAGS.backend)
     cli.require_tensorflow()
     # TensorFlow loads here, once the flags are read.
     from chimpact.training import strategy as strategies

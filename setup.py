@@ -43,6 +43,13 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # Keras on JAX (--backend=jax, docs/tpu-jax.md), TensorFlow's CPU build reading the
+        # input beside it: [jax] on CPUs (tested: jax 0.10.2 with Keras 3.15 and TensorFlow
+        # 2.21), [tpu] on a TPU VM (v4, v5e, v6e; its image has no TensorFlow to overwrite),
+        # [cuda] on NVIDIA GPUs (CUDA 12 wheels; TensorFlow stays off the GPUs).
+        "jax": ["jax>=0.4.30", "tensorflow-cpu>=2.16"],
+        "tpu": ["jax[tpu]>=0.4.30", "tensorflow-cpu>=2.16"],
+        "cuda": ["jax[cuda12]>=0.4.30", "tensorflow-cpu>=2.16"],
         # --runner=beam (create_frames.py, create_tfrecords.py, run_field.py), with Dataflow's
         # client. apache-beam pins protobuf below 7; TensorFlow 2.21 takes 6.31 or newer: pip
         # settles on protobuf 6.33 (tested: apache-beam 2.77.0 with TensorFlow 2.21.0; pip

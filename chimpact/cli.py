@@ -3,6 +3,7 @@ reported as one line and an exit status (2 for usage, 1 for failed work)."""
 
 import contextlib
 import functools
+import logging
 import os
 import pathlib
 import re
@@ -55,6 +56,31 @@ def _stderr_dropped():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+BACKEND_HELP = ("Keras backend: tensorflow or jax (TPU VMs, GPUs through JAX; TensorFlow still "
+                "reads the input). Default: the KERAS_BACKEND environment variable, else "
+                "tensorflow. A model folder predicts the same under either.")
+
+
+def select_backend(backend):
+    """Sets Keras' backend to `backend` (None: KERAS_BACKEND's or Keras' default) before Keras
+    loads; exits with a one-line error when JAX is asked for and not importable. Call it before
+    require_tensorflow (which does not load Keras)."""
+    if backend:
+        loaded = sys.modules.get("keras")
+        if loaded is not None and loaded.backend.backend() != backend:
+            raise UsageError(f"--backend={backend}: Keras already runs on "
+                             f"{loaded.backend.backend()} in this process")
+        os.environ["KERAS_BACKEND"] = backend
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        # JAX logs at INFO each platform it did not find (no libtpu on a GPU or CPU machine).
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+        try:
+            import jax  # noqa: F401
+        except ImportError as e:
+            sys.exit(f"error: --backend=jax: JAX is not importable ({e}): pip install -e "
+                     "'.[jax]' (CPU), '.[tpu]' (TPU VM) or '.[cuda]' (NVIDIA GPUs)")
 
 
 SIZE_HELP = ("WIDTHxHEIGHT (ffmpeg's way: 640x360), HEIGHT,WIDTH (Keras' way: 360,640) or one "

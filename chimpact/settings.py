@@ -30,6 +30,9 @@ SCHEDULES = ("plateau", "cosine")
 OPTIMIZERS = ("adam", "adamw")
 # --strategy values (tf.distribute).
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
+# --backend values: the Keras backend that trains and predicts (TensorFlow reads the input under
+# either).
+BACKENDS = ("tensorflow", "jax")
 # --aggregate values: how folds' and test-time views' predictions combine.
 AGGREGATES = ("mean", "median")
 # --gamma values of frame extraction.

@@ -1,4 +1,5 @@
-"""A deterministic tiny training run for tests/test_preemption.py to kill and resume.
+"""A deterministic tiny training run for tests/test_preemption.py to kill and resume (under
+KERAS_BACKEND's backend).
 
     python tests/preempted_training.py RECORDS OUT_DIR [crawl]
 

@@ -47,27 +47,36 @@ def fold_files(out_dir):
     return sorted(os.listdir(out_dir / "fold0"))
 
 
+# Keras' backend of each run: TensorFlow, or JAX data-parallel over two CPU devices.
+BACKENDS = {"tensorflow": {},
+            "jax": {"KERAS_BACKEND": "jax",
+                    "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}}
+
+
 @pytest.mark.slow
-def test_kills_mid_checkpoint_between_and_inside_epochs_end_like_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_kills_mid_checkpoint_between_and_inside_epochs_end_like_an_uninterrupted_run(tmp_path,
+                                                                                      backend):
     write_records(tmp_path / "rec", (24, 24))
     script = "tests/preempted_training.py"
-    calm = start_python([script, str(tmp_path / "rec"), str(tmp_path / "calm")])
+    env = BACKENDS[backend]
+    calm = start_python([script, str(tmp_path / "rec"), str(tmp_path / "calm")], env)
 
     killed = tmp_path / "killed"
     run = [script, str(tmp_path / "rec"), str(killed)]
     # 1. In the middle of the second checkpoint write (the first one is then the whole state).
-    output = kill_when(start_python([*run, "crawl"]), "CHECKPOINT WRITE", occurrence=2)
+    output = kill_when(start_python([*run, "crawl"], env), "CHECKPOINT WRITE", occurrence=2)
     assert output is not None, "the run finished before the kill"
     assert any(".tmp-" in name for name in fold_files(killed))  # a half-written checkpoint
     # 2. Resumed at epoch 2: killed inside epoch 4, a third of the way through as long as epoch
     # 3 took (epoch 2 also traces the graphs, so it is no measure of an epoch).
-    output = kill_when(start_python(run), "Epoch ", occurrence=3, then_fraction=0.3)
+    output = kill_when(start_python(run, env), "Epoch ", occurrence=3, then_fraction=0.3)
     assert output is not None and "fold 0: resuming at epoch 2" in output, output
     # 3. Resumed at epoch 4: killed once that last epoch is over (its summary line comes after
     # the checkpoint), before the out-of-fold predictions.
-    output = kill_when(start_python(run), "val_loss")
+    output = kill_when(start_python(run, env), "val_loss")
     assert output is not None and "fold 0: resuming at epoch 4" in output, output
-    output = finish(start_python(run))
+    output = finish(start_python(run, env))
     assert f"fold 0: all {EPOCHS} epochs already trained" in output
     finish(calm)
 
@@ -83,6 +92,7 @@ def test_kills_mid_checkpoint_between_and_inside_epochs_end_like_an_uninterrupte
     np.testing.assert_allclose(oof.pred, pd.read_csv(tmp_path / "calm" / "oof.csv").pred,
                                rtol=1e-4, atol=1e-4)
     assert "out-of-fold MAE" in output
+    assert model_folder.read_config(str(killed))["backend"] == backend
 
 
 class Killed(Exception):

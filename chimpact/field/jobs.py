@@ -195,6 +195,7 @@ def run_field(model_dir, video_dir, times_csv=None, detections_json=None, out_cs
     elements of a Beam pipeline whose workers load the model once each. Returns {video_id:
     error} of the videos that failed."""
     infer.check_aggregate(aggregate)
+    infer.view_names(tta)
     _check_flags(video_dir, times_csv, detections_json, keep_empty, annotate_dir, snapshot_s,
                  batch_size, videos_csv, deployments_csv, distance_csv, camtrap_dp_dir, hfov,
                  truncate)

@@ -24,6 +24,7 @@ from chimpact.data.labels import KEYS
 from chimpact.errors import InputError, UsageError
 from chimpact.settings import AGGREGATES
 from chimpact.training import augment, crop, model, model_folder, pipeline
+from chimpact.training import strategy as strategies
 
 log = logging.getLogger(__name__)
 EXPORT_INFO = "chimpact_export.json"
@@ -35,16 +36,16 @@ TTA_AUG = "a1"
 def median(values, axis):
     """The median of a tensor along `axis` (the mean of the middle two for an even count)."""
     count = values.shape[axis]
-    ordered = tf.sort(values, axis=axis)
-    return (tf.gather(ordered, (count - 1) // 2, axis=axis)
-            + tf.gather(ordered, count // 2, axis=axis)) / 2.0
+    ordered = keras.ops.sort(values, axis=axis)
+    return (keras.ops.take(ordered, (count - 1) // 2, axis=axis)
+            + keras.ops.take(ordered, count // 2, axis=axis)) / 2.0
 
 
 def combine(values, aggregate, axis):
     """`values` (a tensor) reduced along `axis` by AGGREGATES' `aggregate`, keeping the axis."""
     if aggregate == "median":
-        return tf.expand_dims(median(values, axis), axis)
-    return tf.reduce_mean(values, axis=axis, keepdims=True)
+        return keras.ops.expand_dims(median(values, axis), axis)
+    return keras.ops.mean(values, axis=axis, keepdims=True)
 
 
 def check_aggregate(aggregate):
@@ -75,18 +76,19 @@ class FoldAverage(keras.Model):
         self.box_views = augment.tta_box_views(TTA_AUG, tta)
 
     def call(self, inputs):
+        # keras.ops: the same graph under TensorFlow and JAX.
         sequences = inputs["frames"] if isinstance(inputs, dict) else inputs
-        shape = tf.shape(sequences)
-        pictures = tf.reshape(sequences, [-1, *sequences.shape[2:]])
+        pictures = keras.ops.reshape(sequences, (-1, *sequences.shape[2:]))
         per_view = []
         for view, box_view in zip(self.views, self.box_views):
-            viewed = tf.reshape(view(pictures), shape)
+            viewed = keras.ops.reshape(view(pictures), (-1, *sequences.shape[1:]))
             if isinstance(inputs, dict):
                 viewed = {"frames": viewed, "box": box_view(inputs["box"], sequences.shape[2:4])}
-            outputs = tf.concat([tf.cast(network(viewed), tf.float32)
-                                 for network in self.fold_models], axis=1)
+            outputs = keras.ops.concatenate([keras.ops.cast(network(viewed), "float32")
+                                             for network in self.fold_models], axis=1)
             per_view.append(outputs if self.per_fold else combine(outputs, self.aggregate, 1))
-        return tf.stack(per_view, axis=1) if self.per_fold else tf.concat(per_view, axis=1)
+        return (keras.ops.stack(per_view, axis=1) if self.per_fold
+                else keras.ops.concatenate(per_view, axis=1))
 
 
 def view_names(tta):
@@ -94,6 +96,9 @@ def view_names(tta):
     views = len(augment.op_names(TTA_AUG)) + 1
     if not 1 <= tta <= views:
         raise UsageError(f"--tta={tta}: must be 1..{views} (identity, flips, rotations)")
+    if tta > 1 and strategies.is_jax():
+        raise UsageError(f"--tta={tta}: the views are TensorFlow image ops: under JAX --tta=1; "
+                         "for more views predict with --backend=tensorflow (same model folder)")
     return augment.tta_names(TTA_AUG, tta)
 
 
@@ -112,7 +117,7 @@ def load_predictor(model_dir, strategy=None, tta=1, jit_compile="auto", per_fold
     view_names(tta)
     check_aggregate(aggregate)
     config = trained_config(model_dir)
-    strategy = strategy or tf.distribute.get_strategy()
+    strategy = strategy or strategies.current()
     folds = model.load_fold_models(model_dir, strategy=strategy)
     log.info("%s: folds %s, %d test-time view(s), %s over them, %d replica(s)", model_dir,
              sorted(folds), tta, aggregate, strategy.num_replicas_in_sync)
@@ -165,7 +170,7 @@ def predict_records(predictor, config, tfrec_dir, batch_size=16):
     pipeline.check_boxes(manifest, tfrec_dir, use_boxes)
     names = view_names(predictor.tta)
     table = pipeline.predict(predictor, tfrec_dir, None, config["volume_size"],
-                             config["image_size"], batch_size, predictor.distribute_strategy,
+                             config["image_size"], batch_size, strategies.of_model(predictor),
                              outputs=names, use_boxes=use_boxes,
                              crop_bottom=config["crop_bottom"], fill=config["frame_fill"],
                              frame_resize=config["frame_resize"])
@@ -185,7 +190,7 @@ def predict_oof(model_dir, tfrec_dir=None, tta=1, strategy=None, jit_compile="au
         raise InputError(f"--tfrec_dir={tfrec_dir}: not the training records of {model_dir} "
                          "(other labels or subset): --oof needs the records it was trained on")
     _check_serves(manifest, config, tfrec_dir)
-    strategy = strategy or tf.distribute.get_strategy()
+    strategy = strategy or strategies.current()
     parts = []
     for fold, network in model.load_fold_models(model_dir, strategy=strategy).items():
         predictor = _predictor([network], tta, strategy, jit_compile)
@@ -214,7 +219,11 @@ def read_predictions(model_dir):
 
 
 def check_export_dir(export_dir):
-    """InputError unless `export_dir` is new, empty or an earlier export (which is replaced)."""
+    """InputError unless `export_dir` is new, empty or an earlier export (which is replaced)
+    and Keras runs on TensorFlow (a SavedModel is TensorFlow's)."""
+    if strategies.is_jax():
+        raise UsageError(f"--export={export_dir}: a SavedModel is written under TensorFlow: "
+                         "export with --backend=tensorflow (same model folder)")
     if not tf.io.gfile.isdir(export_dir):
         if tf.io.gfile.exists(export_dir):
             raise InputError(f"--export={export_dir}: is a file")
@@ -294,7 +303,7 @@ def predict_arrays(predictor, inputs, batch_size):
     shape, as pipeline.predict's do. On one replica each batch is one predict_on_batch call:
     Keras' predict sets up a data adapter and callbacks at each call, which cost a small network
     more than its batch (6x the tiny backbone's time on a video's sequences)."""
-    replicas = predictor.distribute_strategy.num_replicas_in_sync
+    replicas = strategies.of_model(predictor).num_replicas_in_sync
     batch_size = pipeline.replica_batch_size(batch_size, replicas)
     arrays = inputs if isinstance(inputs, dict) else {"": inputs}
     n = len(next(iter(arrays.values())))

@@ -109,13 +109,15 @@ def _tiny(shape, weights, pooling, input_scaling):
     median for good (its ReLUs die). The moving statistics follow the batches with momentum 0.9,
     not Keras' 0.99: a small model trained for few steps changes fast, and lagging statistics
     made validation losses spike (and the learning rate halve) on small worlds. Synchronized
-    across replicas, so that every replica validates with the statistics that are saved."""
+    across tf.distribute replicas, so that every replica validates with the statistics that are
+    saved (under JAX the statistics are the global batch's already: Keras refuses the flag)."""
     del input_scaling  # x / 255 under either: the tiny encoder has no ImageNet statistics
     frames = keras.Input(shape)
     x = layers.Rescaling(1.0 / 255.0)(frames)
     for filters in (16, 32, 64):
         x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
+        x = layers.BatchNormalization(momentum=0.9,
+                                      synchronized=keras.backend.backend() == "tensorflow")(x)
         x = layers.Activation("relu")(x)
     if pooling == "avg":
         x = layers.GlobalAveragePooling2D()(x)

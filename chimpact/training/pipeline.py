@@ -17,6 +17,7 @@ import tensorflow as tf
 from chimpact.data import boxes, records, resize
 from chimpact.errors import InputError
 from chimpact.training import augment, crop
+from chimpact.training import strategy as strategies
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER = 256
@@ -241,7 +242,7 @@ def predict(model, tfrec_dir, folds=None, volume_size=7, image_size=None, batch_
     of replicas.
     """
     batch_size = replica_batch_size(
-        batch_size, (strategy or model.distribute_strategy).num_replicas_in_sync)
+        batch_size, (strategy or strategies.of_model(model)).num_replicas_in_sync)
     table = read_keys(tfrec_dir, folds)
     pred = np.zeros((0, len(outputs)))
     if len(table):

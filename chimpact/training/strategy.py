@@ -1,4 +1,7 @@
-"""Turns a strategy name into a tf.distribute strategy (TPU, several GPUs, several machines, CPU).
+"""Turns a strategy name into a tf.distribute strategy (TPU, several GPUs, several machines, CPU)
+or, under Keras' JAX backend, into its keras.distribution counterpart (training.distribution),
+which answers the same calls: scope(), num_replicas_in_sync, distribute_datasets_from_function,
+and is_chief / is_multi_worker here.
 
 An explicitly requested TPU that cannot be reached is an error, never a silent fallback.
 Create the strategy before any other TensorFlow work: TPU initialisation and
@@ -10,10 +13,12 @@ import os
 import socket
 import urllib.parse
 
+import keras
 import tensorflow as tf
 
 from chimpact.errors import InputError
 from chimpact.settings import STRATEGIES
+from chimpact.training import distribution
 
 _CONNECT_TIMEOUT_S = 10
 
@@ -27,6 +32,8 @@ def make_strategy(name="auto", tpu=None):
     """
     if name not in STRATEGIES:
         raise InputError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+    if is_jax():
+        return distribution.data_parallel(name, tpu)
     if name == "auto":
         if tpu:
             name = "tpu"
@@ -49,6 +56,20 @@ def make_strategy(name="auto", tpu=None):
             raise InputError(f"TF_CONFIG is not valid JSON: {e}")
         return _MultiWorkerStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_jax():
+    return keras.backend.backend() == "jax"
+
+
+def current():
+    """The strategy in effect: the one whose scope this is, or the default."""
+    return distribution.current() if is_jax() else tf.distribute.get_strategy()
+
+
+def of_model(network):
+    """The strategy `network` was built under."""
+    return distribution.current() if is_jax() else network.distribute_strategy
 
 
 def _check_reachable(address):
@@ -112,6 +133,8 @@ _REDUCIBLE = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int6
 
 def is_multi_worker(strategy):
     """True when the strategy spans several processes (the chief alone predicts and writes)."""
+    if isinstance(strategy, distribution.JaxDataParallel):
+        return strategy.is_multi_worker
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
     cluster = strategy.cluster_resolver.cluster_spec()
@@ -120,6 +143,8 @@ def is_multi_worker(strategy):
 
 def is_chief(strategy):
     """True for the process that writes outputs: the only one, or the chief (or worker 0)."""
+    if isinstance(strategy, distribution.JaxDataParallel):
+        return strategy.is_chief
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True

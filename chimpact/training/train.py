@@ -378,7 +378,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
     pseudo-labelled test rows to every fold's training set (training.pseudo). `flags_text` is
     saved as flags.txt.
     """
-    strategy = strategy or tf.distribute.get_strategy()
+    strategy = strategy or strategies.current()
     volume_size = volume_size or model.FAMILIES.get(family, 1)
     model.check_family(family, volume_size)
     manifest = records.read_manifest(tfrec_dir)
@@ -404,6 +404,7 @@ def train(tfrec_dir, out_dir, backbone="efficientnet_b0", weights="imagenet", vo
         "labels_sha256": manifest.labels_sha256, "frames": manifest.frames,
         "pseudo_labels_sha256": None, **pseudo.describe(pseudo_labels),
         "tensorflow": tf.__version__, "keras": keras.__version__,
+        "backend": keras.backend.backend(),
     }
     _check_settings(settings, folds, strategy)
     model.check_weights(backbone, weights)
