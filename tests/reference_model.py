@@ -5,13 +5,14 @@ Dense(300, relu), Dense(1), as its run.py's init_model() builds it.
 
 Run as a script (a process of its own, since tf.keras 2 and Keras 3 cannot both be tf.keras):
 
-    python tests/reference_model.py --h5=F --dim=64 --volume=3 --save --seed=1   # make F
+    python tests/reference_model.py --h5=F,G --dim=64 --volume=3 --save --seed=1   # make F, G
     python tests/reference_model.py --h5=F --dim=64 --volume=3 --inputs=X.npy --outputs=Y.npy
     python tests/reference_model.py --h5=F --dim=64 --volume=3 --jpegs=J.json --outputs=Y.npy
 
---save builds the model, perturbs its weights (outputs far from zero and different between
+--save builds each model, perturbs its weights (outputs far from zero and different between
 inputs) and saves them with save_weights to .h5, as its ModelCheckpoint(save_weights_only=True)
-did; otherwise the model loads F as its run.py did. --inputs are sequences already scaled to
+did; otherwise each model loads its file as its run.py did. Each model predicts the inputs at
+each of --batch_sizes (several: how float32's order of operations alone moves them). --inputs are sequences already scaled to
 0..1; --jpegs is a list of sequences of JPEG files parsed as the reference parsed them (decode,
 tf.image.resize to dim x dim, uint8, / 255). The tests call it through `run` and skip, with the
 reason, where efficientnet or tf-keras cannot be imported (never in CI).
@@ -108,40 +109,47 @@ def parse_sequence(paths, dim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--h5", required=True)
+    parser.add_argument("--h5", required=True, help="comma-separated: one model each")
     parser.add_argument("--dim", type=int, required=True)
     parser.add_argument("--volume", type=int, required=True)
     parser.add_argument("--save", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="with --save: the first file's "
+                        "seed, the next ones' counting up")
     parser.add_argument("--calibration", help="with --save: .npy sequences (0..1) that set the "
                         "batch-norm statistics and the output direction")
     parser.add_argument("--backbone", default="EfficientNetB0")
     parser.add_argument("--inputs")
     parser.add_argument("--jpegs")
-    parser.add_argument("--outputs")
-    parser.add_argument("--batch_size", type=int, default=2)
+    parser.add_argument("--outputs", help=".npy of [models, batch sizes, sequences] distances")
+    parser.add_argument("--batch_sizes", default="2", help="comma-separated: one prediction "
+                        "of the inputs at each")
     args = parser.parse_args()
 
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf.keras is tf-keras (Keras 2), as in 2021
     import efficientnet.tfkeras as efn
     import tensorflow as tf
 
-    tf.keras.utils.set_random_seed(args.seed)
-    model = init_model(args.dim, args.volume, getattr(efn, args.backbone))
-    if args.save:
-        perturb(model, args.seed,
-                np.load(args.calibration) if args.calibration else None)
-        model.save_weights(args.h5)
-    else:
-        model.load_weights(args.h5)
     if args.jpegs:
         with open(args.jpegs) as f:
             inputs = np.stack([parse_sequence(paths, args.dim) for paths in json.load(f)])
-    elif args.inputs:
-        inputs = np.load(args.inputs)
     else:
-        return
-    np.save(args.outputs, model.predict(inputs, batch_size=args.batch_size, verbose=0)[:, 0])
+        inputs = np.load(args.inputs) if args.inputs else None
+    outputs = []
+    for i, h5 in enumerate(args.h5.split(",")):
+        tf.keras.utils.set_random_seed(args.seed + i)
+        model = init_model(args.dim, args.volume, getattr(efn, args.backbone))
+        if args.save:
+            perturb(model, args.seed + i,
+                    np.load(args.calibration) if args.calibration else None)
+            model.save_weights(h5)
+        else:
+            model.load_weights(h5)
+        if inputs is not None:
+            outputs.append([model.predict(inputs, batch_size=int(size), verbose=0)[:, 0]
+                            for size in args.batch_sizes.split(",")])
+        tf.keras.backend.clear_session()
+    if inputs is not None:
+        np.save(args.outputs, np.array(outputs))
 
 
 if __name__ == "__main__":

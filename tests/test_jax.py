@@ -30,14 +30,19 @@ def test_the_demo_preset_learns_under_jax_and_its_folder_predicts_the_same_under
     out_dir = tmp_path / "model"
     output = finish(start_python(["run_train.py", "--flagfile=models/demo.flags", "--backend=jax",
                                   f"--tfrec_dir={records}", f"--out_dir={out_dir}",
-                                  "--verbose=0", "--epochs=30"], JAX), timeout=600)
+                                  "--verbose=0", "--epochs=30", "--folds=0"], JAX),
+                    timeout=600)
     assert "2 replica(s), XLA on" in output, output[-2000:]
     config = model_folder.read_config(str(out_dir))
-    assert (config["backend"], config["replicas"], config["folds"]) == ("jax", 2, [0, 1, 2])
+    assert (config["backend"], config["replicas"], config["folds"]) == ("jax", 2, [0])
     oof = pd.read_csv(out_dir / "oof.csv")
-    ratio = (oof.pred - oof.distance).abs().mean() / demo.median_baseline(oof)
-    # Measured: 0.640 (30 epochs; the issue asked for 0.6, which this preset reaches on no world
-    # this small under either backend: TensorFlow 0.665, JAX 0.644 on another, 40 epochs).
+    # The baseline over every fold's rows (the records' keys): each fold its others' median.
+    baseline = demo.median_baseline_errors(pipeline.read_keys(records))
+    ratio = (oof.pred - oof.distance).abs().mean() / baseline[baseline.fold == 0].error.mean()
+    print(f"JAX, fold 0: OOF MAE {ratio:.3f} of the median baseline's")
+    # Measured: 0.648 on fold 0 (one fold: make test's budget). The issue asked for 0.6, which
+    # this preset reaches on no world this small under either backend (3 folds, 40 epochs:
+    # TensorFlow 0.665, JAX 0.644 on another world).
     assert ratio <= 0.7, ratio
 
     # The same weights files under TensorFlow (this process), each fold on its own rows.

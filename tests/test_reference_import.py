@@ -26,7 +26,9 @@ VOLUME, DIM = 7, 64
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """Two folds of the reference's model at 64x64, saved as its checkpoints were named."""
+    """(paths, distances): two folds of the reference's model at 64x64, saved as its
+    checkpoints were named, and each one's distances for sequences(6, DIM) (made in the same
+    process: each start of the reference's code costs seconds)."""
     reason = reference_model.importable()
     if reason:
         if os.environ.get("CI") == "true":
@@ -35,19 +37,11 @@ def reference(tmp_path_factory):
         pytest.skip(f"the reference's packages do not import: {reason}")
     folder = tmp_path_factory.mktemp("reference")
     paths = [folder / f"model-best-f{fold}-e02{fold}-1.3{fold}-2.36.h5" for fold in (0, 1)]
-    for fold, path in enumerate(paths):
-        reference_model.run(f"--h5={path}", f"--dim={DIM}", f"--volume={VOLUME}", "--save",
-                            f"--seed={fold + 1}")
-    return paths
-
-
-def reference_predictions(h5, inputs, tmp_path, batch_size=2, **env):
-    """The reference's own model's predictions on `inputs` (0..1 floats)."""
-    np.save(tmp_path / "inputs.npy", inputs)
-    reference_model.run(f"--h5={h5}", f"--dim={inputs.shape[2]}", f"--volume={inputs.shape[1]}",
-                        f"--inputs={tmp_path / 'inputs.npy'}", f"--outputs={tmp_path / 'y.npy'}",
-                        f"--batch_size={batch_size}")
-    return np.load(tmp_path / "y.npy")
+    np.save(folder / "inputs.npy", sequences(6, DIM) / np.float32(255))
+    reference_model.run(f"--h5={','.join(map(str, paths))}", f"--dim={DIM}",
+                        f"--volume={VOLUME}", "--save", "--seed=1",
+                        f"--inputs={folder / 'inputs.npy'}", f"--outputs={folder / 'y.npy'}")
+    return paths, np.load(folder / "y.npy")[:, 0]
 
 
 def sequences(n, size, seed=0):
@@ -68,11 +62,11 @@ def imported_network(path, size=DIM):
     return reference_import.load_reference(model.build_from_config(config), str(path))
 
 
-def test_imported_network_predicts_as_the_reference(reference, tmp_path):
+def test_imported_network_predicts_as_the_reference(reference):
+    (_, path), (_, expected) = reference
     pixels = sequences(6, DIM)
-    expected = reference_predictions(reference[1], pixels / np.float32(255), tmp_path)
     assert np.ptp(expected) > 1.0 and expected.min() > 1.0  # far from zero, metres apart
-    mine = imported_network(reference[1]).predict(pixels, verbose=0)[:, 0]
+    mine = imported_network(path).predict(pixels, verbose=0)[:, 0]
     print(f"64x64: chimpact - reference {np.abs(mine - expected).max():.2e} m")
     assert np.abs(mine - expected).max() <= 1e-4
 
@@ -90,10 +84,12 @@ def test_imported_network_at_512_within_the_references_own_reordering(tmp_path):
     inputs = pixels / np.float32(255)
     # The batch-norm statistics of two other sequences alone: 8 at 512x512 cost minutes.
     np.save(tmp_path / "calibration.npy", sequences(2, 512, seed=7) / np.float32(255))
+    np.save(tmp_path / "inputs.npy", inputs)
     reference_model.run(f"--h5={h5}", "--dim=512", f"--volume={VOLUME}", "--save", "--seed=3",
-                        f"--calibration={tmp_path / 'calibration.npy'}")
-    one = reference_predictions(h5, inputs, tmp_path, batch_size=1)
-    two = reference_predictions(h5, inputs, tmp_path, batch_size=2)
+                        f"--calibration={tmp_path / 'calibration.npy'}",
+                        f"--inputs={tmp_path / 'inputs.npy'}", "--batch_sizes=1,2",
+                        f"--outputs={tmp_path / 'y.npy'}")
+    one, two = np.load(tmp_path / "y.npy")[0]
     mine = imported_network(h5, 512).predict(pixels, batch_size=2, verbose=0)[:, 0]
     reordering = np.abs(one - two).max()
     print(f"512x512: chimpact - reference {np.abs(mine - two).max():.2e} m, the reference's "
@@ -112,16 +108,16 @@ def test_records_chain_predicts_as_the_references_parse(reference, tmp_path):
                                               image_size=(96, 128), frames_per_side=5,
                                               subset="test", seed=2)
     config = reference_import.preset_config(PRESET, (DIM, DIM))
-    network = imported_network(reference[0])
+    network = imported_network(reference[0][0])
     table = pipeline.predict(network, str(tmp_path / "records"), None, VOLUME, (DIM, DIM),
                              batch_size=2, frame_resize=config["frame_resize"])
     jpegs = [[frames.frame_path(f"{tmp_path / 'records'}-frames", video_id, index)
               for index in range(2, 9)] for video_id in table.video_id]
     with open(tmp_path / "jpegs.json", "w") as f:
         json.dump(jpegs, f)
-    reference_model.run(f"--h5={reference[0]}", f"--dim={DIM}", f"--volume={VOLUME}",
+    reference_model.run(f"--h5={reference[0][0]}", f"--dim={DIM}", f"--volume={VOLUME}",
                         f"--jpegs={tmp_path / 'jpegs.json'}", f"--outputs={tmp_path / 'y.npy'}")
-    expected = np.load(tmp_path / "y.npy")
+    expected = np.load(tmp_path / "y.npy")[0, 0]
     assert manifest.image_size == (96, 128) and np.ptp(expected) > 0.1
     print(f"records chain: chimpact - reference {np.abs(table.pred - expected).max():.2e} m")
     assert np.abs(table.pred.to_numpy() - expected).max() <= 1e-4
@@ -130,7 +126,7 @@ def test_records_chain_predicts_as_the_references_parse(reference, tmp_path):
 def test_command_writes_a_model_folder_that_predicts(reference, tmp_path):
     out_dir = tmp_path / "imported"
     result = script("import_weights.py", f"--preset={PRESET}", f"--image_size={DIM}",
-                    f"--weights={reference[0]},{reference[1]}", f"--out_dir={out_dir}")
+                    f"--weights={reference[0][0]},{reference[0][1]}", f"--out_dir={out_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((out_dir / "config.json").read_text())
     assert (config["folds"], config["volume_size"], config["step"], config["image_size"],
@@ -139,19 +135,19 @@ def test_command_writes_a_model_folder_that_predicts(reference, tmp_path):
                                            "auto")
     pixels = sequences(3, DIM, seed=4)
     folds = model.load_fold_models(str(out_dir))
-    for fold, path in enumerate(reference):
+    for fold, path in enumerate(reference[0]):
         expected = imported_network(path).predict(pixels, verbose=0)
         assert np.array_equal(folds[fold].predict(pixels, verbose=0), expected)
 
 
 def test_command_refuses_a_file_it_cannot_match(reference, tmp_path):
     broken = tmp_path / "model-best-f0-broken.h5"
-    shutil.copy(reference[0], broken)
+    shutil.copy(reference[0][0], broken)
     with h5py.File(broken, "r+") as f:
         del f["lstm"]["lstm"]["lstm_cell"]["bias:0"]
         f["lstm"]["lstm"]["lstm_cell"].create_dataset("bias:0", data=np.zeros(8, np.float32))
     result = script("import_weights.py", f"--preset={PRESET}",
-                    f"--weights={reference[1]},{broken}", f"--out_dir={tmp_path / 'out'}")
+                    f"--weights={reference[0][1]},{broken}", f"--out_dir={tmp_path / 'out'}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: --weights={broken}: array lstm/lstm_cell/bias has shape (8,), the reference's "
@@ -178,7 +174,7 @@ def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_pa
             "down-a1p50-f9s1": "run-20211101-2141-down-a1p50-f9s1"}
     for run in runs.values():
         (tmp_path / "archive" / "models" / run).mkdir(parents=True)
-        for path in reference:
+        for path in reference[0]:
             shutil.copy(path, tmp_path / "archive" / "models" / run / path.name)
     # A 9-frame configuration's LSTM reads 9 frames with the same arrays.
     folders = reference_import.import_archive(str(tmp_path / "archive"), str(tmp_path / "m"),
@@ -232,7 +228,7 @@ def test_imported_folder_gives_each_animal_a_distance_with_the_published_mae_int
     import videogen
 
     model_dir = tmp_path / "reference-f0"
-    reference_import.import_weights([str(reference[0])], PRESET, str(model_dir),
+    reference_import.import_weights([str(reference[0][0])], PRESET, str(model_dir),
                                     image_size=(DIM, DIM))
     videos = tmp_path / "survey"
     videos.mkdir()
@@ -260,7 +256,7 @@ def test_import_refuses_a_folder_of_other_files(reference, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "thesis.pdf").write_text("chapter 1")
     result = script("import_weights.py", f"--preset={PRESET}",
-                    f"--weights={reference[0]}", f"--out_dir={tmp_path / 'out'}")
+                    f"--weights={reference[0][0]}", f"--out_dir={tmp_path / 'out'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: --out_dir={tmp_path / 'out'}: holds thesis.pdf, which import_weights.py did "

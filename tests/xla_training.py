@@ -55,7 +55,7 @@ def check_step(records, backbone, precision):
     settings = dict(MODEL, backbone=backbone, weights="none", image_size=[32, 32],
                     crop_bottom=0.0, use_boxes=False, family="cnn_lstm", lr=1e-3,
                     schedule="plateau", optimizer="adam", weight_decay=0.0, epochs=1,
-                    loss="mae", mixed_precision=precision)
+                    loss="mae", mixed_precision=precision, input_scaling="imagenet")
     frames, distance = next(iter(pipeline.make_train_dataset(records, [0], 3, batch_size=4)))
     keras.utils.set_random_seed(0)
     compiled = train._compiled_model({**settings, "jit_compile": True}, steps_per_epoch=1)
