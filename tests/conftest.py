@@ -37,7 +37,8 @@ def shared_dir():
 
 # Modules of the longest tests (minutes each on 2 cores), longest first: run first, so that the
 # two workers end together instead of one waiting on the other's last long test.
-LONGEST_FIRST = ("test_accelerator", "test_worlds", "test_demo", "test_survey", "test_families")
+LONGEST_FIRST = ("test_survey", "test_demo", "test_accelerator", "test_install", "test_worlds",
+                 "test_preemption", "test_jax", "test_families", "test_reference_import")
 
 
 def pytest_collection_modifyitems(items):

@@ -117,7 +117,8 @@ def main():
                         "seed, the next ones' counting up")
     parser.add_argument("--calibration", help="with --save: .npy sequences (0..1) that set the "
                         "batch-norm statistics and the output direction")
-    parser.add_argument("--backbone", default="EfficientNetB0")
+    parser.add_argument("--backbones", default="EfficientNetB0", help="comma-separated, one "
+                        "per --h5 file (one: every file's)")
     parser.add_argument("--inputs")
     parser.add_argument("--jpegs")
     parser.add_argument("--outputs", help=".npy of [models, batch sizes, sequences] distances")
@@ -135,9 +136,11 @@ def main():
     else:
         inputs = np.load(args.inputs) if args.inputs else None
     outputs = []
-    for i, h5 in enumerate(args.h5.split(",")):
+    files = args.h5.split(",")
+    backbones = args.backbones.split(",") * (len(files) if "," not in args.backbones else 1)
+    for i, (h5, backbone) in enumerate(zip(files, backbones)):
         tf.keras.utils.set_random_seed(args.seed + i)
-        model = init_model(args.dim, args.volume, getattr(efn, args.backbone))
+        model = init_model(args.dim, args.volume, getattr(efn, backbone))
         if args.save:
             perturb(model, args.seed + i,
                     np.load(args.calibration) if args.calibration else None)

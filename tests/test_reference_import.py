@@ -2,6 +2,7 @@
 (tests/reference_model.py: efficientnet 1.1.1 on tf-keras, as its run.py built and saved them)
 imported by `chimpact import`, then checked against that code's predictions."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -24,31 +25,45 @@ PRESET = "full-a4p50-f7s1"  # 7 frames 1 s apart
 VOLUME, DIM = 7, 64
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """(paths, distances): two folds of the reference's model at 64x64, saved as its
-    checkpoints were named, and each one's distances for sequences(6, DIM) (made in the same
-    process: each start of the reference's code costs seconds)."""
+def require_reference():
+    """Skips (fails under CI=true) when the reference's packages do not import."""
     reason = reference_model.importable()
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the reference's packages (efficientnet, tf-keras) must import in CI: "
                         f"{reason}")
         pytest.skip(f"the reference's packages do not import: {reason}")
-    folder = tmp_path_factory.mktemp("reference")
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, worker_id):
+    """(paths, distances): two folds of the reference's model at 64x64, saved as its
+    checkpoints were named, each one's distances for sequences(6, DIM), and a third file of
+    another architecture (EfficientNet-B1), all made in one process of the reference's code,
+    once for every pytest-xdist worker of the run (under a lock, in the run's shared folder)."""
+    require_reference()
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if worker_id != "master" else root) / "reference"
+    folder.mkdir(exist_ok=True)
     paths = [folder / f"model-best-f{fold}-e02{fold}-1.3{fold}-2.36.h5" for fold in (0, 1)]
-    np.save(folder / "inputs.npy", sequences(6, DIM) / np.float32(255))
-    reference_model.run(f"--h5={','.join(map(str, paths))}", f"--dim={DIM}",
-                        f"--volume={VOLUME}", "--save", "--seed=1",
-                        f"--inputs={folder / 'inputs.npy'}", f"--outputs={folder / 'y.npy'}")
-    return paths, np.load(folder / "y.npy")[:, 0]
+    other = folder / "model-best-f0-b1.h5"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "y.npy").exists():
+            np.save(folder / "inputs.npy", sequences(6, DIM) / np.float32(255))
+            reference_model.run(f"--h5={','.join(map(str, [*paths, other]))}", f"--dim={DIM}",
+                                f"--volume={VOLUME}", "--save", "--seed=1",
+                                "--backbones=EfficientNetB0,EfficientNetB0,EfficientNetB1",
+                                f"--inputs={folder / 'inputs.npy'}",
+                                f"--outputs={folder / 'y.npy'}")
+    return paths, np.load(folder / "y.npy")[:2, 0], other
 
 
-def sequences(n, size, seed=0):
-    """uint8 [n, VOLUME, size, size, 3]: noise of a different brightness per sequence."""
+def sequences(n, size, seed=0, volume=VOLUME):
+    """uint8 [n, volume, size, size, 3]: noise of a different brightness per sequence."""
     rng = np.random.default_rng(seed)
     brightness = np.linspace(0.2, 1.0, n)[:, None, None, None, None]
-    return np.round(rng.uniform(0, 255, (n, VOLUME, size, size, 3)) * brightness).astype(np.uint8)
+    return np.round(rng.uniform(0, 255, (n, volume, size, size, 3)) * brightness).astype(np.uint8)
 
 
 def script(name, *flags):
@@ -57,13 +72,14 @@ def script(name, *flags):
                           capture_output=True, text=True)
 
 
-def imported_network(path, size=DIM):
-    config = reference_import.preset_config(PRESET, (size, size))
+def imported_network(path, size=DIM, volume=VOLUME):
+    """The preset's network at `size` over `volume` frames, set to the reference file `path`."""
+    config = dict(reference_import.preset_config(PRESET, (size, size)), volume_size=volume)
     return reference_import.load_reference(model.build_from_config(config), str(path))
 
 
 def test_imported_network_predicts_as_the_reference(reference):
-    (_, path), (_, expected) = reference
+    (_, path), (_, expected), _ = reference
     pixels = sequences(6, DIM)
     assert np.ptp(expected) > 1.0 and expected.min() > 1.0  # far from zero, metres apart
     mine = imported_network(path).predict(pixels, verbose=0)[:, 0]
@@ -75,22 +91,21 @@ def test_imported_network_predicts_as_the_reference(reference):
 def test_imported_network_at_512_within_the_references_own_reordering(tmp_path):
     """At the reference's 512x512: chimpact against the reference no further than the
     reference moves itself when only float32's order of operations changes (batch of 1
-    against 2). Measured: 9.5e-7 m against the reordering's 4.8e-7 m."""
-    reason = reference_model.importable()
-    if reason and os.environ.get("CI") != "true":
-        pytest.skip(f"the reference's packages do not import: {reason}")
+    against 2). Three frames a sequence: the LSTM's arrays do not depend on their number, and
+    seven cost a minute more."""
+    require_reference()
     h5 = tmp_path / "model-best-f0-e026-1.3361-2.3612.h5"
-    pixels = sequences(2, 512, seed=1)
+    pixels = sequences(2, 512, seed=1, volume=3)
     inputs = pixels / np.float32(255)
     # The batch-norm statistics of two other sequences alone: 8 at 512x512 cost minutes.
-    np.save(tmp_path / "calibration.npy", sequences(2, 512, seed=7) / np.float32(255))
+    np.save(tmp_path / "calibration.npy", sequences(2, 512, seed=7, volume=3) / np.float32(255))
     np.save(tmp_path / "inputs.npy", inputs)
-    reference_model.run(f"--h5={h5}", "--dim=512", f"--volume={VOLUME}", "--save", "--seed=3",
+    reference_model.run(f"--h5={h5}", "--dim=512", "--volume=3", "--save", "--seed=3",
                         f"--calibration={tmp_path / 'calibration.npy'}",
                         f"--inputs={tmp_path / 'inputs.npy'}", "--batch_sizes=1,2",
                         f"--outputs={tmp_path / 'y.npy'}")
     one, two = np.load(tmp_path / "y.npy")[0]
-    mine = imported_network(h5, 512).predict(pixels, batch_size=2, verbose=0)[:, 0]
+    mine = imported_network(h5, 512, volume=3).predict(pixels, batch_size=2, verbose=0)[:, 0]
     reordering = np.abs(one - two).max()
     print(f"512x512: chimpact - reference {np.abs(mine - two).max():.2e} m, the reference's "
           f"own reordering {reordering:.2e} m")
@@ -156,9 +171,7 @@ def test_command_refuses_a_file_it_cannot_match(reference, tmp_path):
 
 
 def test_refuses_another_architecture_and_a_file_that_is_not_hdf5(reference, tmp_path):
-    other = tmp_path / "model-best-f0-b1.h5"
-    reference_model.run(f"--h5={other}", f"--dim={DIM}", f"--volume={VOLUME}", "--save",
-                        "--backbone=EfficientNetB1")
+    other = reference[2]
     with pytest.raises(InputError, match=r"array .* has (no place|shape)"):
         imported_network(other)
     text = tmp_path / "model-best-f0-notes.h5"
