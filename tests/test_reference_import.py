@@ -16,6 +16,8 @@ import pytest
 
 import reference_model
 import sequence_records
+from model_checks import last_json_line, python_output
+from test_jax import JAX
 from chimpact.data import frames
 from chimpact.errors import InputError
 from chimpact.training import model, pipeline, reference_import
@@ -149,10 +151,26 @@ def test_command_writes_a_model_folder_that_predicts(reference, tmp_path):
             config["frames"]["gamma"]) == ([0, 1], 7, 1, [DIM, DIM], "unit", "reference", 5,
                                            "auto")
     pixels = sequences(3, DIM, seed=4)
+    np.save(tmp_path / "pixels.npy", pixels)
     folds = model.load_fold_models(str(out_dir))
+    expected = {}
     for fold, path in enumerate(reference[0]):
-        expected = imported_network(path).predict(pixels, verbose=0)
-        assert np.array_equal(folds[fold].predict(pixels, verbose=0), expected)
+        expected[fold] = imported_network(path).predict(pixels, verbose=0)[:, 0]
+        assert np.array_equal(folds[fold].predict(pixels, verbose=0)[:, 0], expected[fold])
+        # Compiled with XLA, as a TPU compiles it.
+        compiled = model.set_jit_compile(folds[fold], True).predict(pixels, verbose=0)[:, 0]
+        np.testing.assert_allclose(compiled, expected[fold], atol=1e-4, rtol=0)
+    # The same folder under Keras' JAX backend (jitted), on two CPU devices.
+    under_jax = last_json_line(python_output(f"""
+        import json, numpy as np
+        from chimpact.training import model
+        pixels = np.load({str(tmp_path / "pixels.npy")!r})
+        folds = model.load_fold_models({str(out_dir)!r})
+        print(json.dumps({{f: n.predict(pixels, verbose=0)[:, 0].tolist()
+                           for f, n in folds.items()}}))
+        """, **JAX))
+    for fold in (0, 1):
+        np.testing.assert_allclose(under_jax[str(fold)], expected[fold], atol=1e-4, rtol=0)
 
 
 def test_command_refuses_a_file_it_cannot_match(reference, tmp_path):
