@@ -8,16 +8,6 @@ tf.image.resize (bilinear, no antialiasing) and cast to uint8, which truncates, 
 
 import tensorflow as tf
 
-from chimpact.errors import InputError
-from chimpact.settings import FRAME_RESIZES
-
-
-def check(frame_resize):
-    """InputError unless `frame_resize` is one of FRAME_RESIZES."""
-    if frame_resize not in FRAME_RESIZES:
-        raise InputError(f"frame_resize={frame_resize}: expected one of "
-                         f"{', '.join(FRAME_RESIZES)}")
-
 
 def resize_frames(frames, size, frame_resize="ffmpeg"):
     """uint8 frames [..., H, W, 3] at `size` (height, width), resized as `frame_resize` says."""
