@@ -12,7 +12,8 @@ sequence records.
 Re-running a killed command resumes at the last finished epoch; finished folds are skipped.
 Strategies: --strategy=auto picks a TPU when --tpu is given, all GPUs when there are several,
 else the default device. --strategy=multiworker reads TF_CONFIG (run the same command on each
-machine, with a shared --out_dir such as gs://).
+machine, with a shared --out_dir such as gs://); under JAX it joins the processes with
+keras.distribution.initialize() (every host of a TPU pod slice runs the same command).
 --backend=jax (or KERAS_BACKEND=jax) trains under JAX, data-parallel over every local device
 (TPU chips, GPUs); the model folder is the same either way (docs/tpu-jax.md).
 """
@@ -100,7 +101,9 @@ flags.DEFINE_enum("jit_compile", "auto", list(cli.JIT_COMPILE_FLAG), cli.JIT_COM
 flags.DEFINE_enum("strategy", "auto", list(settings.STRATEGIES), "tf.distribute strategy: "
                   "auto, tpu, mirrored (GPUs of this machine), multiworker (TF_CONFIG), default. "
                   "Under JAX: keras.distribution.DataParallel over every device of this machine "
-                  "(auto, mirrored, tpu) or one (default).")
+                  "(auto, mirrored, tpu), one (default), or every device of every process that "
+                  "joins (multiworker: a Cloud TPU pod slice finds its hosts; elsewhere set "
+                  "KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and _PROCESS_ID).")
 flags.DEFINE_enum("backend", None, list(settings.BACKENDS), cli.BACKEND_HELP)
 flags.DEFINE_string("tpu", None, "TPU name, grpc://HOST:PORT or local (TPU VM); an unreachable "
                     "TPU is an error.")
@@ -144,7 +147,7 @@ def main(argv):
     # TensorFlow loads here, once the flags are read.
     from chimpact.training import strategy as strategies
     from chimpact.training import train
-    strategy = strategies.make_strategy(FLAGS.strategy, FLAGS.tpu)
+    strategy = strategies.make_strategy(FLAGS.strategy, FLAGS.tpu, training=True)
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     train.train(
         FLAGS.tfrec_dir, FLAGS.out_dir, backbone=FLAGS.backbone, weights=FLAGS.weights,

@@ -15,7 +15,7 @@ import tensorflow as tf
 from chimpact import storage
 from chimpact.predict import infer
 from chimpact.predict.jobs import run_infer
-from chimpact.training import augment, checkpoint, model_folder, train
+from chimpact.training import augment, checkpoint, model_folder, step, train
 from model_checks import TINY, finish, last_json_line, start_python
 from sequence_records import write_records
 
@@ -90,14 +90,14 @@ def test_one_epoch_under_xla_in_each_precision_predicts_as_without(tmp_path):
         np.testing.assert_allclose(tiny["served"], with_xla.mean(axis=1), atol=tolerance, rtol=0,
                                    err_msg=precision)
 
-        step = results[f"efficientnet_b0:{precision}:step"]
+        stepped = results[f"efficientnet_b0:{precision}:step"]
         # Measured against the eager step: the losses 0.3% (float32) and 1.3% (mixed_bfloat16)
         # apart, B0's stochastic depth drawing other masks in the two steps; the predictions
         # after the step 2.2e-4 m and 1.5e-3 m apart.
-        assert step["xla"] is True and np.isfinite(step["losses"]).all()
-        assert step["losses"][0] == pytest.approx(step["losses"][1], rel=0.03)
-        np.testing.assert_allclose(step["with_xla"], step["without"], rtol=0, err_msg=precision,
-                                   atol=1e-3 if precision == "none" else 1e-2)
+        assert stepped["xla"] is True and np.isfinite(stepped["losses"]).all()
+        assert stepped["losses"][0] == pytest.approx(stepped["losses"][1], rel=0.03)
+        np.testing.assert_allclose(stepped["with_xla"], stepped["without"], rtol=0,
+                                   err_msg=precision, atol=1e-3 if precision == "none" else 1e-2)
 
 
 @pytest.mark.slow
@@ -149,7 +149,7 @@ def test_float16_trains_with_loss_scaling_and_resumes_with_it(tmp_path, monkeypa
     progress, arrays = checkpoint.load(path)
     assert progress["epoch"] == 1
     settings = {**model_folder.read_config(str(tmp_path / "fp16")), "lr": 1e-3}
-    network = train._compiled_model(settings, steps_per_epoch=3)
+    network = step.compiled_model(settings, steps_per_epoch=3)
     assert isinstance(network.optimizer, keras.optimizers.LossScaleOptimizer)
     checkpoint.restore(network, arrays, path)
     index, scale = _loss_scale(network)

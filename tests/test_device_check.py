@@ -29,15 +29,15 @@ def module_imports(path):
 
 
 def loaded_by(path):
-    """Every module that loading `path` loads: its imports, and the chimpact modules' imports
-    in turn (packages' __init__ included)."""
+    """Every module that loading `path` loads: its imports, and the imports of the repository's
+    own modules (chimpact's, packages' __init__ included, and the entry scripts') in turn."""
     seen, todo, loaded = set(), [path], set()
     while todo:
         for name in module_imports(todo.pop()):
             loaded.add(name)
             parts = name.split(".")
             for depth in range(1, len(parts) + 1):
-                if parts[0] != "chimpact":
+                if parts[0] != "chimpact" and not (ROOT / f"{parts[0]}.py").is_file():
                     break
                 base = ROOT.joinpath(*parts[:depth])
                 for candidate in (base / "__init__.py", base.with_suffix(".py")):
@@ -48,8 +48,11 @@ def loaded_by(path):
 
 
 def test_what_the_device_check_loads_of_chimpact_never_imports_tensorflow():
-    loaded = loaded_by(SCRIPT)
-    assert "chimpact.training.model" in loaded and "keras" in loaded
+    # The step that run_train.py trains, and run_train.py itself, whose flags the check loads
+    # (TensorFlow only once its main runs).
+    loaded = loaded_by(SCRIPT) | loaded_by(ROOT / "run_train.py")
+    assert {"chimpact_flags", "chimpact.training.step", "chimpact.training.model",
+            "keras"} <= loaded
     assert not [name for name in loaded if name.split(".")[0] == "tensorflow"]
 
 
@@ -58,13 +61,17 @@ def test_the_quick_device_check_times_every_family_against_the_tpu():
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--quick"], capture_output=True,
         text=True, timeout=600,
-        env={**os.environ, "PYTHON": sys.executable, "KERAS_BACKEND": "tensorflow",
-             "TF_CPP_MIN_LOG_LEVEL": "3"})
+        env={**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3",
+             "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
-    assert lines[0].startswith("tiny at 64x64, mixed_bfloat16, batch 4, tensorflow")
-    for family in ("cnn_lstm", "stacked", "single"):
-        assert re.search(rf"^{family} +\(\d frames\): train +\d+\.\d sequences/s .* predict +"
-                         r"\d+\.\d$", done.stdout, re.MULTILINE), done.stdout
+    assert lines[0] == "run_train.py's step, mixed_bfloat16, jax on 2 x cpu"
+    # Each family's demo preset at its own frames and size (models/demo*.flags), 4 sequences
+    # on each device.
+    for family, preset, frames in (("cnn_lstm", "demo", 3), ("stacked", "demo-stacked", 3),
+                                   ("single", "demo-single", 1)):
+        assert re.search(rf"^{family} +{preset} \(tiny, {frames} frames, 48x64, batch 8\): "
+                         r"train +\d+\.\d sequences/s .* predict +\d+\.\d$", done.stdout,
+                         re.MULTILINE), done.stdout
     assert re.fullmatch(r"ratio to the reference's TPU v3-8 \(68 training sequences/s\): "
                         r"cnn_lstm \d+\.\d\dx, stacked \d+\.\d\dx, single \d+\.\d\dx", lines[-1])

@@ -15,7 +15,7 @@ from chimpact.data import frames, packing, records
 from chimpact.errors import InputError
 from chimpact.predict import infer
 from chimpact.predict.jobs import run_infer
-from chimpact.training import crop, model, model_folder, pipeline, pseudo, train
+from chimpact.training import crop, model, model_folder, pipeline, pseudo, step, train
 from model_checks import built_once, finish, start_python, untrained_model_folder
 from sequence_records import write_records
 
@@ -362,14 +362,14 @@ def test_create_tfrecords_stratified_site_folds_on_the_real_tables(shared_dir, t
 def test_optimizer_schedule_and_loss_settings():
     settings = {"lr": 1e-3, "schedule": "cosine", "epochs": 4, "optimizer": "adamw",
                 "weight_decay": 5e-6}
-    optimizer = train.make_optimizer(settings, steps_per_epoch=10)
+    optimizer = step.make_optimizer(settings, steps_per_epoch=10)
     assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 5e-6
     schedule = optimizer._learning_rate
     assert [round(float(schedule(step)), 7) for step in (0, 20, 40)] == [1e-3, 5e-4, 0.0]
-    plain = train.make_optimizer({**settings, "schedule": "plateau", "optimizer": "adam"}, 10)
+    plain = step.make_optimizer({**settings, "schedule": "plateau", "optimizer": "adam"}, 10)
     assert type(plain) is keras.optimizers.Adam
     assert float(plain.learning_rate) == pytest.approx(1e-3)
-    huber = train.make_loss("huber")
+    huber = step.make_loss("huber")
     errors = huber(np.array([[0.0], [0.0]]), np.array([[0.5], [3.0]]))
     assert float(errors) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
 

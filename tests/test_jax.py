@@ -18,9 +18,9 @@ from test_worlds import make_records
 # of a TPU VM.
 JAX = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
        "TF_CPP_MIN_LOG_LEVEL": "3"}
-# A world of the demo's kind that its preset was not tuned on: other seed, frame rate, aspect,
-# number of videos and animal sizes.
-WORLD = dict(n_videos=40, seed=107, width=128, height=96, fps=6, animal_height_m=(1.5, 3.0))
+# A world of the demo's kind that its preset was not tuned on: other seed, frame rate, aspect and
+# number of videos.
+WORLD = dict(n_videos=40, seed=107, width=128, height=96, fps=6)
 
 
 @pytest.mark.slow
@@ -40,10 +40,10 @@ def test_the_demo_preset_learns_under_jax_and_its_folder_predicts_the_same_under
     baseline = demo.median_baseline_errors(pipeline.read_keys(records))
     ratio = (oof.pred - oof.distance).abs().mean() / baseline[baseline.fold == 0].error.mean()
     print(f"JAX, fold 0: OOF MAE {ratio:.3f} of the median baseline's")
-    # Measured: 0.648 on fold 0 (one fold: make test's budget). The issue asked for 0.6, which
-    # this preset reaches on no world this small under either backend (3 folds, 40 epochs:
-    # TensorFlow 0.665, JAX 0.644 on another world).
-    assert ratio <= 0.7, ratio
+    # Fold 0 alone (make test's budget), 30 of the preset's 40 epochs. Measured: 0.477 under
+    # JAX, 0.573 under TensorFlow on this world; on two others under JAX 0.583 (48 videos,
+    # seed 211, 160x90, 8 fps; TensorFlow 0.557) and 0.310 (36 videos, seed 5, 96x96, 4 fps).
+    assert ratio <= 0.6, ratio
 
     # The same weights files under TensorFlow (this process), each fold on its own rows.
     networks = model.load_fold_models(str(out_dir))
@@ -81,3 +81,24 @@ def test_bfloat16_under_jax_trains_and_predicts_as_float32_does_within_its_round
     assert np.all(np.isfinite(bf16)) and not np.array_equal(bf16, f32)
     # bfloat16 keeps 8 significant bits (a relative step of 2**-8) through a few layers.
     np.testing.assert_allclose(bf16, f32, rtol=2e-2, atol=0)
+
+
+def test_several_processes_under_jax_train_only_and_need_the_whole_cluster():
+    result = last_json_line(python_output("""
+        import json, os
+        from chimpact.errors import InputError
+        from chimpact.training import distribution
+        errors = []
+        for training, variables in ((False, {}), (True, {"KERAS_DISTRIBUTION_PROCESS_ID": "0"})):
+            os.environ.update(variables)
+            try:
+                distribution.data_parallel("multiworker", training=training)
+            except InputError as e:
+                errors.append(str(e))
+        print(json.dumps(errors))
+        """, **JAX))
+    assert result == [
+        "--strategy=multiworker: prediction runs on one host under JAX (--strategy=auto uses "
+        "its devices)",
+        "--strategy=multiworker: KERAS_DISTRIBUTION_PROCESS_ID set without "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"]

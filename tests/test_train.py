@@ -15,7 +15,7 @@ from absl import flags
 from chimpact import storage
 from chimpact.data import records
 from chimpact.errors import InputError
-from chimpact.training import checkpoint, model, model_folder, pipeline, train
+from chimpact.training import checkpoint, model, model_folder, pipeline, step, train
 from model_checks import ROOT, TINY, TINY_FLAGS, finish, start_python
 from script_flags import define_flags
 from sequence_records import write_records
@@ -100,7 +100,7 @@ def test_the_optimizer_is_built_before_the_first_step_and_a_restore_adds_nothing
                     family="cnn_lstm", lr=1e-3, schedule="plateau", optimizer="adam",
                     weight_decay=0.0, epochs=1, loss="mae", mixed_precision=precision,
                     jit_compile=False, input_scaling="imagenet")
-    network = train._compiled_model(settings, steps_per_epoch=1)
+    network = step.compiled_model(settings, steps_per_epoch=1)
     names = [v.path.rsplit("/", 1)[-1] for v in network.optimizer.variables]
     trainable = len(network.trainable_variables)
     assert sum(name.endswith("_momentum") for name in names) == trainable
@@ -204,19 +204,31 @@ def _free_ports(count):
     return ports
 
 
+def _cluster(backend, workers, index):
+    """The environment of process `index` of a cluster of `workers` under `backend`."""
+    if backend == "jax":
+        # keras.distribution.initialize(): the coordinator's address, process 0's.
+        return {"KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": workers[0],
+                "KERAS_DISTRIBUTION_NUM_PROCESSES": str(len(workers)),
+                "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+    return {"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                     "task": {"type": "worker", "index": index}})}
+
+
 @pytest.mark.slow
-def test_multiworker_strategy_with_two_processes(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_multiworker_strategy_with_two_processes(tmp_path, backend):
     write_records(tmp_path / "rec", (13, 10))
     workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(start_python(
-            ["run_train.py", *TINY_FLAGS, f"--tfrec_dir={tmp_path / 'rec'}",
-             f"--out_dir={tmp_path / 'model'}", "--strategy=multiworker", "--folds=0",
-             "--epochs=2", "--batch_size=4"], {"TF_CONFIG": json.dumps(tf_config)}))
+    processes = [start_python(
+        ["run_train.py", *TINY_FLAGS, f"--tfrec_dir={tmp_path / 'rec'}",
+         f"--out_dir={tmp_path / 'model'}", "--strategy=multiworker", "--folds=0",
+         "--epochs=2", "--batch_size=4"], _cluster(backend, workers, index))
+        for index in range(2)]
     outputs = [finish(p) for p in processes]
     assert "out-of-fold MAE" in outputs[0] and "out-of-fold MAE" not in outputs[1]
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert (config["backend"], config["replicas"]) == (backend, 2)
     oof = read_csv(tmp_path / "model" / "oof.csv")
     assert sorted(oof.video_id) == [f"f0v{i:03d}.mp4" for i in range(13)]
     history = read_csv(tmp_path / "model" / "fold0" / "history.csv")

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from chimpact import storage
 from chimpact.predict import infer
-from chimpact.training import model_folder, pipeline, train
+from chimpact.training import model_folder, pipeline, step, train
 
 MODEL = dict(volume_size=3, lstm_units=16, dense_units=8)
 
@@ -58,10 +58,10 @@ def check_step(records, backbone, precision):
                     loss="mae", mixed_precision=precision, input_scaling="imagenet")
     frames, distance = next(iter(pipeline.make_train_dataset(records, [0], 3, batch_size=4)))
     keras.utils.set_random_seed(0)
-    compiled = train._compiled_model({**settings, "jit_compile": True}, steps_per_epoch=1)
+    compiled = step.compiled_model({**settings, "jit_compile": True}, steps_per_epoch=1)
     # The step without XLA runs eagerly: the same kernels as a traced graph, without the half
     # minute that tracing B0's training graph takes on a CPU.
-    plain = train._compiled_model({**settings, "jit_compile": False}, steps_per_epoch=1)
+    plain = step.compiled_model({**settings, "jit_compile": False}, steps_per_epoch=1)
     plain.run_eagerly = True
     plain.set_weights(compiled.get_weights())
     losses = [float(network.train_on_batch(frames, distance)[0])

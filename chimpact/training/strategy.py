@@ -8,6 +8,7 @@ Create the strategy before any other TensorFlow work: TPU initialisation and
 MultiWorkerMirroredStrategy both need a fresh runtime.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from chimpact.training import distribution
 _CONNECT_TIMEOUT_S = 10
 
 
-def make_strategy(name="auto", tpu=None):
+def make_strategy(name="auto", tpu=None, training=False):
     """The strategy `name`: auto|tpu|mirrored|multiworker|default.
 
     auto: a TPU when `tpu` is given, MirroredStrategy when several GPUs are visible, else the
@@ -33,7 +34,9 @@ def make_strategy(name="auto", tpu=None):
     if name not in STRATEGIES:
         raise InputError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
     if is_jax():
-        return distribution.data_parallel(name, tpu)
+        # TensorFlow only reads the input under JAX: it is kept off the GPUs that JAX uses.
+        tf.config.set_visible_devices([], "GPU")
+        return distribution.data_parallel(name, tpu, training)
     if name == "auto":
         if tpu:
             name = "tpu"
@@ -139,6 +142,15 @@ def is_multi_worker(strategy):
         return False
     cluster = strategy.cluster_resolver.cluster_spec()
     return sum(cluster.num_tasks(job) for job in cluster.jobs) > 1
+
+
+def alone(strategy):
+    """The scope in which a process of a multi-worker `strategy` builds and runs a network by
+    itself: under JAX without the distribution (set for the whole process), under TensorFlow
+    outside the strategy's scope, which it already is."""
+    if isinstance(strategy, distribution.JaxDataParallel):
+        return strategy.alone()
+    return contextlib.nullcontext()
 
 
 def is_chief(strategy):

@@ -30,7 +30,7 @@ from chimpact import storage
 from chimpact.data import records, window
 from chimpact.errors import InputError
 from chimpact.settings import LOSSES, OPTIMIZERS, SCHEDULES
-from chimpact.training import augment, checkpoint, crop, model, model_folder, pipeline, pseudo
+from chimpact.training import augment, checkpoint, crop, model, model_folder, pipeline, pseudo, step
 from chimpact.training import strategy as strategies
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ _FIXED_KEYS = ("family", "backbone", "weights", "volume_size", "image_size", "cr
                "labels_sha256", "aug", "aug_prob", "lr", "loss", "schedule", "optimizer",
                "weight_decay", "seed", "mixed_precision", "output_bias", "use_boxes",
                "input_scaling", "pseudo_labels_sha256")
-HUBER_DELTA = 1.0
 
 
 def check_records(manifest, tfrec_dir, volume_size, step=None, use_boxes=False):
@@ -165,43 +164,6 @@ def _settle(directory, progress):
                           storage.join(directory, model_folder.HISTORY))
 
 
-def make_optimizer(settings, steps_per_epoch):
-    """Adam or AdamW at settings' lr, constant (halved on plateaus by PlateauHalving) or along a
-    cosine from lr to 0 over all the epochs' steps (its position is the optimizer's step count,
-    which the checkpoint holds)."""
-    rate = settings["lr"]
-    if settings["schedule"] == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, settings["epochs"] * steps_per_epoch)
-    if settings["optimizer"] == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=settings["weight_decay"])
-    return keras.optimizers.Adam(rate)
-
-
-def make_loss(name):
-    return keras.losses.Huber(HUBER_DELTA) if name == "huber" else "mae"
-
-
-def _compiled_model(settings, steps_per_epoch, output_bias=0.0):
-    with model.precision(settings["mixed_precision"]):
-        network = model.build_model(settings["backbone"], settings["volume_size"],
-                                    model.input_size(settings), settings["weights"],
-                                    settings["lstm_units"], settings["dense_units"], output_bias,
-                                    settings["use_boxes"], settings["family"],
-                                    settings["input_scaling"])
-    # Weighted, so that the padding of the validation batches (weight 0) does not count. Under
-    # mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (its scale is
-    # checkpointed).
-    network.compile(optimizer=make_optimizer(settings, steps_per_epoch),
-                    loss=make_loss(settings["loss"]),
-                    weighted_metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
-                    jit_compile=settings["jit_compile"])
-    # The optimizer's variables now, eagerly: Keras would create them inside the first traced
-    # training step (without a tf.distribute strategy of its own), where each variable costs
-    # milliseconds to lift out of the graph (EfficientNet-B0: its training starts 17-24 s later).
-    network.optimizer.build(network.trainable_variables)
-    return network
-
-
 def train_fold(settings, tfrec_dir, out_dir, fold, strategy, verbose="auto", pseudo_labels=None):
     """Trains one fold (resuming it from its checkpoint) and writes its out-of-fold predictions.
     Returns whether its training graphs were compiled with XLA (None when nothing was left)."""
@@ -257,7 +219,7 @@ def _fit_fold(settings, tfrec_dir, out_dir, fold, strategy, progress, arrays, ve
             fill=settings["frame_fill"], pseudo=pseudo_labels)
 
     with strategy.scope():
-        network = _compiled_model(settings, steps, output_bias)
+        network = step.compiled_model(settings, steps, output_bias)
         if arrays is not None:
             checkpoint.restore(network, arrays, storage.join(directory, model_folder.CHECKPOINT))
     log.info("fold %d: epochs %d-%d, %d replica(s), XLA %s, %s precision", fold, start_epoch + 1,
@@ -289,14 +251,16 @@ def _predict_fold(settings, tfrec_dir, out_dir, fold, strategy):
         raise InputError(f"fold {fold}: no epoch gave a finite val_loss; nothing to keep")
     # Under several workers, the chief predicts alone with a model outside the strategy.
     local = strategies.is_multi_worker(strategy)
-    with contextlib.nullcontext() if local else strategy.scope():
-        network = model.set_jit_compile(model.build_from_config(settings),
-                                        settings["jit_compile"])
-    network.load_weights(best)
-    oof = pipeline.predict(network, tfrec_dir, [fold], settings["volume_size"],
-                           settings["image_size"], settings["batch_size"],
-                           None if local else strategy, use_boxes=settings["use_boxes"],
-                           crop_bottom=settings["crop_bottom"], fill=settings["frame_fill"])
+    with strategies.alone(strategy) if local else contextlib.nullcontext():
+        with contextlib.nullcontext() if local else strategy.scope():
+            network = model.set_jit_compile(model.build_from_config(settings),
+                                            settings["jit_compile"])
+        network.load_weights(best)
+        oof = pipeline.predict(network, tfrec_dir, [fold], settings["volume_size"],
+                               settings["image_size"], settings["batch_size"],
+                               None if local else strategy, use_boxes=settings["use_boxes"],
+                               crop_bottom=settings["crop_bottom"],
+                               fill=settings["frame_fill"])
     storage.write_csv(oof[["video_id", "time", "distance", "pred", "fold"]],
                  storage.join(directory, model_folder.OOF))
     scores = _scores(oof)
