@@ -91,6 +91,6 @@ def test_sets_follow_the_reference():
 def test_unknown_set_and_too_many_views_are_input_errors():
     with pytest.raises(InputError, match="--aug=a3"):
         augment.op_names("a3")
-    assert len(augment.tta_views("a1", 10)) == 10
+    assert len(augment.tta_names("a1", 10)) == 10
     with pytest.raises(InputError, match="--tta=11"):
-        augment.tta_views("a1", 11)
+        augment.tta_names("a1", 11)

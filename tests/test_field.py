@@ -4,6 +4,7 @@ be good, only the ones the documented computation gives)."""
 
 import json
 import logging
+import os
 import pathlib
 import subprocess
 import sys
@@ -79,11 +80,12 @@ def _write_json(tmp_path, data=MD_OUTPUT):
     return str(path)
 
 
-def _run(model_dir, video_dir, md_json, out_csv, *extra):
+def _run(model_dir, video_dir, md_json, out_csv, *extra, env=None):
     return subprocess.run(
         [sys.executable, str(REPO / "run_field.py"), f"--model_dir={model_dir}",
          f"--video_dir={video_dir}", f"--detections={md_json}", f"--out_csv={out_csv}",
-         "--batch_size=3", *extra], capture_output=True, text=True, cwd=REPO, timeout=300)
+         "--batch_size=3", *extra], capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=None if env is None else {**os.environ, **env})
 
 
 def _fold_distances(model_dir, video_path, times, box_rows):
@@ -151,6 +153,28 @@ def _shows(image, colour):
     scale = pixels @ colour / (colour @ colour)
     return bool(((scale > 0.7) & (np.abs(pixels - scale[:, None] * colour).max(axis=1) < 12)
                  ).any())
+
+
+def test_the_field_job_under_jax_gives_the_rows_tensorflow_gives(model_dir, video_dir,
+                                                                 tmp_path):
+    """run_field.py under Keras' JAX backend on two CPU devices, with two test-time views (the
+    box flipped with the frames): every animal's distance and interval as under TensorFlow."""
+    from test_jax import JAX
+
+    md_json = _write_json(tmp_path)
+    done = _run(model_dir, video_dir, md_json, tmp_path / "jax.csv", "--tta=2", env=JAX)
+    assert done.returncode == 1 and "2 video(s) could not be predicted" in done.stderr
+    run_field(model_dir, video_dir, detections_json=md_json, out_csv=str(tmp_path / "tf.csv"),
+              tta=2, batch_size=3, progress=False)
+    under_jax, here = pd.read_csv(tmp_path / "jax.csv"), pd.read_csv(tmp_path / "tf.csv")
+    assert len(here) == 7 and here.distance.notna().sum() == 5
+    pd.testing.assert_frame_equal(under_jax.drop(columns=["distance", "distance_low",
+                                                          "distance_high"]),
+                                  here.drop(columns=["distance", "distance_low",
+                                                     "distance_high"]))
+    for column in ("distance", "distance_low", "distance_high"):
+        np.testing.assert_allclose(under_jax[column], here[column], atol=1e-4, rtol=0,
+                                   err_msg=column)
 
 
 def test_contact_sheets_keep_the_videos_aspect_and_explain_their_colours():

@@ -25,7 +25,7 @@ from chimpact.data import labels, records, video
 from chimpact.errors import InputError, UsageError
 from chimpact.field import videos as field_videos
 from chimpact.field.jobs import run_field
-from chimpact.predict import infer
+from chimpact.predict import infer, views
 from chimpact.predict.jobs import run_infer
 from chimpact.training import augment, model, model_folder
 
@@ -63,7 +63,10 @@ def fold_mean(model_dir, sequences, views=1):
     """The reference: each fold network on each view of the sequences, averaged, computed apart."""
     networks = model.load_fold_models(model_dir)
     outputs = []
-    for view in augment.tta_views(infer.TTA_AUG, views):
+    # training.augment's TensorFlow ops, the views as tf.data runs them (the model's own are
+    # chimpact.predict.views, in keras.ops).
+    for name in augment.tta_names(infer.TTA_AUG, views):
+        view = augment.OPS.get(name, lambda frames: frames)
         viewed = np.stack([view(tf.constant(s)).numpy() for s in sequences])
         outputs += [networks[f].predict(viewed, verbose=0)[:, 0] for f in networks]
     return np.mean(outputs, axis=0)
@@ -116,6 +119,33 @@ def test_records_submission_and_tta(model_dir, test_records, tmp_path):
     assert not np.allclose(with_tta.pred, no_tta, atol=1e-5)
 
 
+def view_inputs():
+    """uint8 frames of a non-square and a square shape, and boxes, for the view checks."""
+    rng = np.random.default_rng(5)
+    boxes = np.array([[0.1, 0.2, 0.5, 0.9, 1.0], [0.6, 0.05, 0.95, 0.4, 1.0]], np.float32)
+    return [rng.integers(0, 256, (3, *shape, 3), dtype=np.uint8)
+            for shape in ((18, 30), (20, 20))], boxes
+
+
+def test_the_models_views_are_the_training_ops_pixel_for_pixel():
+    """chimpact.predict.views (keras.ops, inside the model) against training.augment's
+    TensorFlow ops (tf.data's) for every test-time view, frames and boxes."""
+    shapes, boxes = view_inputs()
+    for name in augment.tta_names(infer.TTA_AUG, len(views.VIEWS) + 1)[1:]:
+        frames_view, box_view = views.VIEWS[name]
+        for frames in shapes:
+            ours = np.asarray(frames_view(frames))
+            theirs = augment.OPS[name](tf.constant(frames)).numpy()
+            assert ours.dtype == np.uint8 and ours.shape == theirs.shape, name
+            # Bilinear sums in another order: a pixel one level off where a value lies at .5.
+            difference = np.abs(ours.astype(int) - theirs)
+            assert difference.max() <= 1 and (difference > 0).mean() < 0.01, name
+            np.testing.assert_allclose(
+                np.asarray(box_view(boxes, frames.shape[1:3])),
+                augment.BOX_OPS[name](tf.constant(boxes), frames.shape[1:3]).numpy(),
+                atol=1e-6, err_msg=name)
+
+
 @pytest.mark.slow
 def test_export_loads_without_chimpact_and_matches(model_dir, test_records, tmp_path):
     tfrec_dir, sequences = test_records
@@ -156,7 +186,7 @@ def test_two_replicas_predict_every_example_once(model_dir, test_records, videos
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from chimpact.field import videos as field_videos
-        from chimpact.predict import infer
+        from chimpact.predict import infer, views
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         predictor, config = infer.load_predictor({model_dir!r}, strategy)
         table = infer.predict_records(predictor, config, {tfrec_dir!r}, batch_size=3)

@@ -2,16 +2,17 @@
 data-parallel over two CPU devices (XLA_FLAGS), each in a subprocess (this process runs Keras
 on TensorFlow); the model folders it writes predict the same under TensorFlow."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from chimpact.demo import demo
-from chimpact.training import model, model_folder, pipeline
+from chimpact.predict import infer
+from chimpact.training import augment, model, model_folder, pipeline
 from model_checks import TINY, finish, last_json_line, python_output, start_python
 from sequence_records import write_records
+from test_infer import view_inputs
 from test_worlds import make_records
 
 # Two CPU devices: keras.distribution.DataParallel splits each batch over them as over the chips
@@ -51,11 +52,18 @@ def test_the_demo_preset_learns_under_jax_and_its_folder_predicts_the_same_under
         again = pipeline.predict(network, records, [fold], config["volume_size"],
                                  config["image_size"], batch_size=5)
         np.testing.assert_allclose(again.pred, oof[oof.fold == fold].pred, atol=1e-4, rtol=0)
-    # run_infer.py under JAX repeats them (the fold average of one fold, on two devices).
-    finish(start_python(["run_infer.py", f"--model_dir={out_dir}", "--oof", "--batch_size=5"],
-                        JAX))
-    oof_tta = pd.read_csv(out_dir / model_folder.OOF_TTA)
-    np.testing.assert_allclose(oof_tta.pred, oof.pred, atol=1e-4, rtol=0)
+    # run_infer.py under JAX, on two devices, with three test-time views (identity, flips):
+    # each view's column and their mean as TensorFlow gives them here; the identity's column
+    # repeats training's out-of-fold predictions.
+    finish(start_python(["run_infer.py", f"--model_dir={out_dir}", "--oof", "--batch_size=5",
+                         "--tta=3"], JAX))
+    under_jax = pd.read_csv(out_dir / model_folder.OOF_TTA)
+    here = infer.predict_oof(str(out_dir), tta=3, batch_size=5)
+    assert list(under_jax.columns) == list(here.columns)
+    for column in ("pred", "identity", "flip_lr", "flip_ud"):
+        np.testing.assert_allclose(under_jax[column], here[column], atol=1e-4, rtol=0,
+                                   err_msg=column)
+    np.testing.assert_allclose(under_jax.identity, oof.pred, atol=1e-4, rtol=0)
 
 
 def test_bfloat16_under_jax_trains_and_predicts_as_float32_does_within_its_rounding(tmp_path):
@@ -102,3 +110,27 @@ def test_several_processes_under_jax_train_only_and_need_the_whole_cluster():
         "its devices)",
         "--strategy=multiworker: KERAS_DISTRIBUTION_PROCESS_ID set without "
         "KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"]
+
+
+def test_the_models_views_under_jax_compiled_are_the_training_ops():
+    """The test-time views in keras.ops (chimpact.predict.views) under JAX, jitted, against
+    training.augment's TensorFlow ops computed here."""
+    shapes, boxes = view_inputs()
+    result = last_json_line(python_output(f"""
+        import json, jax, numpy as np
+        from chimpact.predict import views
+        shapes = [np.array(s, np.uint8) for s in {[s.tolist() for s in shapes]!r}]
+        boxes = np.array({boxes.tolist()!r}, np.float32)
+        print(json.dumps({{name: [[np.asarray(jax.jit(frames_view)(s)).tolist(),
+                                   np.asarray(box_view(boxes, s.shape[1:3])).tolist()]
+                                  for s in shapes]
+                           for name, (frames_view, box_view) in views.VIEWS.items()}}))
+        """, **JAX))
+    assert sorted(result) == sorted(augment.tta_names(infer.TTA_AUG, 10)[1:])
+    for name, per_shape in result.items():
+        for frames, (ours, box) in zip(shapes, per_shape):
+            theirs = augment.OPS[name](tf.constant(frames)).numpy()
+            assert np.abs(np.array(ours) - theirs).max() <= 1, name
+            np.testing.assert_allclose(box, augment.BOX_OPS[name](tf.constant(boxes),
+                                                                  frames.shape[1:3]),
+                                       atol=1e-6, err_msg=name)

@@ -22,6 +22,7 @@ from chimpact import storage
 from chimpact.data import boxes, frames, records
 from chimpact.data.labels import KEYS
 from chimpact.errors import InputError, UsageError
+from chimpact.predict import views
 from chimpact.settings import AGGREGATES
 from chimpact.training import augment, crop, model, model_folder, pipeline
 from chimpact.training import strategy as strategies
@@ -72,8 +73,7 @@ class FoldAverage(keras.Model):
         self.tta = tta
         self.per_fold = per_fold
         self.aggregate = aggregate
-        self.views = augment.tta_views(TTA_AUG, tta)
-        self.box_views = augment.tta_box_views(TTA_AUG, tta)
+        self.views, self.box_views = views.tta_views(TTA_AUG, tta)
 
     def call(self, inputs):
         # keras.ops: the same graph under TensorFlow and JAX.
@@ -93,12 +93,9 @@ class FoldAverage(keras.Model):
 
 def view_names(tta):
     """The names of the first `tta` test-time views (identity, flip_lr, flip_ud, rot90, ...)."""
-    views = len(augment.op_names(TTA_AUG)) + 1
-    if not 1 <= tta <= views:
-        raise UsageError(f"--tta={tta}: must be 1..{views} (identity, flips, rotations)")
-    if tta > 1 and strategies.is_jax():
-        raise UsageError(f"--tta={tta}: the views are TensorFlow image ops: under JAX --tta=1; "
-                         "for more views predict with --backend=tensorflow (same model folder)")
+    count = len(augment.op_names(TTA_AUG)) + 1
+    if not 1 <= tta <= count:
+        raise UsageError(f"--tta={tta}: must be 1..{count} (identity, flips, rotations)")
     return augment.tta_names(TTA_AUG, tta)
 
 

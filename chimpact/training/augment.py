@@ -242,13 +242,3 @@ def tta_names(aug, count):
     if not 1 <= count <= len(names) + 1:
         raise InputError(f"--tta={count}: must be 1..{len(names) + 1} for --aug={aug}")
     return [IDENTITY] + names[:count - 1]
-
-
-def tta_views(aug, count):
-    """The first `count` test-time views: the frames as they are, then the ops of set `aug`."""
-    return [lambda frames: frames] + [OPS[name] for name in tta_names(aug, count)[1:]]
-
-
-def tta_box_views(aug, count):
-    """The box ops of the views of tta_views(aug, count), in the same order."""
-    return [lambda box, image_size: box] + [BOX_OPS[name] for name in tta_names(aug, count)[1:]]
