@@ -9,7 +9,6 @@ they are computed once, in numpy, and the graph only gathers and weighs.
 """
 
 import functools
-import math
 
 import keras
 import numpy as np
@@ -36,14 +35,8 @@ def flip(frames, axis):
 def _rotation_samples(height, width, degrees):
     """For each output pixel, its four source pixels in the zero-padded frame (flat indices
     [4, H*W]) and their bilinear weights [4, H*W]: augment.rotate's sample points."""
-    angle = math.radians(degrees)
-    cos, sin = (round(v) if degrees % 90 == 0 else v for v in (math.cos(angle), math.sin(angle)))
-    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
-    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
-    cols, rows = np.meshgrid(np.arange(width, dtype=np.float32),
-                             np.arange(height, dtype=np.float32))
-    x = np.clip(cos * cols - sin * rows + x_offset, -1.0, float(width)).astype(np.float32)
-    y = np.clip(sin * cols + cos * rows + y_offset, -1.0, float(height)).astype(np.float32)
+    x, y = augment.rotation_points(height, width, degrees)
+    x, y = np.clip(x, -1.0, float(width)), np.clip(y, -1.0, float(height))
     x0, y0 = np.floor(x), np.floor(y)
     wx, wy = (x - x0).ravel(), (y - y0).ravel()
     col0, row0 = x0.astype(np.int32).ravel() + 1, y0.astype(np.int32).ravel() + 1
@@ -94,40 +87,20 @@ def _move_box(box, image_size, move):
                       present], axis=-1)
 
 
-def _flip_box(box, image_size, horizontal):
-    height, width = image_size
-    return _move_box(box, image_size, lambda x, y: (width - x, y) if horizontal
-                     else (x, height - y))
-
-
-def _rotate_box(box, image_size, degrees, crop=1.0):
-    """The box after `rotate`, then the central `crop` (augment._rotate_box)."""
-    height, width = image_size
-    angle = math.radians(degrees)
-    cos, sin = math.cos(angle), math.sin(angle)
-
-    def move(x, y):
-        dx, dy = x - width / 2, y - height / 2
-        x, y = cos * dx + sin * dy, -sin * dx + cos * dy
-        return width / 2 + x / crop, height / 2 + y / crop
-
-    return _move_box(box, image_size, move)
+def _box_view(box, image_size, name):
+    return _move_box(box, image_size, augment.corner_move(name, image_size))
 
 
 def _views():
     """{name: (frames view, box view)} of augment's `a1` set."""
-    views = {"flip_lr": (functools.partial(flip, axis=2),
-                         functools.partial(_flip_box, horizontal=True)),
-             "flip_ud": (functools.partial(flip, axis=1),
-                         functools.partial(_flip_box, horizontal=False))}
+    frames_views = {"flip_lr": functools.partial(flip, axis=2),
+                    "flip_ud": functools.partial(flip, axis=1)}
     for degrees in (90, 180, 270):
-        views[f"rot{degrees}"] = (functools.partial(rotate, degrees=degrees),
-                                  functools.partial(_rotate_box, degrees=degrees))
+        frames_views[f"rot{degrees}"] = functools.partial(rotate, degrees=degrees)
     for degrees in (45, 135, 225, 315):
-        views[f"rot{degrees}"] = (
-            functools.partial(rotate_and_crop, degrees=degrees),
-            functools.partial(_rotate_box, degrees=degrees, crop=augment.CROP_FRACTION))
-    return views
+        frames_views[f"rot{degrees}"] = functools.partial(rotate_and_crop, degrees=degrees)
+    return {name: (view, functools.partial(_box_view, name=name))
+            for name, view in frames_views.items()}
 
 
 VIEWS = _views()

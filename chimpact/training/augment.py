@@ -72,16 +72,23 @@ def rotate(frames, degrees):
     height, width = frames.shape[1], frames.shape[2]
     if degrees % 90 == 0 and height == width:
         return tf.image.rot90(frames, (degrees // 90) % 4)
+    x, y = rotation_points(height, width, degrees)
+    return _restore(_sample_bilinear(_to_float(frames), tf.constant(x), tf.constant(y)),
+                    frames.dtype)
+
+
+def rotation_points(height, width, degrees):
+    """(x, y) [H, W] float32: where `rotate` samples each output pixel of a frame of that
+    size (pixel centres at integers), computed once from the shape."""
     angle = math.radians(degrees)
     # Exact values at right angles, so that their sample points are whole pixels.
     cos, sin = (round(v) if degrees % 90 == 0 else v for v in (math.cos(angle), math.sin(angle)))
     x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
     y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
-    cols, rows = tf.meshgrid(tf.range(width, dtype=tf.float32),
-                             tf.range(height, dtype=tf.float32))
-    x = cos * cols - sin * rows + x_offset
-    y = sin * cols + cos * rows + y_offset
-    return _restore(_sample_bilinear(_to_float(frames), x, y), frames.dtype)
+    cols, rows = np.meshgrid(np.arange(width, dtype=np.float32),
+                             np.arange(height, dtype=np.float32))
+    return ((cos * cols - sin * rows + x_offset).astype(np.float32),
+            (sin * cols + cos * rows + y_offset).astype(np.float32))
 
 
 def rotate_and_crop(frames, degrees):
@@ -157,15 +164,20 @@ def _move_box(box, image_size, move):
                      tf.reduce_max(ys, -1), present], axis=-1)
 
 
-def _flip_box(box, image_size, horizontal):
+def corner_move(name, image_size):
+    """Where op `name` moves a point of a frame of `image_size`: (x, y) pixels -> (x, y) pixels,
+    in arithmetic alone (the model's test-time views, chimpact.predict.views, share it in
+    keras.ops); None for the ops that move nothing. A rotation's is `rotate`'s (counter-clockwise
+    about the centre), then the central crop of rotate_and_crop at angles off the right ones."""
     height, width = image_size
-    return _move_box(box, image_size, lambda x, y: (width - x, y) if horizontal
-                     else (x, height - y))
-
-
-def _rotate_box(box, image_size, degrees, crop=1.0):
-    """The box after `rotate` (counter-clockwise about the centre), then the central `crop`."""
-    height, width = image_size
+    if name == "flip_lr":
+        return lambda x, y: (width - x, y)
+    if name == "flip_ud":
+        return lambda x, y: (x, height - y)
+    if not name.startswith("rot"):
+        return None
+    degrees = int(name[3:])
+    crop = 1.0 if degrees % 90 == 0 else CROP_FRACTION
     angle = math.radians(degrees)
     cos, sin = math.cos(angle), math.sin(angle)
 
@@ -174,17 +186,15 @@ def _rotate_box(box, image_size, degrees, crop=1.0):
         x, y = cos * dx + sin * dy, -sin * dx + cos * dy
         return width / 2 + x / crop, height / 2 + y / crop
 
-    return _move_box(box, image_size, move)
+    return move
 
 
 def _box_op(name):
-    if name in ("flip_lr", "flip_ud"):
-        return functools.partial(_flip_box, horizontal=name == "flip_lr")
-    if name.startswith("rot"):
-        degrees = int(name[3:])
-        crop = 1.0 if degrees % 90 == 0 else CROP_FRACTION
-        return functools.partial(_rotate_box, degrees=degrees, crop=crop)
-    return lambda box, image_size: box
+    def box_op(box, image_size):
+        move = corner_move(name, image_size)
+        return box if move is None else _move_box(box, image_size, move)
+
+    return box_op
 
 
 # name -> function(box [..., 5], (height, width)) -> the box where OPS[name] moves the animal.
