@@ -19,6 +19,7 @@ import sequence_records
 from model_checks import last_json_line, python_output
 from test_jax import JAX
 from chimpact.data import frames
+from chimpact.predict.jobs import run_infer
 from chimpact.errors import InputError
 from chimpact.training import model, pipeline, reference_import
 
@@ -211,11 +212,10 @@ def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_pa
     assert sorted(folders) == sorted(runs)
     sequence_records.write_records(tmp_path / "test", examples_per_fold=(3,),
                                    image_size=(DIM, DIM), frames_per_side=5, subset="test")
+    # What run_infer.py runs, in this process; ensemble.py's own command.
     predictions = {}
     for preset, folder in folders.items():
-        result = script("run_infer.py", f"--model_dir={folder}",
-                        f"--tfrec_dir={tmp_path / 'test'}")
-        assert result.returncode == 0, result.stderr[-2000:]
+        run_infer(folder, tfrec_dir=str(tmp_path / "test"))
         predictions[preset] = pd.read_csv(os.path.join(folder, "test_preds.csv"))
     result = script("ensemble.py", "--blend=reference", f"--out_dir={tmp_path / 'blend'}",
                     f"--model_dirs={folders['full-a4p50-f7s1']},{folders['down-a1p50-f9s1']}")
