@@ -37,8 +37,9 @@ def shared_dir():
 
 # Modules of the longest tests (minutes each on 2 cores), longest first: run first, so that the
 # two workers end together instead of one waiting on the other's last long test.
-LONGEST_FIRST = ("test_survey", "test_demo", "test_accelerator", "test_install", "test_worlds",
-                 "test_preemption", "test_jax", "test_families", "test_reference_import")
+LONGEST_FIRST = ("test_demo", "test_accelerator", "test_survey", "test_worlds",
+                 "test_reference_import", "test_jax", "test_families", "test_preemption",
+                 "test_install")
 
 
 def pytest_collection_modifyitems(items):
