@@ -127,23 +127,29 @@ def view_inputs():
             for shape in ((18, 30), (20, 20))], boxes
 
 
+def check_view(name, frames, boxes, ours, ours_box):
+    """View `name` of `frames` and `boxes` as chimpact.predict.views gave them (`ours`,
+    `ours_box`) against training.augment's TensorFlow ops (tf.data's)."""
+    theirs = augment.OPS[name](tf.constant(frames)).numpy()
+    assert np.shape(ours) == theirs.shape, name
+    # Bilinear sums in another order: a pixel one level off where a value lies at .5.
+    difference = np.abs(np.asarray(ours, int) - theirs)
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01, name
+    np.testing.assert_allclose(
+        ours_box, augment.BOX_OPS[name](tf.constant(boxes), frames.shape[1:3]).numpy(),
+        atol=1e-6, err_msg=name)
+
+
 def test_the_models_views_are_the_training_ops_pixel_for_pixel():
     """chimpact.predict.views (keras.ops, inside the model) against training.augment's
-    TensorFlow ops (tf.data's) for every test-time view, frames and boxes."""
+    TensorFlow ops for every test-time view, frames and boxes."""
     shapes, boxes = view_inputs()
     for name in augment.tta_names(infer.TTA_AUG, len(views.VIEWS) + 1)[1:]:
         frames_view, box_view = views.VIEWS[name]
         for frames in shapes:
             ours = np.asarray(frames_view(frames))
-            theirs = augment.OPS[name](tf.constant(frames)).numpy()
-            assert ours.dtype == np.uint8 and ours.shape == theirs.shape, name
-            # Bilinear sums in another order: a pixel one level off where a value lies at .5.
-            difference = np.abs(ours.astype(int) - theirs)
-            assert difference.max() <= 1 and (difference > 0).mean() < 0.01, name
-            np.testing.assert_allclose(
-                np.asarray(box_view(boxes, frames.shape[1:3])),
-                augment.BOX_OPS[name](tf.constant(boxes), frames.shape[1:3]).numpy(),
-                atol=1e-6, err_msg=name)
+            assert ours.dtype == np.uint8, name
+            check_view(name, frames, boxes, ours, np.asarray(box_view(boxes, frames.shape[1:3])))
 
 
 @pytest.mark.slow

@@ -5,14 +5,13 @@ on TensorFlow); the model folders it writes predict the same under TensorFlow.""
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from chimpact.demo import demo
 from chimpact.predict import infer
 from chimpact.training import augment, model, model_folder, pipeline
 from model_checks import TINY, finish, last_json_line, python_output, start_python
 from sequence_records import write_records
-from test_infer import view_inputs
+from test_infer import check_view, view_inputs
 from test_worlds import make_records
 
 # Two CPU devices: keras.distribution.DataParallel splits each batch over them as over the chips
@@ -129,8 +128,4 @@ def test_the_models_views_under_jax_compiled_are_the_training_ops():
     assert sorted(result) == sorted(augment.tta_names(infer.TTA_AUG, 10)[1:])
     for name, per_shape in result.items():
         for frames, (ours, box) in zip(shapes, per_shape):
-            theirs = augment.OPS[name](tf.constant(frames)).numpy()
-            assert np.abs(np.array(ours) - theirs).max() <= 1, name
-            np.testing.assert_allclose(box, augment.BOX_OPS[name](tf.constant(boxes),
-                                                                  frames.shape[1:3]),
-                                       atol=1e-6, err_msg=name)
+            check_view(name, frames, boxes, ours, box)

@@ -28,10 +28,6 @@ def _dtype(frames):
     return keras.backend.standardize_dtype(frames.dtype)
 
 
-def flip(frames, axis):
-    return ops.flip(frames, axis=axis)
-
-
 def _rotation_samples(height, width, degrees):
     """For each output pixel, its four source pixels in the zero-padded frame (flat indices
     [4, H*W]) and their bilinear weights [4, H*W]: augment.rotate's sample points."""
@@ -93,8 +89,8 @@ def _box_view(box, image_size, name):
 
 def _views():
     """{name: (frames view, box view)} of augment's `a1` set."""
-    frames_views = {"flip_lr": functools.partial(flip, axis=2),
-                    "flip_ud": functools.partial(flip, axis=1)}
+    frames_views = {"flip_lr": functools.partial(ops.flip, axis=2),
+                    "flip_ud": functools.partial(ops.flip, axis=1)}
     for degrees in (90, 180, 270):
         frames_views[f"rot{degrees}"] = functools.partial(rotate, degrees=degrees)
     for degrees in (45, 135, 225, 315):
