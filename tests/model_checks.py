@@ -18,6 +18,10 @@ TESTS = ROOT / "tests"
 TINY = dict(backbone="tiny", weights="none", volume_size=3, lstm_units=32, dense_units=16)
 TINY_FLAGS = ["--backbone=tiny", "--weights=none", "--volume_size=3", "--lstm_units=32",
               "--dense_units=16", "--batch_size=8", "--lr=3e-3", "--aug=a1", "--verbose=2"]
+# Keras on JAX over two CPU devices (keras.distribution.DataParallel splits each batch over
+# them as over a TPU VM's chips), with the XLA flags conftest.py gives every test process.
+JAX = {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=2"]).strip()}
 
 
 def start_python(args, extra_env=None, **kwargs):

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from model_checks import JAX
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "device_check.py"
 
@@ -61,8 +63,7 @@ def test_the_quick_device_check_times_every_family_against_the_tpu():
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--quick"], capture_output=True,
         text=True, timeout=600,
-        env={**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3",
-             "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+        env={**os.environ, "PYTHON": sys.executable, **JAX})
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "run_train.py's step, mixed_bfloat16, jax on 2 x cpu"

@@ -161,8 +161,12 @@ def test_stem_adaptation_keeps_what_the_pretrained_stem_computes(tmp_path):
                                np.asarray(tiny(small)), rtol=1e-4, atol=1e-5)
 
 
+# With EfficientNet-B0, the stacked family alone: its 15-channel stem is what a real backbone
+# changes (test_stem_adaptation_keeps_what_the_pretrained_stem_computes); the single family
+# puts B0 on one frame as cnn_lstm does on each (B0 + LSTM is test_reference_import's), and its
+# own layers (crop, huber) train, predict and export with the tiny backbone above.
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["stacked", "single"])
+@pytest.mark.parametrize("family", ["stacked"])
 def test_efficientnet_families_train_predict_and_export(family, world, tmp_path):
     train_dir, test_dir = world
     out = str(tmp_path / family)

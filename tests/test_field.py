@@ -18,7 +18,7 @@ from PIL import Image
 
 import camtrap_rules
 import videogen
-from model_checks import box_model_folder
+from model_checks import JAX, box_model_folder
 from sequence_records import write_records
 from chimpact.data import boxes, video
 from chimpact.errors import InputError, UsageError
@@ -159,8 +159,6 @@ def test_the_field_job_under_jax_gives_the_rows_tensorflow_gives(model_dir, vide
                                                                  tmp_path):
     """run_field.py under Keras' JAX backend on two CPU devices, with two test-time views (the
     box flipped with the frames): every animal's distance and interval as under TensorFlow."""
-    from test_jax import JAX
-
     md_json = _write_json(tmp_path)
     done = _run(model_dir, video_dir, md_json, tmp_path / "jax.csv", "--tta=2", env=JAX)
     assert done.returncode == 1 and "2 video(s) could not be predicted" in done.stderr
@@ -196,8 +194,9 @@ def test_contact_sheets_keep_the_videos_aspect_and_explain_their_colours():
 def test_snapshot_interval_and_empty_moments(model_dir, video_dir, tmp_path):
     data = {**MD_OUTPUT, "images": [MD_OUTPUT["images"][0], MD_OUTPUT["images"][2]]}
     md_json = _write_json(tmp_path, data)
-    done = _run(model_dir, video_dir, md_json, tmp_path / "two.csv", "--snapshot_s=2", "--tta=2")
-    assert done.returncode == 0, done.stderr[-3000:]
+    job = dict(detections_json=md_json, batch_size=3, progress=False)
+    assert run_field(model_dir, video_dir, out_csv=str(tmp_path / "two.csv"), snapshot_s=2,
+                     tta=2, **job) == {}
     two = pd.read_csv(tmp_path / "two.csv")
     # t=1 s is no snapshot moment at T=2; at t=0 the frame-0 animal, at t=2 frame 11's; six.avi's
     # t=5 s detection is halfway between 4 and 6 (past its end): the earlier moment.
@@ -206,8 +205,8 @@ def test_snapshot_interval_and_empty_moments(model_dir, video_dir, tmp_path):
     np.testing.assert_allclose(two[boxes.COORDINATES].to_numpy(), [BOX_A, BOX_B, BOX_C],
                                atol=1e-6)
 
-    done = _run(model_dir, video_dir, md_json, tmp_path / "empty.csv", "--keep_empty")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert run_field(model_dir, video_dir, out_csv=str(tmp_path / "empty.csv"), keep_empty=True,
+                     **job) == {}
     empty = pd.read_csv(tmp_path / "empty.csv")
     assert list(zip(empty.video_id, empty.time)) == [("four.mp4", t) for t in (0, 1, 1, 2, 3)] + [
         ("six.avi", t) for t in range(6)]

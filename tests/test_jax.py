@@ -9,15 +9,11 @@ import pytest
 from chimpact.demo import demo
 from chimpact.predict import infer
 from chimpact.training import augment, model, model_folder, pipeline
-from model_checks import TINY, finish, last_json_line, python_output, start_python
+from model_checks import JAX, TINY, finish, last_json_line, python_output, start_python
 from sequence_records import write_records
 from test_infer import check_view, view_inputs
 from test_worlds import make_records
 
-# Two CPU devices: keras.distribution.DataParallel splits each batch over them as over the chips
-# of a TPU VM.
-JAX = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-       "TF_CPP_MIN_LOG_LEVEL": "3"}
 # A world of the demo's kind that its preset was not tuned on: other seed, frame rate, aspect and
 # number of videos.
 WORLD = dict(n_videos=40, seed=107, width=128, height=96, fps=6)

@@ -10,6 +10,7 @@ import pytest
 
 from chimpact.data import extract, packing, video
 from chimpact.demo import survey, synth
+from chimpact.field.jobs import run_field
 from model_checks import finish, start_python
 
 # The demo's world (its size, animals and scenes of 2-3) at 4 frames per second for time.
@@ -49,16 +50,14 @@ def test_box_model_ranks_animals_and_calibration_corrects_new_cameras(tmp_path):
     survey.write_survey(str(field), seed=WORLD["seed"], fps=WORLD["fps"], progress=False)
     finish(training, timeout=900)
 
-    common = ["run_field.py", f"--model_dir={model_dir}", f"--video_dir={field / 'videos'}",
-              f"--videos_csv={field / 'videos.csv'}",
-              f"--deployments_csv={field / 'deployments.csv'}", "--progress=false"]
-    runs = [start_python([*common, f"--detections={field / 'detections.json'}",
-                          f"--out_csv={tmp_path / 'plain' / 'animals.csv'}"]),
-            start_python([*common, f"--detections={field / 'detections.frames.json'}",
-                          f"--calibration_csv={field / 'calibration.csv'}",
-                          f"--out_csv={tmp_path / 'calibrated' / 'animals.csv'}"])]
-    for run in runs:
-        finish(run)
+    # What run_field.py runs (the demo's field stages run the command itself), in this process.
+    common = dict(video_dir=str(field / "videos"), videos_csv=str(field / "videos.csv"),
+                  deployments_csv=str(field / "deployments.csv"), progress=False)
+    assert run_field(str(model_dir), detections_json=str(field / "detections.json"),
+                     out_csv=str(tmp_path / "plain" / "animals.csv"), **common) == {}
+    assert run_field(str(model_dir), detections_json=str(field / "detections.frames.json"),
+                     calibration_csv=str(field / "calibration.csv"),
+                     out_csv=str(tmp_path / "calibrated" / "animals.csv"), **common) == {}
     truth = pd.read_csv(field / "animals.csv")
     before = _scored(tmp_path / "plain" / "animals.csv", truth)
     after = _scored(tmp_path / "calibrated" / "animals.csv", truth)
