@@ -13,11 +13,11 @@ $(PY):
 # The CPU build of TensorFlow (tensorflow-cpu): no CUDA libraries, no CUDA start-up lines; JAX's
 # CPU wheel, which the tests of the JAX backend (tests/test_jax.py) train on.
 # tf-keras (tf.keras 2, under which the tests run the reference's own model) of the installed
-# TensorFlow's minor version, without its dependencies: it names `tensorflow`, which pip would
-# install over tensorflow-cpu.
+# TensorFlow's minor version (read from the package's metadata: importing TensorFlow takes 6 s),
+# without its dependencies: it names `tensorflow`, which pip would install over tensorflow-cpu.
 $(STAMP): $(PY) setup.py
 	$(PY) -m pip install --quiet -e ".[cpu,jax,test]"
-	$(PY) -m pip install --quiet --no-deps "tf-keras~=$$($(PY) -c 'import tensorflow as tf; print(tf.__version__.rsplit(".", 1)[0])').0"
+	$(PY) -m pip install --quiet --no-deps "tf-keras~=$$($(PY) -c 'from importlib import metadata; print(metadata.version("tensorflow-cpu").rsplit(".", 1)[0])').0"
 	touch $(STAMP)
 
 setup: $(STAMP)

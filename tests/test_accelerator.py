@@ -62,36 +62,29 @@ def test_every_view_and_augmentation_compiles_alone_with_xla(name, size):
 
 
 @pytest.mark.slow
-def test_one_epoch_under_xla_in_each_precision_predicts_as_without(tmp_path):
-    """float32 and mixed_bfloat16: the tiny backbone's training, validation and prediction graphs
-    compiled with XLA, FoldAverage's 10 views under XLA and the export marked for XLA give the
-    non-XLA predictions. EfficientNet-B0's training step compiled with XLA in bfloat16, a TPU's
-    precision, computes the loss and the update that the step without XLA does: its one compile
-    (40 CPU seconds) is the costly one, so float32 keeps to the tiny backbone's graphs and B0's
-    float32 forward graph under XLA is test_reference_import's (the imported fold 0)."""
+def test_one_epoch_under_xla_in_bfloat16_predicts_as_without(tmp_path):
+    """mixed_bfloat16, a TPU's precision: the tiny backbone's training, validation and prediction
+    graphs compiled with XLA, FoldAverage's 10 views under XLA and the export marked for XLA give
+    the non-XLA predictions; EfficientNet-B0's training step compiled with XLA (its one compile,
+    40 CPU seconds: the costly one) computes the loss and the update that the step without XLA
+    does. In float32 the same graphs compile with XLA in other tests: the
+    families' training and export (test_families), the box model's 10 views against eager
+    (test_field), B0's forward graph (test_reference_import's imported fold 0)."""
     write_records(tmp_path / "rec", (8, 8), image_size=(32, 32))
-    # One process per precision, side by side: XLA compiles on one core.
-    steps = {"none": [], "mixed_bfloat16": ["efficientnet_b0:mixed_bfloat16:step"]}
-    jobs = {precision: start_python(["tests/xla_training.py", str(tmp_path / "rec"),
-                                     str(tmp_path / precision), f"tiny:{precision}:10", *step])
-            for precision, step in steps.items()}
-    results = {}
-    for precision, job in jobs.items():
-        results.update(last_json_line(finish(job, timeout=600)))
-        tiny = results[f"tiny:{precision}:10"]
-        # Measured (XLA:CPU against no XLA, predictions near 15.5 m): float32 at most 1e-6 m
-        # apart, mixed_bfloat16 at most 3.1e-4 m. Swapping any two of the views moves some
-        # prediction by 2.0e-3 m or more in either precision: the tolerances lie between, so a
-        # mixed-up view fails.
-        tolerance = 2e-4 if precision == "none" else 1e-3
-        assert tiny["xla"] is True and tiny["xla_predictor"]
-        assert np.isfinite(tiny["losses"]).all() and np.isfinite(tiny["mae"])
-        assert tiny["mae"] == pytest.approx(tiny["val_losses"][0], rel=1e-3)
-        with_xla, without = np.array(tiny["with_xla"]), np.array(tiny["without"])
-        assert with_xla.shape == without.shape == (8, 10)
-        np.testing.assert_allclose(with_xla, without, atol=tolerance, rtol=0, err_msg=precision)
-        np.testing.assert_allclose(tiny["served"], with_xla.mean(axis=1), atol=tolerance, rtol=0,
-                                   err_msg=precision)
+    results = last_json_line(finish(start_python(
+        ["tests/xla_training.py", str(tmp_path / "rec"), str(tmp_path / "bf16"),
+         "tiny:mixed_bfloat16:10", "efficientnet_b0:mixed_bfloat16:step"]), timeout=600))
+    tiny = results["tiny:mixed_bfloat16:10"]
+    # Measured (XLA:CPU against no XLA, predictions near 15.5 m): at most 3.1e-4 m apart (float32:
+    # 1e-6 m). Swapping any two of the views moves some prediction by 2.0e-3 m or more: the
+    # tolerance lies between, so a mixed-up view fails.
+    assert tiny["xla"] is True and tiny["xla_predictor"]
+    assert np.isfinite(tiny["losses"]).all() and np.isfinite(tiny["mae"])
+    assert tiny["mae"] == pytest.approx(tiny["val_losses"][0], rel=1e-3)
+    with_xla, without = np.array(tiny["with_xla"]), np.array(tiny["without"])
+    assert with_xla.shape == without.shape == (8, 10)
+    np.testing.assert_allclose(with_xla, without, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(tiny["served"], with_xla.mean(axis=1), atol=1e-3, rtol=0)
 
     stepped = results["efficientnet_b0:mixed_bfloat16:step"]
     # Measured against the eager step: the losses 1.3% apart, B0's stochastic depth drawing

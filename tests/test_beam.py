@@ -6,8 +6,6 @@ it."""
 import json
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -20,9 +18,7 @@ from chimpact.errors import UsageError
 from chimpact.field import distances, videos
 from chimpact.field.jobs import run_field
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TWO_WORKERS = ["--direct_num_workers=2"]
-BEAM = runner.pipeline_args(extra=TWO_WORKERS)
+BEAM = runner.pipeline_args(extra=["--direct_num_workers=2"])
 OPTIONS = video.DecodeOptions(fps=1.0)
 GOOD = {"a clip.mp4": 3, "b.avi": 4, "c.asf": 2, "d.mp4": 5}  # seconds of each good video
 
@@ -135,17 +131,6 @@ def model_dir(tmp_path_factory):
     return box_model_folder(tmp_path_factory.mktemp("beam_model"))
 
 
-DRIVER_ONLY = """
-import runpy, sys
-from chimpact.field import videos
-def refused(*args, **kwargs):
-    raise AssertionError("a video was decoded in the driver, not in Beam's workers")
-videos.decode_times = refused
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def test_every_second_on_beam_through_run_field_gives_the_local_rows_and_resumes(
         model_dir, survey, tmp_path, monkeypatch):
     assert run_field(model_dir, str(survey), out_csv=str(tmp_path / "local.csv"),
@@ -169,14 +154,11 @@ def test_every_second_on_beam_through_run_field_gives_the_local_rows_and_resumes
     first = pd.read_csv(part)
     part.write_text(first.assign(distance=99.5).to_csv(index=False))
 
-    # run_field.py, with no video decoded in its own process.
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER_ONLY, "run_field.py", f"--model_dir={model_dir}",
-         f"--video_dir={survey}", f"--out_csv={tmp_path / 'beam.csv'}", "--noprogress",
-         "--runner=beam", "--", *TWO_WORKERS], capture_output=True, text=True, cwd=REPO,
-        timeout=300)
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "broken.mp4: ffmpeg: moov atom not found" in done.stderr
+    # On Beam, with no video decoded in this process.
+    monkeypatch.setattr(videos, "decode_times", refused)
+    failures = run_field(model_dir, str(survey), out_csv=str(tmp_path / "beam.csv"),
+                         progress=False, beam_args=BEAM)
+    assert list(failures) == ["broken.mp4"] and "moov atom not found" in failures["broken.mp4"]
     beam = pd.read_csv(tmp_path / "beam.csv")
     resumed = beam.video_id == first.video_id[0]
     assert (beam.distance[resumed] == 99.5).all() and resumed.sum() == len(first)

@@ -200,14 +200,14 @@ def test_refuses_another_architecture_and_a_file_that_is_not_hdf5(reference, tmp
 
 
 def test_archive_of_two_configurations_blends_as_the_reference(reference, tmp_path):
-    """A folder laid out as the winner's archive, 2 configurations x 2 folds: each imported,
-    predicted on test records, and blended with the reference's published weights."""
+    """A folder laid out as the winner's archive, 2 configurations of a fold each (fold 0 and
+    fold 1: the fold averages are run_infer's tests'): each imported, predicted on test records,
+    and blended with the reference's published weights."""
     runs = {"full-a4p50-f7s1": "run-20211113-1648-full-a4p50-f7s1",
             "down-a1p50-f9s1": "run-20211101-2141-down-a1p50-f9s1"}
-    for run in runs.values():
+    for run, path in zip(runs.values(), reference[0]):
         (tmp_path / "archive" / "models" / run).mkdir(parents=True)
-        for path in reference[0]:
-            shutil.copy(path, tmp_path / "archive" / "models" / run / path.name)
+        shutil.copy(path, tmp_path / "archive" / "models" / run / path.name)
     # A 9-frame configuration's LSTM reads 9 frames with the same arrays.
     folders = reference_import.import_archive(str(tmp_path / "archive"), str(tmp_path / "m"),
                                               (DIM, DIM))
