@@ -12,7 +12,7 @@ import pytest
 
 import chimpact_flags
 from chimpact import cli, commands, presets, settings
-from chimpact.errors import UsageError
+from chimpact.errors import InputError, UsageError
 import videogen
 from sequence_records import write_records
 
@@ -183,8 +183,7 @@ def test_imagenet_weights_that_cannot_be_fetched_are_one_line_before_anything_is
     """The default --weights=imagenet on a machine that cannot download them (nor has them in
     Keras' cache) stops before the model folder is made, saying how to go on without; so does a
     weights file that is not there (what run_train.py runs, in this process)."""
-    from chimpact.errors import InputError
-    from chimpact.training import train
+    from chimpact.training import train  # TensorFlow, which this module's other tests avoid
 
     write_records(tmp_path / "rec", (2, 2))
     out, missing = tmp_path / "model", tmp_path / "nope.weights.h5"
