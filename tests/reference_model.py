@@ -15,10 +15,11 @@ did; otherwise each model loads its file as its run.py did. Each model predicts 
 each of --batch_sizes (several: how float32's order of operations alone moves them). --inputs are sequences already scaled to
 0..1; --jpegs is a list of sequences of JPEG files parsed as the reference parsed them (decode,
 tf.image.resize to dim x dim, uint8, / 255). The tests call it through `run` and skip, with the
-reason, where efficientnet or tf-keras cannot be imported (never in CI).
+reason, where efficientnet or tf-keras is not installed (never in CI).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,16 +30,13 @@ import numpy as np
 HERE = os.path.abspath(__file__)
 
 
-def importable():
-    """None when the reference's packages import in a process like the one `run` starts, else
-    the reason (one line)."""
-    probe = ("import efficientnet.tfkeras, tensorflow as tf; "
-             "assert tf.keras.Model.__module__.startswith('tf_keras'), tf.keras.Model.__module__")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
-    if result.returncode == 0:
-        return None
-    return (result.stderr.strip().splitlines() or ["failed"])[-1]
+def missing():
+    """None when the reference's packages (efficientnet, tf-keras) are installed, else the
+    reason (one line). Looked up, not imported: an import costs a TensorFlow start (5 CPU s) in
+    a process of its own, and `run` fails loudly where an installed package does not import."""
+    absent = [name for name in ("efficientnet", "tf_keras")
+              if importlib.util.find_spec(name) is None]
+    return f"not installed: {', '.join(absent)}" if absent else None
 
 
 def run(*arguments):
@@ -119,6 +117,9 @@ def main():
                         "batch-norm statistics and the output direction")
     parser.add_argument("--backbones", default="EfficientNetB0", help="comma-separated, one "
                         "per --h5 file (one: every file's)")
+    parser.add_argument("--layout_only", type=int, default=0, help="with --save: the last N "
+                        "files saved as built, neither perturbed nor predicting: a file of "
+                        "another architecture, whose layout alone is checked")
     parser.add_argument("--inputs")
     parser.add_argument("--jpegs")
     parser.add_argument("--outputs", help=".npy of [models, batch sizes, sequences] distances")
@@ -141,6 +142,9 @@ def main():
     for i, (h5, backbone) in enumerate(zip(files, backbones)):
         tf.keras.utils.set_random_seed(args.seed + i)
         model = init_model(args.dim, args.volume, getattr(efn, backbone))
+        if args.save and i >= len(files) - args.layout_only:
+            model.save_weights(h5)
+            continue
         if args.save:
             perturb(model, args.seed + i,
                     np.load(args.calibration) if args.calibration else None)

@@ -1,5 +1,5 @@
-"""--runner=beam: each stage on Beam's local runner with 2 worker processes gives what the local
-path gives on the same inputs (frames and their manifest, record shards and their manifest byte
+"""--runner=beam: each stage on Beam's local runner, in worker processes of its own, gives what the
+local path gives on the same inputs (frames and their manifest, record shards and their manifest byte
 for byte, field rows), a bad video included, and resumes what a killed run left without redoing
 it."""
 
@@ -18,7 +18,11 @@ from chimpact.errors import UsageError
 from chimpact.field import distances, videos
 from chimpact.field.jobs import run_field
 
-BEAM = runner.pipeline_args(extra=["--direct_num_workers=2"])
+# Beam's local runner: one worker process where each element writes files of its own (a video's
+# frames, rows, contact sheets), two where shards of one set are written side by side. Each
+# worker starts TensorFlow (6 CPU s).
+BEAM = runner.pipeline_args(extra=["--direct_num_workers=1"])
+BEAM_TWO_WORKERS = runner.pipeline_args(extra=["--direct_num_workers=2"])
 OPTIONS = video.DecodeOptions(fps=1.0)
 GOOD = {"a clip.mp4": 3, "b.avi": 4, "c.asf": 2, "d.mp4": 5}  # seconds of each good video
 
@@ -120,7 +124,8 @@ def test_records_on_beam_are_the_local_shards_byte_for_byte_and_a_killed_run_res
     done = modified(out, kept)
 
     monkeypatch.setattr(packing, "write_shard", refused)
-    manifest = packing.create_records(str(local_frames), out_dir=str(out), beam_args=BEAM, **job)
+    manifest = packing.create_records(str(local_frames), out_dir=str(out),
+                                      beam_args=BEAM_TWO_WORKERS, **job)
     assert manifest == reference
     assert contents(out) == contents(tmp_path / "local")
     assert modified(out, kept) == done

@@ -204,9 +204,11 @@ def test_imagenet_weights_that_cannot_be_fetched_are_one_line_before_anything_is
     assert not out.exists()
 
 
-def test_each_stage_says_what_it_does_at_info_and_verbosity_silences_it(tmp_path):
+def test_each_stage_says_what_it_does_at_info_and_verbosity_silences_it(tmp_path, caplog):
     """create_frames.py logs what it reads, writes and skips at INFO by default (absl's
     --verbosity=0); --verbosity=-1 keeps warnings only; a re-run says what is already done."""
+    from chimpact.data import extract, video
+
     (tmp_path / "videos").mkdir()
     videogen.make_video(tmp_path / "videos" / "a.mp4", 2, fps=5, size=(48, 32))
 
@@ -218,12 +220,18 @@ def test_each_stage_says_what_it_does_at_info_and_verbosity_silences_it(tmp_path
         assert done.returncode == 0, done.stderr
         return [line for line in done.stderr.splitlines() if "extract.py" in line]
 
+    assert frames("--verbosity=-1") == [] and (tmp_path / "frames" / "a.mp4").is_dir()
     said = frames()
     assert len(said) == 1 and said[0].startswith("I") and said[0].endswith(
-        f"] {tmp_path / 'videos'} -> {tmp_path / 'frames'}: 1 videos to decode at 1 fps, "
-        "0 already done, 0 missing"), said
-    assert frames("--verbosity=-1") == []
-    assert frames()[0].endswith(": 0 videos to decode at 1 fps, 1 already done, 0 missing")
+        f"] {tmp_path / 'videos'} -> {tmp_path / 'frames'}: 0 videos to decode at 1 fps, "
+        "1 already done, 0 missing"), said
+    # The first run's line, from the library in this process (the command's INFO lines are
+    # the library's, shown above).
+    with caplog.at_level("INFO", logger=extract.__name__):
+        extract.extract_frames(str(tmp_path / "videos"), str(tmp_path / "fresh"),
+                               video.DecodeOptions(fps=1.0), progress=False)
+    assert f"{tmp_path / 'videos'} -> {tmp_path / 'fresh'}: 1 videos to decode at 1 fps, 0 " \
+           "already done, 0 missing" in caplog.messages
 
 
 def test_ctrl_c_is_one_line_saying_a_rerun_resumes_and_exits_130(capsys):

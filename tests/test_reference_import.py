@@ -29,21 +29,21 @@ VOLUME, DIM = 7, 64
 
 
 def require_reference():
-    """Skips (fails under CI=true) when the reference's packages do not import."""
-    reason = reference_model.importable()
+    """Skips (fails under CI=true) when the reference's packages are not installed."""
+    reason = reference_model.missing()
     if reason:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"the reference's packages (efficientnet, tf-keras) must import in CI: "
-                        f"{reason}")
-        pytest.skip(f"the reference's packages do not import: {reason}")
+            pytest.fail(f"the reference's packages must be installed in CI: {reason}")
+        pytest.skip(f"the reference's packages: {reason}")
 
 
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, worker_id):
     """(paths, distances): two folds of the reference's model at 64x64, saved as its
     checkpoints were named, each one's distances for sequences(6, DIM), and a third file of
-    another architecture (EfficientNet-B1), all made in one process of the reference's code,
-    once for every pytest-xdist worker of the run (under a lock, in the run's shared folder)."""
+    another architecture (EfficientNet-B1, saved as built: its layout alone is checked), all
+    made in one process of the reference's code, once for every pytest-xdist worker of the run
+    (under a lock, in the run's shared folder)."""
     require_reference()
     root = tmp_path_factory.getbasetemp()
     folder = (root.parent if worker_id != "master" else root) / "reference"
@@ -57,6 +57,7 @@ def reference(tmp_path_factory, worker_id):
             reference_model.run(f"--h5={','.join(map(str, [*paths, other]))}", f"--dim={DIM}",
                                 f"--volume={VOLUME}", "--save", "--seed=1",
                                 "--backbones=EfficientNetB0,EfficientNetB0,EfficientNetB1",
+                                "--layout_only=1",
                                 f"--inputs={folder / 'inputs.npy'}",
                                 f"--outputs={folder / 'y.npy'}")
     return paths, np.load(folder / "y.npy")[:2, 0], other
