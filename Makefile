@@ -15,9 +15,15 @@ $(PY):
 # tf-keras (tf.keras 2, under which the tests run the reference's own model) of the installed
 # TensorFlow's minor version (read from the package's metadata: importing TensorFlow takes 6 s),
 # without its dependencies: it names `tensorflow`, which pip would install over tensorflow-cpu.
+# pip compiles none of the packages' modules (28 s for all of them): Python compiles each one on
+# its first import. Those of the packages that every test process imports are imported here,
+# once (15 s), not by each parallel test worker at once; their start-up lines are shown only if
+# an import fails.
 $(STAMP): $(PY) setup.py
-	$(PY) -m pip install --quiet -e ".[cpu,jax,test]"
-	$(PY) -m pip install --quiet --no-deps "tf-keras~=$$($(PY) -c 'from importlib import metadata; print(metadata.version("tensorflow-cpu").rsplit(".", 1)[0])').0"
+	$(PY) -m pip install --quiet --no-compile -e ".[cpu,jax,test]"
+	$(PY) -m pip install --quiet --no-compile --no-deps "tf-keras~=$$($(PY) -c 'from importlib import metadata; print(metadata.version("tensorflow-cpu").rsplit(".", 1)[0])').0"
+	$(PY) -c "import tensorflow, keras, jax, sklearn, pandas, matplotlib.pyplot, apache_beam, pytest, xdist" \
+		2> $(VENV)/imports.log || { cat $(VENV)/imports.log; exit 1; }
 	touch $(STAMP)
 
 setup: $(STAMP)
