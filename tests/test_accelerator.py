@@ -66,10 +66,10 @@ def test_one_epoch_under_xla_in_bfloat16_predicts_as_without(tmp_path):
     """mixed_bfloat16, a TPU's precision: the tiny backbone's training, validation and prediction
     graphs compiled with XLA, FoldAverage's 10 views under XLA and the export marked for XLA give
     the non-XLA predictions; EfficientNet-B0's training step compiled with XLA (its one compile,
-    40 CPU seconds: the costly one) computes the loss and the update that the step without XLA
-    does. In float32 the same graphs compile with XLA in other tests: the
-    families' training and export (test_families), the box model's 10 views against eager
-    (test_field), B0's forward graph (test_reference_import's imported fold 0)."""
+    about 33 CPU seconds: the costly one) computes the loss and the update that the step without
+    XLA does. In float32 the same graphs compile with XLA in other tests: the families' training
+    and export (test_families), the box model's 10 views against eager (test_field), B0's
+    forward graph (test_reference_import's imported fold 0)."""
     write_records(tmp_path / "rec", (8, 8), image_size=(32, 32))
     results = last_json_line(finish(start_python(
         ["tests/xla_training.py", str(tmp_path / "rec"), str(tmp_path / "bf16"),

@@ -1,7 +1,7 @@
-"""--runner=beam: each stage on Beam's local runner, in worker processes of its own, gives what the
-local path gives on the same inputs (frames and their manifest, record shards and their manifest byte
-for byte, field rows), a bad video included, and resumes what a killed run left without redoing
-it."""
+"""--runner=beam: each stage on Beam's local runner, in worker processes of its own, gives what
+the local path gives on the same inputs (frames and their manifest, record shards and their
+manifest byte for byte, field rows), a bad video included, and resumes what a killed run left
+without redoing it."""
 
 import json
 import pathlib
